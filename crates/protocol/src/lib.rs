@@ -1,0 +1,58 @@
+//! # figure2-protocol: the sans-IO core of Figure 2
+//!
+//! Every rule Figure2 enforces lives here, as plain types and pure functions that cite
+//! their RFC section. Nothing in this crate touches a socket or reads the clock: the
+//! servers and the client are thin I/O shells that parse a request, call into this crate
+//! with `now` and any randomness as arguments, and write the answer back.
+//!
+//! ```text
+//!   +--------+                                           +---------------+
+//!   |        |--(A)------- Authorization Grant --------->|               |
+//!   |        |<-(B)----------- Access Token -------------|               |
+//!   |        |               & Refresh Token             |               |
+//!   |        |                            +----------+   |               |
+//!   |        |--(C)---- Access Token ---->|          |   |               |
+//!   |        |<-(D)- Protected Resource --| Resource |   | Authorization |
+//!   | Client |                            |  Server  |   |     Server    |
+//!   |        |--(E)---- Access Token ---->|          |   |               |
+//!   |        |<-(F)- Invalid Token Error -|          |   |               |
+//!   |        |                            +----------+   |               |
+//!   |        |--(G)----------- Refresh Token ----------->|               |
+//!   |        |<-(H)----------- Access Token -------------|               |
+//!   +--------+           & Optional Refresh Token        +---------------+
+//!                 RFC 6749 Figure 2: Refreshing an Expired Access Token
+//! ```
+//!
+//! | module | steps | RFC |
+//! |---|---|---|
+//! | [`token_request`], [`client_auth`], [`form`] | A, G | RFC 6749 §2.3.1, §3.2, §4, §6 |
+//! | [`token_response`], [`error`] | B, H | RFC 6749 §5.1, §5.2 |
+//! | [`refresh`] | G → H | RFC 6749 §6, RFC 9700 §4.14 |
+//! | [`scope`] | A, G | RFC 6749 §3.3 |
+//! | [`pkce`], [`authorization`] | A | RFC 7636, RFC 6749 §4.1 |
+//! | [`access_token`] | B, D, F, H | RFC 9068 |
+//! | [`bearer`] | C, D, E, F | RFC 6750 §2.1, §3 |
+//! | [`metadata`] | discovery | RFC 8414 |
+//! | [`revocation`], [`introspection`] | after H | RFC 7009, RFC 7662 |
+//! | [`secret`], [`clock`] | all | RFC 6749 §10.10, RFC 9700 |
+
+pub mod access_token;
+pub mod authorization;
+pub mod bearer;
+pub mod client_auth;
+pub mod clock;
+pub mod error;
+pub mod form;
+pub mod introspection;
+pub mod metadata;
+pub mod pkce;
+pub mod refresh;
+pub mod revocation;
+pub mod scope;
+pub mod secret;
+pub mod token_request;
+pub mod token_response;
+
+pub use clock::{Clock, SimulatedClock, SystemClock, UnixTime};
+pub use error::{ErrorCode, ErrorResponse};
+pub use scope::Scope;
