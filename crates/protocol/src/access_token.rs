@@ -105,9 +105,10 @@ pub enum AccessTokenRejection {
 pub fn check_header(header: &Header, allowed: &[Algorithm]) -> Result<(), AccessTokenRejection> {
     // "Resource servers MUST verify that the typ header value is at+jwt or
     // application/at+jwt and reject tokens carrying any other value."
-    let typ_ok = header.typ.as_deref().is_some_and(|t| {
-        t.eq_ignore_ascii_case(TYP) || t.eq_ignore_ascii_case("application/at+jwt")
-    });
+    let typ_ok = header
+        .typ
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case(TYP) || t.eq_ignore_ascii_case("application/at+jwt"));
     if !typ_ok {
         return Err(AccessTokenRejection::WrongType);
     }
@@ -118,7 +119,11 @@ pub fn check_header(header: &Header, allowed: &[Algorithm]) -> Result<(), Access
 }
 
 /// RFC 9068 §4: the claim checks, after the signature verified.
-pub fn check_claims(claims: &AccessTokenClaims, expect: &Expectations<'_>, now: UnixTime) -> Result<(), AccessTokenRejection> {
+pub fn check_claims(
+    claims: &AccessTokenClaims,
+    expect: &Expectations<'_>,
+    now: UnixTime,
+) -> Result<(), AccessTokenRejection> {
     // "The issuer identifier ... MUST exactly match the value of the iss claim."
     if claims.iss != expect.issuer {
         return Err(AccessTokenRejection::WrongIssuer);

@@ -95,11 +95,19 @@ impl AuthorizationRequest {
         };
         match query.get("response_type") {
             Some("code") => {}
-            Some(_) => return Err(redirect(AuthorizationErrorCode::UnsupportedResponseType, "only response_type=code is supported")),
+            Some(_) => {
+                return Err(redirect(
+                    AuthorizationErrorCode::UnsupportedResponseType,
+                    "only response_type=code is supported",
+                ));
+            }
             None => return Err(redirect(AuthorizationErrorCode::InvalidRequest, "missing response_type")),
         }
         if client.check_grant_type(GrantType::AuthorizationCode).is_err() {
-            return Err(redirect(AuthorizationErrorCode::UnauthorizedClient, "client may not use the authorization code grant"));
+            return Err(redirect(
+                AuthorizationErrorCode::UnauthorizedClient,
+                "client may not use the authorization code grant",
+            ));
         }
         // RFC 6749 §3.3: omitted scope means the client's default scope.
         let scope = match query.get("scope") {
@@ -116,11 +124,21 @@ impl AuthorizationRequest {
             ),
             // RFC 9700 §2.1.1: public clients MUST use PKCE.
             None if !client.is_confidential() => {
-                return Err(redirect(AuthorizationErrorCode::InvalidRequest, "public clients must send a PKCE code_challenge"));
+                return Err(redirect(
+                    AuthorizationErrorCode::InvalidRequest,
+                    "public clients must send a PKCE code_challenge",
+                ));
             }
             None => None,
         };
-        Ok(Self { client_id: client.client_id, redirect_uri, redirect_uri_in_request: in_request, scope, state, code_challenge })
+        Ok(Self {
+            client_id: client.client_id,
+            redirect_uri,
+            redirect_uri_in_request: in_request,
+            scope,
+            state,
+            code_challenge,
+        })
     }
 }
 

@@ -277,7 +277,8 @@ mod tests {
         assert_eq!(c.error, Some(BearerErrorCode::InvalidToken));
         assert_eq!(c.error_description.as_deref(), Some("The access token expired"));
 
-        let c = BearerChallenge::parse(r#"Basic realm="x", Bearer error=insufficient_scope, scope="read write""#).unwrap();
+        let c =
+            BearerChallenge::parse(r#"Basic realm="x", Bearer error=insufficient_scope, scope="read write""#).unwrap();
         assert_eq!(c.error, Some(BearerErrorCode::InsufficientScope));
         assert_eq!(c.scope.as_deref(), Some("read write"));
         assert!(BearerChallenge::parse(r#"Basic realm="x""#).is_none());

@@ -27,9 +27,7 @@ pub enum ClientAuthentication {
 impl ClientAuthentication {
     pub fn client_id(&self) -> Option<&str> {
         match self {
-            Self::Basic { client_id, .. } | Self::Post { client_id, .. } | Self::None { client_id } => {
-                Some(client_id)
-            }
+            Self::Basic { client_id, .. } | Self::Post { client_id, .. } | Self::None { client_id } => Some(client_id),
             Self::Absent => None,
         }
     }
@@ -64,9 +62,7 @@ impl ClientAuthentication {
             return Ok(Self::Basic { client_id, client_secret: Secret::new(client_secret) });
         }
         match (body_id, body_secret) {
-            (Some(id), Some(secret)) => {
-                Ok(Self::Post { client_id: id.to_owned(), client_secret: Secret::new(secret) })
-            }
+            (Some(id), Some(secret)) => Ok(Self::Post { client_id: id.to_owned(), client_secret: Secret::new(secret) }),
             (Some(id), None) => Ok(Self::None { client_id: id.to_owned() }),
             (None, Some(_)) => Err(ErrorResponse::new(ErrorCode::InvalidRequest, "client_secret without client_id")),
             (None, None) => Ok(Self::Absent),
@@ -188,7 +184,10 @@ pub fn authenticate<'c>(
         (_, Some(client)) => client,
     };
     match (presented, &client.secret_digest) {
-        (ClientAuthentication::Basic { client_secret, .. } | ClientAuthentication::Post { client_secret, .. }, Some(digest)) => {
+        (
+            ClientAuthentication::Basic { client_secret, .. } | ClientAuthentication::Post { client_secret, .. },
+            Some(digest),
+        ) => {
             if verify_secret_digest(client_secret.expose(), digest) {
                 Ok(client)
             } else {
@@ -266,7 +265,10 @@ mod tests {
     #[test]
     fn authenticate_rules() {
         let c = confidential();
-        let good = ClientAuthentication::Post { client_id: "s6BhdRkqt3".into(), client_secret: Secret::new("7Fjfp0ZBr1KtDRbnfVdmIw") };
+        let good = ClientAuthentication::Post {
+            client_id: "s6BhdRkqt3".into(),
+            client_secret: Secret::new("7Fjfp0ZBr1KtDRbnfVdmIw"),
+        };
         assert!(authenticate(&good, Some(&c)).is_ok());
         let bad = ClientAuthentication::Post { client_id: "s6BhdRkqt3".into(), client_secret: Secret::new("nope") };
         assert_eq!(authenticate(&bad, Some(&c)).unwrap_err().error, ErrorCode::InvalidClient);

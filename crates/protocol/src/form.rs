@@ -46,9 +46,8 @@ impl FormParams {
     /// A parameter the request cannot do without (§5.2 `invalid_request`: "missing a
     /// required parameter").
     pub fn required(&self, name: &str) -> Result<&str, ErrorResponse> {
-        self.get(name).ok_or_else(|| {
-            ErrorResponse::new(ErrorCode::InvalidRequest, format!("missing required parameter {name}"))
-        })
+        self.get(name)
+            .ok_or_else(|| ErrorResponse::new(ErrorCode::InvalidRequest, format!("missing required parameter {name}")))
     }
 
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {

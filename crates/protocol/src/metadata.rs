@@ -66,7 +66,10 @@ impl AuthorizationServerMetadata {
     /// server's issuer identifier value into which the well-known URI string was inserted".
     pub fn validate_for_issuer(&self, expected_issuer: &str) -> Result<(), MetadataError> {
         if self.issuer != expected_issuer {
-            return Err(MetadataError::IssuerMismatch { expected: expected_issuer.to_owned(), found: self.issuer.clone() });
+            return Err(MetadataError::IssuerMismatch {
+                expected: expected_issuer.to_owned(),
+                found: self.issuer.clone(),
+            });
         }
         Ok(())
     }

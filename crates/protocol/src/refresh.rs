@@ -207,7 +207,12 @@ mod tests {
         }
     }
 
-    fn check(t: &RefreshTokenState, client: &str, scope: Option<&str>, now: u64) -> Result<RefreshGranted, RefreshRejection> {
+    fn check(
+        t: &RefreshTokenState,
+        client: &str,
+        scope: Option<&str>,
+        now: u64,
+    ) -> Result<RefreshGranted, RefreshRejection> {
         let scope = scope.map(|s| Scope::parse(s).unwrap());
         check_refresh(Some(t), client, scope.as_ref(), now, &RefreshPolicy::default())
     }

@@ -161,7 +161,10 @@ mod tests {
         assert_eq!(parse("refresh_token=x").unwrap_err().error, ErrorCode::InvalidRequest);
         assert_eq!(parse("grant_type=implicit").unwrap_err().error, ErrorCode::UnsupportedGrantType);
         assert_eq!(parse("grant_type=refresh_token").unwrap_err().error, ErrorCode::InvalidRequest);
-        assert_eq!(parse("grant_type=refresh_token&refresh_token=a&scope=a%20%20b").unwrap_err().error, ErrorCode::InvalidScope);
+        assert_eq!(
+            parse("grant_type=refresh_token&refresh_token=a&scope=a%20%20b").unwrap_err().error,
+            ErrorCode::InvalidScope
+        );
         assert_eq!(parse("grant_type=password&username=u").unwrap_err().error, ErrorCode::InvalidRequest);
         assert_eq!(
             parse("grant_type=authorization_code&code=c&code_verifier=short").unwrap_err().error,

@@ -1,0 +1,313 @@
+//! # figure2-http: the I/O shell every role shares
+//!
+//! Not part of OAuth: this crate is the plumbing that lets the authorization server, the
+//! resource server and the client stay thin. It holds
+//! - [`serve`]: a hyper 1.x HTTP/1.1 accept loop over an already-bound listener, with a
+//!   header-read timeout, bounded header count and buffer, and graceful shutdown;
+//! - [`read_body`]: a request body read with a hard size limit;
+//! - response builders ([`json`], [`text`]);
+//! - [`HttpClient`]: a small HTTP/1.1 client with bounded response bodies.
+//!
+//! Protocol decisions never happen here; see `figure2-protocol`.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// The response type every handler returns.
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// Limits applied to every connection and request.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Time allowed to receive a request's headers (slowloris guard).
+    pub header_read_timeout: Duration,
+    /// Most headers in one request.
+    pub max_headers: usize,
+    /// hyper's read buffer, which bounds the size of the request head (minimum 8 KiB).
+    pub max_head_bytes: usize,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_headers: 64,
+            max_head_bytes: 16 * 1024,
+            max_body_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// A request handler: one per role.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(self: Arc<Self>, request: Request<Incoming>) -> impl Future<Output = HttpResponse> + Send;
+}
+
+/// Serves HTTP/1.1 on `listener` until `shutdown` completes, then lets in-flight requests
+/// finish (for at most five seconds). Tests bind port 0 and pass the listener in.
+pub async fn serve<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let handler = handler.clone();
+                let service = service_fn(move |req| {
+                    let handler = handler.clone();
+                    async move { Ok::<_, Infallible>(handler.handle(req).await) }
+                });
+                let mut builder = http1::Builder::new();
+                builder
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(limits.header_read_timeout)
+                    .max_headers(limits.max_headers)
+                    .max_buf_size(limits.max_head_bytes.max(8192));
+                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body exceeds {0} bytes")]
+    TooLarge(usize),
+    #[error("request body could not be read")]
+    Io,
+}
+
+/// Reads a whole body, refusing more than `limit` bytes.
+pub async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, BodyError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(BodyError::TooLarge(limit)),
+        Err(_) => Err(BodyError::Io),
+    }
+}
+
+/// The value of a header as UTF-8, if present and valid.
+pub fn header_str<'a>(headers: &'a HeaderMap, name: &header::HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Whether the request's `Content-Type` is `expected` (parameters such as charset ignored).
+pub fn has_content_type(headers: &HeaderMap, expected: &str) -> bool {
+    header_str(headers, &header::CONTENT_TYPE)
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(expected))
+}
+
+/// A JSON response with extra headers.
+pub fn json<T: serde::Serialize>(status: u16, body: &T, headers: &[(&str, &str)]) -> HttpResponse {
+    let body = serde_json::to_vec(body).unwrap_or_default();
+    response(status, "application/json", Bytes::from(body), headers)
+}
+
+/// A plain-text (or other typed) response.
+pub fn text(status: u16, content_type: &str, body: impl Into<Bytes>, headers: &[(&str, &str)]) -> HttpResponse {
+    response(status, content_type, body.into(), headers)
+}
+
+fn response(status: u16, content_type: &str, body: Bytes, headers: &[(&str, &str)]) -> HttpResponse {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    for (name, value) in headers {
+        if let (Ok(n), Ok(v)) = (header::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            h.append(n, v);
+        }
+    }
+    r
+}
+
+/// A response received by [`HttpClient`].
+#[derive(Debug, Clone)]
+pub struct ReceivedResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl ReceivedResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("HTTP request to {url} failed: {reason}")]
+    Transport { url: String, reason: String },
+    #[error("response body from {0} too large")]
+    TooLarge(String),
+    #[error("no answer from {0} in time")]
+    Timeout(String),
+}
+
+/// A small HTTP/1.1 client (plain HTTP; Figure2's roles talk over loopback or a compose
+/// network). Response bodies are bounded.
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    max_body: usize,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient").finish_non_exhaustive()
+    }
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HttpClient {
+    pub fn new() -> Self {
+        let inner = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build_http();
+        Self { inner, max_body: 1024 * 1024, timeout: Duration::from_secs(30) }
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sends one request and reads the whole response.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<Bytes>,
+    ) -> Result<ReceivedResponse, ClientError> {
+        let mut builder = Request::builder().method(method).uri(url);
+        for (n, v) in headers {
+            builder = builder.header(*n, *v);
+        }
+        let request = builder
+            .body(Full::new(body.unwrap_or_default()))
+            .map_err(|e| ClientError::InvalidRequest(e.to_string()))?;
+        let fut = async {
+            let response = self
+                .inner
+                .request(request)
+                .await
+                .map_err(|e| ClientError::Transport { url: url.to_owned(), reason: error_chain(&e) })?;
+            let (parts, body) = response.into_parts();
+            let body = read_body(body, self.max_body).await.map_err(|e| match e {
+                BodyError::TooLarge(_) => ClientError::TooLarge(url.to_owned()),
+                BodyError::Io => ClientError::Transport { url: url.to_owned(), reason: "body read failed".into() },
+            })?;
+            Ok(ReceivedResponse { status: parts.status.as_u16(), headers: parts.headers, body })
+        };
+        tokio::time::timeout(self.timeout, fut).await.map_err(|_| ClientError::Timeout(url.to_owned()))?
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Echo;
+    impl Handler for Echo {
+        async fn handle(self: Arc<Self>, request: Request<Incoming>) -> HttpResponse {
+            let path = request.uri().path().to_owned();
+            match read_body(request.into_body(), 16).await {
+                Ok(b) => text(200, "text/plain", format!("{path}:{}", b.len()), &[("x-test", "1")]),
+                Err(e) => text(413, "text/plain", e.to_string(), &[]),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn serves_and_bounds_bodies() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, Arc::new(Echo), Limits::default(), async {
+            let _ = rx.await;
+        }));
+        let client = HttpClient::new();
+        let url = format!("http://{addr}/hello");
+        let r = client.send(Method::POST, &url, &[], Some(Bytes::from_static(b"abc"))).await.unwrap();
+        assert_eq!((r.status, r.body_text().as_str(), r.header("x-test")), (200, "/hello:3", Some("1")));
+        let r = client.send(Method::POST, &url, &[], Some(Bytes::from(vec![b'a'; 100]))).await.unwrap();
+        assert_eq!(r.status, 413);
+        tx.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn content_type_matching() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded; charset=UTF-8"));
+        assert!(has_content_type(&h, "application/x-www-form-urlencoded"));
+        assert!(!has_content_type(&h, "application/json"));
+    }
+}
