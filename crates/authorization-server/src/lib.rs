@@ -1,1 +1,292 @@
-pub fn x() {}
+//! # figure2-authorization-server: steps B and H of Figure 2
+//!
+//! ```text
+//!   Client --(A)-- Authorization Grant --> Authorization Server
+//!          <-(B)-- Access Token & Refresh Token --
+//!   Client --(G)-- Refresh Token --------> Authorization Server
+//!          <-(H)-- Access Token & Optional Refresh Token --
+//! ```
+//!
+//! The authorization server authenticates the client, validates the grant or the refresh
+//! token, and issues JWT access tokens (RFC 9068) and opaque refresh tokens. It also
+//! publishes what the other roles need to find and trust it.
+//!
+//! | endpoint | file | RFC |
+//! |---|---|---|
+//! | `POST /token` | [`token_endpoint`] | RFC 6749 §3.2, §4.1.3, §4.3, §4.4, §5, §6 |
+//! | `GET/POST /authorize` | [`authorize`] | RFC 6749 §4.1, RFC 7636, RFC 9207 |
+//! | `GET /.well-known/oauth-authorization-server` | [`discovery`] | RFC 8414 |
+//! | `GET /jwks.json` | [`discovery`], [`keys`] | RFC 7517, RFC 9068 |
+//! | `POST /revoke` | [`revocation`] | RFC 7009 |
+//! | `POST /introspect` | [`revocation`] | RFC 7662 |
+//!
+//! Every rule is decided in `figure2_protocol`; this crate reads requests, calls it, keeps
+//! state in a [`store::Store`] and writes answers.
+
+pub mod authorize;
+pub mod config;
+pub mod discovery;
+pub mod keys;
+pub mod revocation;
+pub mod store;
+pub mod token_endpoint;
+
+use figure2_http::{HttpResponse, Limits};
+use figure2_protocol::Clock;
+use figure2_protocol::client_auth::RegisteredClient;
+use figure2_http::Incoming;
+use std::sync::{Arc, RwLock};
+
+pub use config::{Config, ConfigFile};
+pub use store::{SqliteStore, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+}
+
+/// The authorization server: configuration, clock, store and signing keys.
+pub struct AuthorizationServer {
+    config: Config,
+    clock: Arc<dyn Clock>,
+    store: Arc<dyn Store>,
+    /// Published keys, oldest first; the last one signs.
+    keys: RwLock<Vec<Arc<keys::SigningKey>>>,
+    /// The path part of the issuer (`""` or `/tenant`): every endpoint lives below it.
+    base_path: String,
+}
+
+impl std::fmt::Debug for AuthorizationServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizationServer").field("issuer", &self.config.issuer).finish_non_exhaustive()
+    }
+}
+
+/// The realm named in `WWW-Authenticate` challenges.
+pub const REALM: &str = "figure2";
+
+impl AuthorizationServer {
+    /// Opens the SQLite store named in the configuration.
+    pub fn new(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Self>, ServerError> {
+        let store = Arc::new(SqliteStore::open(&config.database)?);
+        Self::with_store(config, clock, store)
+    }
+
+    /// Builds the server over any store. Loads the signing keys kept in the store, or
+    /// makes the first one.
+    pub fn with_store(config: Config, clock: Arc<dyn Clock>, store: Arc<dyn Store>) -> Result<Arc<Self>, ServerError> {
+        let base_path = config
+            .issuer
+            .split_once("://")
+            .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned()))
+            .unwrap_or_default();
+        let server = Self { config, clock, store, keys: RwLock::new(Vec::new()), base_path };
+        server.load_keys()?;
+        if server.keys.read().map(|k| k.is_empty()).unwrap_or(true) {
+            server.rotate_signing_key()?;
+        }
+        Ok(Arc::new(server))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.config.issuer
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    fn client(&self, client_id: &str) -> Option<&RegisteredClient> {
+        self.config.clients.get(client_id)
+    }
+
+    fn load_keys(&self) -> Result<(), ServerError> {
+        let mut loaded = Vec::new();
+        for k in self.store.signing_keys()? {
+            let alg = keys::parse_algorithm(&k.alg)?;
+            loaded.push(Arc::new(keys::SigningKey::from_pkcs8(alg, k.kid, k.created_at, k.pkcs8)?));
+        }
+        // The configured algorithm signs: if the newest stored key has another
+        // algorithm, a new key is made for it (the old ones stay published).
+        let needs_new = loaded.last().is_some_and(|k| k.alg != self.config.signing_algorithm);
+        if let Ok(mut keys) = self.keys.write() {
+            *keys = loaded;
+        }
+        if needs_new {
+            self.rotate_signing_key()?;
+        }
+        Ok(())
+    }
+
+    /// Adds a new signing key with a new `kid`; it signs from now on. Older keys stay in
+    /// the JWKS so tokens they signed still verify until they expire (then remove them
+    /// with [`AuthorizationServer::retire_signing_key`]).
+    pub fn rotate_signing_key(&self) -> Result<String, ServerError> {
+        let now = self.now();
+        let key = keys::SigningKey::generate(self.config.signing_algorithm, keys::new_kid(now), now)?;
+        self.store.add_signing_key(&store::StoredKey {
+            kid: key.kid.clone(),
+            alg: keys::algorithm_name(key.alg).to_owned(),
+            pkcs8: key.pkcs8().to_vec(),
+            created_at: now,
+        })?;
+        let kid = key.kid.clone();
+        if let Ok(mut keys) = self.keys.write() {
+            keys.push(Arc::new(key));
+        }
+        tracing::info!(%kid, "signing key added");
+        Ok(kid)
+    }
+
+    /// Removes a key from the JWKS: tokens it signed stop verifying.
+    pub fn retire_signing_key(&self, kid: &str) -> Result<bool, ServerError> {
+        let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        if keys.len() <= 1 || keys.last().is_some_and(|k| k.kid == kid) {
+            return Ok(false); // never remove the key that signs
+        }
+        let before = keys.len();
+        keys.retain(|k| k.kid != kid);
+        if keys.len() != before {
+            self.store.remove_signing_key(kid)?;
+        }
+        Ok(keys.len() != before)
+    }
+
+    fn signing_key(&self) -> Arc<keys::SigningKey> {
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        // with_store guarantees at least one key.
+        keys.last().cloned().expect("the authorization server always has a signing key")
+    }
+
+    fn published_keys(&self) -> Vec<Arc<keys::SigningKey>> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn route<'a>(&self, path: &'a str) -> Option<&'a str> {
+        if path.starts_with("/.well-known/") {
+            return Some(path);
+        }
+        path.strip_prefix(self.base_path.as_str())
+    }
+}
+
+impl figure2_http::Handler for AuthorizationServer {
+    async fn handle(self: Arc<Self>, request: http::Request<Incoming>) -> HttpResponse {
+        let path = request.uri().path().to_owned();
+        let method = request.method().clone();
+        let well_known = format!("{}{}", figure2_protocol::metadata::WELL_KNOWN_SUFFIX, self.base_path);
+        let route = self.route(&path).unwrap_or("");
+        match route {
+            p if p == well_known => discovery::metadata(&self, &method),
+            "/jwks.json" => discovery::jwks(&self, &method),
+            "/token" => token_endpoint::handle(&self, request).await,
+            "/authorize" => authorize::handle(&self, request).await,
+            "/revoke" => revocation::revoke(&self, request).await,
+            "/introspect" => revocation::introspect(&self, request).await,
+            "/health" => figure2_http::json(200, &serde_json::json!({"status": "ok"}), &[]),
+            _ => figure2_http::json(404, &serde_json::json!({"error": "not_found"}), &[]),
+        }
+    }
+}
+
+/// Serves the authorization server on an already-bound listener until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    server: Arc<AuthorizationServer>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    figure2_http::serve(listener, server, Limits::default(), shutdown).await
+}
+
+/// 32 bytes from the thread-local CSPRNG (ChaCha12, seeded from the OS), encoded as an
+/// opaque token: 256 bits, well over RFC 6749 §10.10's 128.
+pub(crate) fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    figure2_protocol::secret::encode_token(&bytes)
+}
+
+/// Reads a form-encoded POST body with the checks every form endpoint shares
+/// (RFC 6749 §3.2: POST and `application/x-www-form-urlencoded`).
+pub(crate) async fn read_form(
+    request: http::Request<Incoming>,
+) -> Result<(http::request::Parts, figure2_protocol::form::FormParams), FormFailure> {
+    use figure2_protocol::{ErrorCode, ErrorResponse};
+    if request.method() != http::Method::POST {
+        return Err(FormFailure::MethodNotAllowed);
+    }
+    if !figure2_http::has_content_type(request.headers(), "application/x-www-form-urlencoded") {
+        return Err(FormFailure::Error(ErrorResponse::new(
+            ErrorCode::InvalidRequest,
+            "Content-Type must be application/x-www-form-urlencoded",
+        )));
+    }
+    let (parts, body) = request.into_parts();
+    let body = figure2_http::read_body(body, Limits::default().max_body_bytes).await.map_err(|e| match e {
+        figure2_http::BodyError::TooLarge(_) => FormFailure::TooLarge,
+        figure2_http::BodyError::Io => {
+            FormFailure::Error(ErrorResponse::new(ErrorCode::InvalidRequest, "request body could not be read"))
+        }
+    })?;
+    let form = figure2_protocol::form::FormParams::parse(&body).map_err(FormFailure::Error)?;
+    Ok((parts, form))
+}
+
+pub(crate) enum FormFailure {
+    MethodNotAllowed,
+    TooLarge,
+    Error(figure2_protocol::ErrorResponse),
+}
+
+impl FormFailure {
+    pub(crate) fn into_error(self) -> (u16, figure2_protocol::ErrorResponse) {
+        use figure2_protocol::{ErrorCode, ErrorResponse};
+        match self {
+            Self::MethodNotAllowed => (405, ErrorResponse::new(ErrorCode::InvalidRequest, "use POST (RFC 6749 §3.2)")),
+            Self::TooLarge => (413, ErrorResponse::new(ErrorCode::InvalidRequest, "request body too large")),
+            Self::Error(e) => (e.http_status(), e),
+        }
+    }
+}
+
+/// The single `Authorization` header, if any; several are `invalid_request`.
+pub(crate) fn authorization_header(parts: &http::request::Parts) -> Result<Option<&str>, figure2_protocol::ErrorResponse> {
+    use figure2_protocol::{ErrorCode, ErrorResponse};
+    let mut values = parts.headers.get_all(http::header::AUTHORIZATION).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ErrorResponse::new(ErrorCode::InvalidRequest, "more than one Authorization header"));
+    }
+    match first {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(Some)
+            .map_err(|_| ErrorResponse::new(ErrorCode::InvalidClient, "Authorization header is not ASCII")),
+    }
+}
+
+/// RFC 6749 §5.2 error response: the status of the code, `WWW-Authenticate` for
+/// `invalid_client`, and `Cache-Control: no-store`.
+pub(crate) fn oauth_error(status: u16, error: &figure2_protocol::ErrorResponse) -> HttpResponse {
+    let mut headers: Vec<(&str, &str)> = figure2_protocol::token_response::NO_STORE_HEADERS.to_vec();
+    let challenge = error.www_authenticate(REALM);
+    if let Some(c) = &challenge {
+        headers.push(("www-authenticate", c));
+    }
+    if status == 405 {
+        headers.push(("allow", "POST"));
+    }
+    figure2_http::json(status, error, &headers)
+}

@@ -86,6 +86,15 @@ pub struct RefreshTokenState {
     pub last_used_at: UnixTime,
 }
 
+impl RefreshTokenState {
+    /// RFC 7662 §2.2 `active`: the token could be used right now (a token usable only
+    /// through the grace period is not active).
+    pub fn is_active(&self, now: UnixTime, policy: &RefreshPolicy) -> bool {
+        self.status == RefreshTokenStatus::Active
+            && check_refresh(Some(self), &self.client_id, None, now, policy).is_ok()
+    }
+}
+
 /// The decision to answer step H.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshGranted {

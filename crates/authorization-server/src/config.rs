@@ -1,0 +1,250 @@
+//! The authorization server's TOML configuration: clients, users, lifetimes and the
+//! refresh-token policy, under the option names users know from other servers
+//! (`access_token_lifetime`, `refresh_token_lifetime`, `always_issue_new_refresh_token`).
+//! Every option is documented in `config/demo.toml` at the repository root.
+
+use figure2_protocol::Scope;
+use figure2_protocol::client_auth::{GrantType, RegisteredClient};
+use figure2_protocol::refresh::RefreshPolicy;
+use figure2_protocol::secret::{TokenDigest, parse_digest_hex};
+use serde::Deserialize;
+use std::collections::HashMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The configuration file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// The issuer identifier (RFC 8414 §2): the URL clients reach us at, no trailing slash.
+    pub issuer: Option<String>,
+    /// Address to listen on; `--listen` overrides it.
+    pub listen: Option<String>,
+    /// The SQLite file; `:memory:` keeps nothing.
+    #[serde(default = "default_database")]
+    pub database: String,
+    /// The `aud` of issued access tokens (RFC 9068 §3): the resource server's identifier.
+    #[serde(default = "default_audience")]
+    pub audience: String,
+    /// `ES256` (default), `RS256` or `EdDSA`.
+    #[serde(default = "default_alg")]
+    pub signing_algorithm: String,
+    #[serde(default = "default_access_token_lifetime")]
+    pub access_token_lifetime: u64,
+    /// Seconds; 0 means refresh tokens never expire on their own.
+    #[serde(default = "default_refresh_token_lifetime")]
+    pub refresh_token_lifetime: u64,
+    #[serde(default)]
+    pub refresh_token_idle_lifetime: Option<u64>,
+    #[serde(default)]
+    pub refresh_token_absolute_lifetime: Option<u64>,
+    #[serde(default = "default_true")]
+    pub always_issue_new_refresh_token: bool,
+    #[serde(default)]
+    pub refresh_token_reuse_interval: u64,
+    #[serde(default = "default_true")]
+    pub revoke_family_on_reuse: bool,
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub client_id: String,
+    /// Hex SHA-256 of the client secret (`authorization-server hash-secret`). Absent for
+    /// a public client.
+    pub client_secret_sha256: Option<String>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<GrantType>,
+    /// The most this client may be granted, space-separated.
+    pub scope: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub username: String,
+    /// An argon2 PHC string (`authorization-server hash-password`).
+    pub password_argon2: String,
+}
+
+fn default_database() -> String {
+    "figure2.db".into()
+}
+fn default_audience() -> String {
+    "figure2-resource-server".into()
+}
+fn default_alg() -> String {
+    "ES256".into()
+}
+fn default_access_token_lifetime() -> u64 {
+    3600
+}
+fn default_refresh_token_lifetime() -> u64 {
+    14 * 24 * 3600
+}
+fn default_true() -> bool {
+    true
+}
+
+/// The configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub issuer: String,
+    pub database: String,
+    pub audience: String,
+    pub signing_algorithm: jsonwebtoken::Algorithm,
+    pub access_token_lifetime: u64,
+    pub refresh: RefreshPolicy,
+    pub clients: HashMap<String, RegisteredClient>,
+    /// username → argon2 PHC string
+    pub users: HashMap<String, String>,
+}
+
+impl ConfigFile {
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    pub fn load(path: &str) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Self::from_toml(&text)
+    }
+
+    /// Validates and resolves the file; `issuer` is required by now (a flag may supply it).
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let invalid = |s: String| ConfigError::Invalid(s);
+        let issuer = self.issuer.ok_or_else(|| invalid("issuer is required".into()))?;
+        let issuer = issuer.trim_end_matches('/').to_owned();
+        if !(issuer.starts_with("http://") || issuer.starts_with("https://")) || issuer.contains(['?', '#']) {
+            // RFC 8414 §2: a URL with the https scheme, no query or fragment (http allowed
+            // here for loopback demos).
+            return Err(invalid(format!("issuer {issuer:?} must be an http(s) URL without query or fragment")));
+        }
+        let signing_algorithm =
+            crate::keys::parse_algorithm(&self.signing_algorithm).map_err(|e| invalid(e.to_string()))?;
+        if self.access_token_lifetime == 0 {
+            return Err(invalid("access_token_lifetime must be at least 1 second".into()));
+        }
+        let mut clients = HashMap::new();
+        for c in self.clients {
+            let secret_digest: Option<TokenDigest> = match &c.client_secret_sha256 {
+                Some(hex) => Some(parse_digest_hex(hex).ok_or_else(|| {
+                    invalid(format!("client {}: client_secret_sha256 must be 64 hex digits", c.client_id))
+                })?),
+                None => None,
+            };
+            let scope = Scope::parse(&c.scope).map_err(|e| invalid(format!("client {}: {e}", c.client_id)))?;
+            if c.grant_types.contains(&GrantType::AuthorizationCode) && c.redirect_uris.is_empty() {
+                return Err(invalid(format!("client {}: authorization_code needs redirect_uris", c.client_id)));
+            }
+            if secret_digest.is_none()
+                && (c.grant_types.contains(&GrantType::ClientCredentials) || c.grant_types.contains(&GrantType::Password))
+            {
+                // RFC 6749 §4.4: only confidential clients may use client_credentials.
+                return Err(invalid(format!("client {}: a public client cannot use this grant", c.client_id)));
+            }
+            let client = RegisteredClient {
+                client_id: c.client_id.clone(),
+                secret_digest,
+                redirect_uris: c.redirect_uris,
+                grant_types: c.grant_types,
+                scope,
+            };
+            if clients.insert(c.client_id.clone(), client).is_some() {
+                return Err(invalid(format!("client {} is listed twice", c.client_id)));
+            }
+        }
+        let mut users = HashMap::new();
+        for u in self.users {
+            if argon2::PasswordHash::new(&u.password_argon2).is_err() {
+                return Err(invalid(format!("user {}: password_argon2 is not a PHC string", u.username)));
+            }
+            users.insert(u.username, u.password_argon2);
+        }
+        Ok(Config {
+            issuer,
+            database: self.database,
+            audience: self.audience,
+            signing_algorithm,
+            access_token_lifetime: self.access_token_lifetime,
+            refresh: RefreshPolicy {
+                always_issue_new_refresh_token: self.always_issue_new_refresh_token,
+                refresh_token_lifetime: (self.refresh_token_lifetime > 0).then_some(self.refresh_token_lifetime),
+                refresh_token_idle_lifetime: self.refresh_token_idle_lifetime,
+                refresh_token_absolute_lifetime: self.refresh_token_absolute_lifetime,
+                refresh_token_reuse_interval: self.refresh_token_reuse_interval,
+                revoke_family_on_reuse: self.revoke_family_on_reuse,
+            },
+            clients,
+            users,
+        })
+    }
+}
+
+impl Config {
+    /// Every scope some client may request (RFC 8414 `scopes_supported`).
+    pub fn scopes_supported(&self) -> Vec<String> {
+        let mut all: Vec<String> =
+            self.clients.values().flat_map(|c| c.scope.iter().map(str::to_owned).collect::<Vec<_>>()).collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+}
+
+/// Hashes a person's password with argon2id (default parameters, random salt).
+pub fn hash_password(password: &str) -> Result<String, String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let mut salt = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    argon2::Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
+}
+
+/// Checks a password against an argon2 PHC string.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    use argon2::password_hash::PasswordVerifier;
+    argon2::PasswordHash::new(phc)
+        .map(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_config_resolves() {
+        let text = include_str!("../../../config/demo.toml");
+        let config = ConfigFile::from_toml(text).unwrap().resolve().unwrap();
+        assert_eq!(config.access_token_lifetime, 3600);
+        assert!(config.refresh.always_issue_new_refresh_token);
+        assert!(config.clients.contains_key("demo-client"));
+        assert!(verify_password("alice-password", &config.users["alice"]));
+        assert!(!verify_password("wrong", &config.users["alice"]));
+    }
+
+    #[test]
+    fn rejects_unknown_options_and_bad_values() {
+        assert!(ConfigFile::from_toml("issuer = \"http://x\"\nrefresh_token_lifetme = 3").is_err());
+        let bad = ConfigFile::from_toml("issuer = \"ftp://x\"").unwrap().resolve();
+        assert!(bad.is_err());
+        let public_cc = ConfigFile::from_toml(
+            "issuer = \"http://x\"\n[[clients]]\nclient_id = \"p\"\ngrant_types = [\"client_credentials\"]\nscope = \"read\"",
+        )
+        .unwrap()
+        .resolve();
+        assert!(public_cc.is_err());
+    }
+}

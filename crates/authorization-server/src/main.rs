@@ -1,0 +1,153 @@
+//! `authorization-server`: the authorization server of Figure 2 as a standalone process.
+
+use clap::{Parser, Subcommand};
+use figure2_authorization_server::{AuthorizationServer, ConfigFile, serve};
+use figure2_protocol::SystemClock;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(version, about = "Figure2 authorization server: steps B and H of RFC 6749 Figure 2")]
+struct Cli {
+    /// TOML configuration file (see config/demo.toml).
+    #[arg(long, env = "FIGURE2_CONFIG", default_value = "config/demo.toml")]
+    config: String,
+    /// Address to listen on (overrides `listen` in the file).
+    #[arg(long, env = "FIGURE2_AS_LISTEN")]
+    listen: Option<String>,
+    /// Issuer identifier (overrides `issuer` in the file), e.g. http://127.0.0.1:8080
+    #[arg(long, env = "FIGURE2_ISSUER")]
+    issuer: Option<String>,
+    /// SQLite database file (overrides `database` in the file).
+    #[arg(long, env = "FIGURE2_DATABASE")]
+    database: Option<String>,
+    /// Access token lifetime in seconds (overrides the file).
+    #[arg(long, env = "FIGURE2_ACCESS_TOKEN_LIFETIME")]
+    access_token_lifetime: Option<u64>,
+    /// Refresh token lifetime in seconds (overrides the file).
+    #[arg(long, env = "FIGURE2_REFRESH_TOKEN_LIFETIME")]
+    refresh_token_lifetime: Option<u64>,
+    /// Rotation: issue a new refresh token on every refresh (overrides the file).
+    #[arg(long, env = "FIGURE2_ALWAYS_ISSUE_NEW_REFRESH_TOKEN")]
+    always_issue_new_refresh_token: Option<bool>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve (the default).
+    Serve,
+    /// Print the argon2id hash of a password for a [[users]] entry (reads one line from stdin).
+    HashPassword,
+    /// Print the SHA-256 hex digest of a client secret for a [[clients]] entry (reads stdin).
+    HashSecret,
+    /// Add a new signing key; the old ones stay published until retired.
+    RotateKey,
+    /// Remove a signing key from the JWKS (tokens it signed stop verifying).
+    RetireKey { kid: String },
+    /// List the signing keys.
+    ListKeys,
+}
+
+fn read_stdin_line() -> String {
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    line.trim_end_matches(['\r', '\n']).to_owned()
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("authorization-server: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    match cli.command {
+        Some(Command::HashPassword) => {
+            println!("{}", figure2_authorization_server::config::hash_password(&read_stdin_line())?);
+            return Ok(());
+        }
+        Some(Command::HashSecret) => {
+            println!("{}", figure2_protocol::secret::digest_hex(&read_stdin_line()));
+            return Ok(());
+        }
+        _ => {}
+    }
+    let mut file = ConfigFile::load(&cli.config)?;
+    if cli.issuer.is_some() {
+        file.issuer = cli.issuer;
+    }
+    if let Some(db) = cli.database {
+        file.database = db;
+    }
+    if let Some(l) = cli.access_token_lifetime {
+        file.access_token_lifetime = l;
+    }
+    if let Some(l) = cli.refresh_token_lifetime {
+        file.refresh_token_lifetime = l;
+    }
+    if let Some(r) = cli.always_issue_new_refresh_token {
+        file.always_issue_new_refresh_token = r;
+    }
+    let listen = cli.listen.or(file.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".into());
+    let config = file.resolve()?;
+    let server = AuthorizationServer::new(config, Arc::new(SystemClock))?;
+    match cli.command {
+        Some(Command::RotateKey) => {
+            println!("{}", server.rotate_signing_key()?);
+            return Ok(());
+        }
+        Some(Command::RetireKey { kid }) => {
+            if !server.retire_signing_key(&kid)? {
+                return Err(format!("{kid} is not a retirable key (unknown, or the one that signs)").into());
+            }
+            return Ok(());
+        }
+        Some(Command::ListKeys) => {
+            for k in server.jwks()["keys"].as_array().into_iter().flatten() {
+                println!("{} {}", k["kid"].as_str().unwrap_or(""), k["alg"].as_str().unwrap_or(""));
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    tracing::info!(issuer = server.issuer(), listen = %listener.local_addr()?, "authorization server ready");
+    serve(listener, server, shutdown_signal()).await?;
+    tracing::info!("authorization server stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM (docker stop) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
