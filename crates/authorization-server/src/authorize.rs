@@ -8,13 +8,13 @@
 
 use crate::{AuthorizationServer, read_form};
 use figure2_http::HttpResponse;
+use figure2_http::Incoming;
 use figure2_protocol::authorization::{
     AUTHORIZATION_CODE_LIFETIME, AuthorizationCodeGrant, AuthorizationErrorCode, AuthorizationRequest,
     AuthorizationRequestError, error_redirect, success_redirect,
 };
 use figure2_protocol::form::FormParams;
 use figure2_protocol::secret::{digest, fingerprint};
-use figure2_http::Incoming;
 
 const PAGE_HEADERS: [(&str, &str); 4] = [
     ("cache-control", "no-store"),
@@ -43,7 +43,9 @@ fn validate(server: &AuthorizationServer, query: &str) -> Result<AuthorizationRe
         page(400, &message_page("Invalid authorization request", e.error_description.as_deref().unwrap_or("")))
     })?;
     AuthorizationRequest::validate(&params, |id| server.client(id).cloned()).map_err(|e| match e {
-        AuthorizationRequestError::ShowToResourceOwner(why) => page(400, &message_page("Invalid authorization request", &why)),
+        AuthorizationRequestError::ShowToResourceOwner(why) => {
+            page(400, &message_page("Invalid authorization request", &why))
+        }
         AuthorizationRequestError::Redirect { redirect_uri, error, description, state } => {
             redirect(&error_redirect(&redirect_uri, error, &description, state.as_deref(), server.issuer()))
         }
@@ -76,9 +78,10 @@ async fn submit(server: &AuthorizationServer, request: http::Request<Incoming>) 
     let username = form.get("username").unwrap_or("").to_owned();
     let password = form.get("password").unwrap_or("").to_owned();
     let phc = server.config.users.get(&username).cloned();
-    let ok = tokio::task::spawn_blocking(move || phc.is_some_and(|phc| crate::config::verify_password(&password, &phc)))
-        .await
-        .unwrap_or(false);
+    let ok =
+        tokio::task::spawn_blocking(move || phc.is_some_and(|phc| crate::config::verify_password(&password, &phc)))
+            .await
+            .unwrap_or(false);
     if !ok {
         return page(401, &login_form(&req, &query, Some("Wrong username or password.")));
     }

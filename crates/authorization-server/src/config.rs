@@ -149,7 +149,8 @@ impl ConfigFile {
                 return Err(invalid(format!("client {}: authorization_code needs redirect_uris", c.client_id)));
             }
             if secret_digest.is_none()
-                && (c.grant_types.contains(&GrantType::ClientCredentials) || c.grant_types.contains(&GrantType::Password))
+                && (c.grant_types.contains(&GrantType::ClientCredentials)
+                    || c.grant_types.contains(&GrantType::Password))
             {
                 // RFC 6749 §4.4: only confidential clients may use client_credentials.
                 return Err(invalid(format!("client {}: a public client cannot use this grant", c.client_id)));
@@ -209,7 +210,10 @@ pub fn hash_password(password: &str) -> Result<String, String> {
     let mut salt = [0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut salt);
     let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
-    argon2::Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// Checks a password against an argon2 PHC string.

@@ -81,7 +81,8 @@ impl SigningKey {
                 Ed25519KeyPair::generate().and_then(|k| k.to_pkcs8v1()).map_err(|e| rejected(&e))?.as_ref().to_vec()
             }
             Algorithm::RS256 => {
-                let k = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(|e| rejected(&e))?;
+                let k =
+                    aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(|e| rejected(&e))?;
                 AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&k).map_err(|e| rejected(&e))?.as_ref().to_vec()
             }
             other => return Err(KeyError::Unsupported(format!("{other:?}"))),
@@ -106,7 +107,8 @@ impl SigningKey {
             }
             Algorithm::EdDSA => {
                 let k = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|e| rejected(&e))?;
-                let jwk = json!({ "kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(k.public_key().as_ref()) });
+                let jwk =
+                    json!({ "kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(k.public_key().as_ref()) });
                 (Pair::EdDsa(k), jwk)
             }
             Algorithm::RS256 => {
@@ -144,11 +146,14 @@ impl SigningKey {
         URL_SAFE_NO_PAD.encode_string(claims, &mut jwt);
         let rng = SystemRandom::new();
         let signature: Vec<u8> = match &self.pair {
-            Pair::Es256(k) => k.sign(&rng, jwt.as_bytes()).map_err(|e| KeyError::Rejected(e.to_string()))?.as_ref().to_vec(),
+            Pair::Es256(k) => {
+                k.sign(&rng, jwt.as_bytes()).map_err(|e| KeyError::Rejected(e.to_string()))?.as_ref().to_vec()
+            }
             Pair::EdDsa(k) => k.sign(jwt.as_bytes()).as_ref().to_vec(),
             Pair::Rs256(k) => {
                 let mut sig = vec![0u8; k.public_modulus_len()];
-                k.sign(&RSA_PKCS1_SHA256, &rng, jwt.as_bytes(), &mut sig).map_err(|e| KeyError::Rejected(e.to_string()))?;
+                k.sign(&RSA_PKCS1_SHA256, &rng, jwt.as_bytes(), &mut sig)
+                    .map_err(|e| KeyError::Rejected(e.to_string()))?;
                 sig
             }
         };

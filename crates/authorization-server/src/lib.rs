@@ -31,10 +31,10 @@ pub mod revocation;
 pub mod store;
 pub mod token_endpoint;
 
+use figure2_http::Incoming;
 use figure2_http::{HttpResponse, Limits};
 use figure2_protocol::Clock;
 use figure2_protocol::client_auth::RegisteredClient;
-use figure2_http::Incoming;
 use std::sync::{Arc, RwLock};
 
 pub use config::{Config, ConfigFile};
@@ -261,7 +261,9 @@ impl FormFailure {
 }
 
 /// The single `Authorization` header, if any; several are `invalid_request`.
-pub(crate) fn authorization_header(parts: &http::request::Parts) -> Result<Option<&str>, figure2_protocol::ErrorResponse> {
+pub(crate) fn authorization_header(
+    parts: &http::request::Parts,
+) -> Result<Option<&str>, figure2_protocol::ErrorResponse> {
     use figure2_protocol::{ErrorCode, ErrorResponse};
     let mut values = parts.headers.get_all(http::header::AUTHORIZATION).iter();
     let first = values.next();

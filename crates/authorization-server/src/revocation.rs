@@ -4,6 +4,7 @@
 
 use crate::{AuthorizationServer, authorization_header, oauth_error, read_form};
 use figure2_http::HttpResponse;
+use figure2_http::Incoming;
 use figure2_protocol::access_token::{AccessTokenClaims, Expectations, check_claims, check_header};
 use figure2_protocol::client_auth::{ClientAuthentication, RegisteredClient, authenticate};
 use figure2_protocol::introspection::IntrospectionResponse;
@@ -11,7 +12,6 @@ use figure2_protocol::revocation::{TokenLookupRequest, TokenTypeHint};
 use figure2_protocol::secret::{digest, fingerprint};
 use figure2_protocol::token_response::NO_STORE_HEADERS;
 use figure2_protocol::{ErrorCode, ErrorResponse};
-use figure2_http::Incoming;
 
 /// Reads the form, authenticates the client and parses `token` / `token_type_hint`.
 async fn authenticated_lookup<'s>(

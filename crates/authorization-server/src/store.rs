@@ -76,7 +76,8 @@ pub struct StoredKey {
 }
 
 /// The decision run inside a refresh transaction (see `figure2_protocol::refresh::check_refresh`).
-pub type RefreshDecision<'a> = &'a mut dyn FnMut(Option<&RefreshTokenState>) -> Result<RefreshGranted, RefreshRejection>;
+pub type RefreshDecision<'a> =
+    &'a mut dyn FnMut(Option<&RefreshTokenState>) -> Result<RefreshGranted, RefreshRejection>;
 
 /// What the authorization server keeps. Every method is one transaction.
 pub trait Store: Send + Sync {
@@ -336,7 +337,9 @@ impl Store for SqliteStore {
         };
         if granted.rotate {
             let live: Option<(Vec<u8>, i64)> = tx
-                .prepare_cached("SELECT digest, generation FROM refresh_tokens WHERE family_id = ?1 AND status = 'active'")?
+                .prepare_cached(
+                    "SELECT digest, generation FROM refresh_tokens WHERE family_id = ?1 AND status = 'active'",
+                )?
                 .query_row([row.family_id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
             let next_generation = live.as_ref().map_or(row.generation, |(_, g)| *g).max(row.generation) + 1;
@@ -344,8 +347,10 @@ impl Store for SqliteStore {
             // successor) and re-point its predecessors at the new live token, so that
             // only the immediate predecessors of the live token can use the grace period.
             if let Some((live_digest, _)) = &live {
-                tx.prepare_cached("UPDATE refresh_tokens SET retired_by = ?2 WHERE family_id = ?1 AND retired_by = ?3")?
-                    .execute(params![row.family_id, &replacement.digest[..], live_digest])?;
+                tx.prepare_cached(
+                    "UPDATE refresh_tokens SET retired_by = ?2 WHERE family_id = ?1 AND retired_by = ?3",
+                )?
+                .execute(params![row.family_id, &replacement.digest[..], live_digest])?;
                 tx.prepare_cached(
                     "UPDATE refresh_tokens SET status = 'retired', retired_at = ?2, retired_by = ?3 WHERE digest = ?1",
                 )?
@@ -415,7 +420,8 @@ impl Store for SqliteStore {
                 ))
             })
             .optional()?;
-        let Some((client_id, subject, scope, redirect_uri, code_challenge, expires_at, used_at, family_id)) = row else {
+        let Some((client_id, subject, scope, redirect_uri, code_challenge, expires_at, used_at, family_id)) = row
+        else {
             return Ok(Err(CodeRejection::Unknown));
         };
         if used_at.is_some() {
@@ -438,7 +444,8 @@ impl Store for SqliteStore {
         if let Err(rejection) = check(&grant) {
             return Ok(Err(rejection));
         }
-        let family = Grant { client_id: grant.client_id.clone(), subject: grant.subject.clone(), scope: grant.scope.clone() };
+        let family =
+            Grant { client_id: grant.client_id.clone(), subject: grant.subject.clone(), scope: grant.scope.clone() };
         let family_id = insert_family(&tx, &family, now)?;
         if let Some(token) = refresh {
             insert_token(&tx, family_id, 0, &token, now)?;
@@ -469,10 +476,16 @@ impl Store for SqliteStore {
 
     fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         let conn = self.lock();
-        let mut stmt = conn.prepare_cached("SELECT kid, alg, pkcs8, created_at FROM signing_keys ORDER BY created_at, kid")?;
+        let mut stmt =
+            conn.prepare_cached("SELECT kid, alg, pkcs8, created_at FROM signing_keys ORDER BY created_at, kid")?;
         let keys = stmt
             .query_map([], |r| {
-                Ok(StoredKey { kid: r.get(0)?, alg: r.get(1)?, pkcs8: r.get(2)?, created_at: r.get::<_, i64>(3)? as u64 })
+                Ok(StoredKey {
+                    kid: r.get(0)?,
+                    alg: r.get(1)?,
+                    pkcs8: r.get(2)?,
+                    created_at: r.get::<_, i64>(3)? as u64,
+                })
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(keys)

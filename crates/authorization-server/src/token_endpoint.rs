@@ -12,16 +12,16 @@
 use crate::store::{Grant, NewRefreshToken};
 use crate::{AuthorizationServer, authorization_header, oauth_error, random_token, read_form};
 use figure2_http::HttpResponse;
+use figure2_http::Incoming;
 use figure2_protocol::access_token::{AccessTokenClaims, Audience};
 use figure2_protocol::authorization::check_code;
 use figure2_protocol::client_auth::{ClientAuthentication, GrantType, RegisteredClient, authenticate};
 use figure2_protocol::refresh::check_refresh;
-use figure2_protocol::token_request::RefreshTokenRequest;
 use figure2_protocol::secret::{digest, fingerprint};
+use figure2_protocol::token_request::RefreshTokenRequest;
 use figure2_protocol::token_request::TokenRequest;
 use figure2_protocol::token_response::{AccessTokenResponse, BEARER, NO_STORE_HEADERS};
 use figure2_protocol::{ErrorCode, ErrorResponse, Scope};
-use figure2_http::Incoming;
 
 /// Handles one token request end to end.
 pub async fn handle(server: &AuthorizationServer, request: http::Request<Incoming>) -> HttpResponse {
@@ -80,7 +80,12 @@ fn server_error(e: impl std::fmt::Display) -> ErrorResponse {
 
 impl AuthorizationServer {
     /// Signs an RFC 9068 access token.
-    fn issue_access_token(&self, subject: &str, client_id: &str, scope: &Scope) -> Result<(String, u64), ErrorResponse> {
+    fn issue_access_token(
+        &self,
+        subject: &str,
+        client_id: &str,
+        scope: &Scope,
+    ) -> Result<(String, u64), ErrorResponse> {
         let now = self.now();
         let lifetime = self.config.access_token_lifetime;
         let mut jti = [0u8; 16];
@@ -206,7 +211,8 @@ fn issue_new_grant(
     let now = server.now();
     let refresh = AuthorizationServer::issues_refresh_tokens(client).then(|| server.new_refresh_token(now));
     let grant = Grant { client_id: client.client_id.clone(), subject: subject.to_owned(), scope: scope.clone() };
-    let family = server.store.create_family(&grant, refresh.as_ref().map(|(_, new)| *new), now).map_err(server_error)?;
+    let family =
+        server.store.create_family(&grant, refresh.as_ref().map(|(_, new)| *new), now).map_err(server_error)?;
     let refresh_token = refresh.map(|(token, _)| token);
     tracing::info!(
         step = "B", client_id = %client.client_id, family,

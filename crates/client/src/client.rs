@@ -1,0 +1,409 @@
+//! The client role: steps A, C, E and G of Figure 2 and the decisions between them.
+
+use crate::{ClientError, Exchange, Observer, Step, TokenSet};
+use bytes::Bytes;
+use figure2_http::{HttpClient, ReceivedResponse};
+use figure2_protocol::bearer::{BearerChallenge, BearerErrorCode, is_b64token};
+use figure2_protocol::client_auth::{ClientAuthentication, TokenEndpointAuthMethod};
+use figure2_protocol::metadata::{AuthorizationServerMetadata, metadata_url};
+use figure2_protocol::secret::Secret;
+use figure2_protocol::token_request::{RefreshTokenRequest, TokenRequest};
+use figure2_protocol::token_response::AccessTokenResponse;
+use figure2_protocol::{Clock, ErrorCode, ErrorResponse, Scope};
+use http::{HeaderMap, Method, header};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// How the client identifies itself and where it asks for tokens.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    /// RFC 6749 §2.3.1: Basic (default with a secret), secret in the body, or a public
+    /// client that only names itself.
+    pub auth_method: TokenEndpointAuthMethod,
+    pub token_endpoint: String,
+    /// Treat the access token as expired this many seconds before `expires_in` runs out (default 0).
+    pub expiry_margin: u64,
+}
+
+impl ClientConfig {
+    /// `client_secret_basic` when there is a secret (§2.3.1: every server supports it),
+    /// a public client (`none`) otherwise; no expiry margin.
+    pub fn new(client_id: impl Into<String>, client_secret: Option<Secret>, token_endpoint: impl Into<String>) -> Self {
+        let auth_method = match client_secret {
+            Some(_) => TokenEndpointAuthMethod::ClientSecretBasic,
+            None => TokenEndpointAuthMethod::None,
+        };
+        Self {
+            client_id: client_id.into(),
+            client_secret,
+            auth_method,
+            token_endpoint: token_endpoint.into(),
+            expiry_margin: 0,
+        }
+    }
+}
+
+/// The resource server's answer to step C or E, as received.
+#[derive(Debug, Clone)]
+pub struct ResourceResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl ResourceResponse {
+    /// The `Bearer` challenge of a `WWW-Authenticate` header, if any (RFC 6750 §3).
+    pub fn bearer_challenge(&self) -> Option<BearerChallenge> {
+        bearer_challenge(&self.headers)
+    }
+}
+
+/// The client. Clones share tokens, observer and the single refresh flight.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ClientConfig,
+    clock: Arc<dyn Clock>,
+    http: HttpClient,
+    observer: Mutex<Option<Observer>>,
+    state: Mutex<State>,
+    /// Held across a whole token request (A→B, G→H): one refresh in flight at a time. A
+    /// tokio mutex because it is held across `.await`; `state` is a std mutex because
+    /// it never is.
+    flight: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct State {
+    tokens: Option<TokenSet>,
+    /// The last generation handed out.
+    generation: u64,
+    /// The `invalid_grant` that cleared the tokens, for callers queued behind that refresh.
+    refused: Option<ErrorResponse>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("client_id", &self.inner.config.client_id)
+            .field("token_endpoint", &self.inner.config.token_endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    pub fn new(config: ClientConfig, clock: Arc<dyn Clock>, http: HttpClient) -> Self {
+        let inner = Inner {
+            config,
+            clock,
+            http,
+            observer: Mutex::new(None),
+            state: Mutex::new(State::default()),
+            flight: tokio::sync::Mutex::new(()),
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// Every exchange from now on is passed to `observer` (shared with clones).
+    pub fn with_observer(self, observer: Observer) -> Self {
+        *lock(&self.inner.observer) = Some(observer);
+        self
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// RFC 8414 §3: fetches the metadata at the well-known URL of `issuer` and checks that
+    /// it names the same issuer (§3.3).
+    pub async fn discover(http: &HttpClient, issuer: &str) -> Result<AuthorizationServerMetadata, ClientError> {
+        let url =
+            metadata_url(issuer).ok_or_else(|| ClientError::Protocol(format!("issuer {issuer:?} is not a URL")))?;
+        let response = http.send(Method::GET, &url, &[("accept", "application/json")], None).await?;
+        if response.status != 200 {
+            return Err(ClientError::Protocol(format!("{url} answered {}", response.status)));
+        }
+        let metadata: AuthorizationServerMetadata = serde_json::from_slice(&response.body)
+            .map_err(|e| ClientError::Protocol(format!("{url} is not RFC 8414 metadata: {e}")))?;
+        metadata.validate_for_issuer(issuer).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok(metadata)
+    }
+
+    /// Steps A→B: presents an authorization grant and stores the tokens of the answer.
+    pub async fn request_token(&self, grant: TokenRequest) -> Result<TokenSet, ClientError> {
+        let step = match grant {
+            TokenRequest::RefreshToken(_) => Step::Refresh,
+            _ => Step::AuthorizationGrant,
+        };
+        let _flight = self.inner.flight.lock().await;
+        let response = self.send_token_request(&grant, step).await?;
+        let answer = read_token_response(&response)?;
+        // RFC 6749 §5.1: `scope` may be left out when it is the one requested.
+        let (refresh_token, scope) = match grant {
+            TokenRequest::AuthorizationCode { .. } => (None, None),
+            TokenRequest::Password { scope, .. } | TokenRequest::ClientCredentials { scope } => (None, scope),
+            TokenRequest::RefreshToken(r) => (Some(r.refresh_token), r.scope),
+        };
+        Ok(self.store(answer, refresh_token, scope))
+    }
+
+    /// Steps G→H (RFC 6749 §6), single flight. `scope` narrows the grant ("equal or
+    /// lesser" than the original). If the answer has no refresh token, the old one stays.
+    pub async fn refresh(&self, scope: Option<Scope>) -> Result<TokenSet, ClientError> {
+        let seen = self.tokens().ok_or(ClientError::NotAuthorized)?.generation;
+        self.refresh_after(seen, scope).await
+    }
+
+    /// Steps C→D with the current access token; E→F→G→H→C→D when the resource server
+    /// says `invalid_token`; straight to G when the client knows the token expired.
+    pub async fn call(&self, method: Method, url: &str, body: Option<Bytes>) -> Result<ResourceResponse, ClientError> {
+        let mut tokens = self.tokens().ok_or(ClientError::NotAuthorized)?;
+        // RFC 6749 §1.5 (E): "If the client knows the access token expired, it skips to step (G)".
+        if tokens.is_expired(self.inner.clock.now(), self.inner.config.expiry_margin) {
+            tracing::debug!(generation = tokens.generation, "access token known to be expired: skipping to (G)");
+            tokens = self.refresh_after(tokens.generation, None).await?;
+        }
+        let response = self.present(&method, url, body.clone(), &tokens).await?;
+        if !is_invalid_token(response.status, &response.headers) {
+            return Ok(response);
+        }
+        // (F) → (G): refresh once, retry once. A second `invalid_token` goes back to the
+        // caller: looping would hammer both servers for a token they keep refusing.
+        tokens = self.refresh_after(tokens.generation, None).await?;
+        self.present(&method, url, body, &tokens).await
+    }
+
+    /// A copy of the current tokens.
+    pub fn tokens(&self) -> Option<TokenSet> {
+        lock(&self.inner.state).tokens.clone()
+    }
+
+    /// Replaces the tokens as they are (the generation counter never goes backwards).
+    pub fn set_tokens(&self, tokens: Option<TokenSet>) {
+        let mut state = lock(&self.inner.state);
+        if let Some(t) = &tokens {
+            state.generation = state.generation.max(t.generation);
+        }
+        state.tokens = tokens;
+        state.refused = None;
+    }
+
+    /// A raw token request with this client's authentication (RFC 6749 §2.3.1), observed
+    /// as an exchange labelled `step`. Changes no state: the caller reads the answer.
+    pub async fn send_token_request(
+        &self,
+        request: &TokenRequest,
+        step: Step,
+    ) -> Result<ReceivedResponse, ClientError> {
+        let config = &self.inner.config;
+        let mut body = request.to_form();
+        let mut headers = vec![
+            ("content-type", "application/x-www-form-urlencoded".to_owned()),
+            ("accept", "application/json".to_owned()),
+        ];
+        // §2.3.1: exactly one authentication method per request.
+        let credentials = match config.auth_method {
+            TokenEndpointAuthMethod::ClientSecretBasic => {
+                let secret = self.secret("client_secret_basic")?;
+                headers.push(("authorization", ClientAuthentication::basic_header_value(&config.client_id, secret)));
+                None
+            }
+            TokenEndpointAuthMethod::ClientSecretPost => {
+                let secret = self.secret("client_secret_post")?;
+                Some(figure2_protocol::form::encode([
+                    ("client_id", Some(config.client_id.as_str())),
+                    ("client_secret", Some(secret)),
+                ]))
+            }
+            // §3.2.1: a public client sends its client_id so the server knows who it is.
+            TokenEndpointAuthMethod::None => {
+                Some(figure2_protocol::form::encode([("client_id", Some(config.client_id.as_str()))]))
+            }
+        };
+        if let Some(credentials) = credentials {
+            body.push('&');
+            body.push_str(&credentials);
+        }
+        self.send(Method::POST, &config.token_endpoint, headers, Some(Bytes::from(body)), |_| step).await
+    }
+
+    fn secret(&self, method: &str) -> Result<&str, ClientError> {
+        let secret = self.inner.config.client_secret.as_ref().ok_or_else(|| {
+            ClientError::Http(figure2_http::ClientError::InvalidRequest(format!("{method} needs a client secret")))
+        })?;
+        Ok(secret.expose())
+    }
+
+    /// Steps G→H for a caller whose access token was generation `seen`. Single flight:
+    /// if someone else replaced that token while we queued, theirs is the answer.
+    async fn refresh_after(&self, seen: u64, scope: Option<Scope>) -> Result<TokenSet, ClientError> {
+        let _flight = self.inner.flight.lock().await;
+        let current = {
+            let state = lock(&self.inner.state);
+            match (&state.tokens, &state.refused) {
+                (Some(tokens), _) => tokens.clone(),
+                (None, Some(refused)) => return Err(ClientError::ReauthorizationRequired(refused.clone())),
+                (None, None) => return Err(ClientError::NotAuthorized),
+            }
+        };
+        if current.generation != seen && (scope.is_none() || current.scope == scope) {
+            return Ok(current);
+        }
+        let refresh_token = current.refresh_token.clone().ok_or(ClientError::NoRefreshToken)?;
+        tracing::info!(step = "G", rt = %refresh_token.fingerprint(), "refreshing the access token");
+        let request = TokenRequest::RefreshToken(RefreshTokenRequest {
+            refresh_token: refresh_token.clone(),
+            scope: scope.clone(),
+        });
+        let response = self.send_token_request(&request, Step::Refresh).await?;
+        match read_token_response(&response) {
+            Ok(answer) => Ok(self.store(answer, Some(refresh_token), scope.or(current.scope))),
+            // RFC 6749 §5.2 invalid_grant: the refresh token is invalid, expired or
+            // revoked. Only a new authorization grant helps: back to step A.
+            Err(ClientError::TokenEndpoint { error, .. }) if error.error == ErrorCode::InvalidGrant => {
+                tracing::warn!(step = "H", rt = %refresh_token.fingerprint(), %error, "refresh token refused");
+                let mut state = lock(&self.inner.state);
+                if state.tokens.as_ref().is_some_and(|t| t.generation == current.generation) {
+                    state.tokens = None;
+                    state.refused = Some(error.clone());
+                }
+                Err(ClientError::ReauthorizationRequired(error))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stores the tokens of step B or H under a new generation. RFC 6749 §6 / §5.1: with
+    /// no new refresh token the old one (`previous_refresh_token`) stays; with no `scope`
+    /// the one requested stands.
+    fn store(
+        &self,
+        answer: AccessTokenResponse,
+        previous_refresh_token: Option<Secret>,
+        requested_scope: Option<Scope>,
+    ) -> TokenSet {
+        let now = self.inner.clock.now();
+        let rotated = answer.refresh_token.is_some();
+        let mut state = lock(&self.inner.state);
+        state.generation += 1;
+        let tokens = TokenSet {
+            access_token: Secret::new(answer.access_token),
+            refresh_token: answer.refresh_token.map(Secret::new).or(previous_refresh_token),
+            expires_at: answer.expires_in.map(|s| now.saturating_add(s)),
+            scope: answer.scope.or(requested_scope),
+            generation: state.generation,
+        };
+        state.tokens = Some(tokens.clone());
+        state.refused = None;
+        drop(state);
+        tracing::info!(
+            at = %tokens.access_token.fingerprint(),
+            rt = tokens.refresh_token.as_ref().map(Secret::fingerprint),
+            rotated,
+            expires_at = tokens.expires_at,
+            generation = tokens.generation,
+            "stored new tokens"
+        );
+        tokens
+    }
+
+    /// Steps C or E: the access token in the `Authorization` header (RFC 6750 §2.1, the
+    /// one method resource servers MUST support). Never the refresh token: that only
+    /// ever goes to the token endpoint (RFC 6749 §1.5, §10.4).
+    async fn present(
+        &self,
+        method: &Method,
+        url: &str,
+        body: Option<Bytes>,
+        tokens: &TokenSet,
+    ) -> Result<ResourceResponse, ClientError> {
+        let headers = vec![("authorization", format!("Bearer {}", tokens.access_token.expose()))];
+        let label = |r: &ReceivedResponse| {
+            if is_invalid_token(r.status, &r.headers) { Step::InvalidToken } else { Step::ProtectedResource }
+        };
+        let r = self.send(method.clone(), url, headers, body, label).await?;
+        Ok(ResourceResponse { status: r.status, headers: r.headers, body: r.body })
+    }
+
+    /// Sends one request and hands the exchange, labelled by `label`, to the observer.
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: Vec<(&'static str, String)>,
+        body: Option<Bytes>,
+        label: impl FnOnce(&ReceivedResponse) -> Step,
+    ) -> Result<ReceivedResponse, ClientError> {
+        let at = self.inner.clock.now();
+        let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let response = self.inner.http.send(method.clone(), url, &pairs, body.clone()).await?;
+        let step = label(&response);
+        tracing::debug!(
+            step = %format_args!("({})->({})", step.request_letter(), step.response_letter()),
+            %method, url, status = response.status, "exchange"
+        );
+        let observer = lock(&self.inner.observer).clone();
+        if let Some(observer) = observer {
+            observer(&Exchange {
+                step,
+                method: method.to_string(),
+                url: url.to_owned(),
+                request_headers: headers.into_iter().map(|(n, v)| (n.to_owned(), v)).collect(),
+                request_body: body.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default(),
+                status: response.status,
+                response_headers: response
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                    .collect(),
+                response_body: response.body_text(),
+                at,
+            });
+        }
+        Ok(response)
+    }
+}
+
+/// Reads step B or H: RFC 6749 §5.1 on 200, a §5.2 error otherwise.
+fn read_token_response(response: &ReceivedResponse) -> Result<AccessTokenResponse, ClientError> {
+    let status = response.status;
+    if status != 200 {
+        return match serde_json::from_slice::<ErrorResponse>(&response.body) {
+            Ok(error) if status >= 400 => Err(ClientError::TokenEndpoint { status, error }),
+            _ => Err(ClientError::Protocol(format!("token endpoint answered {status} without an RFC 6749 §5.2 error"))),
+        };
+    }
+    let answer: AccessTokenResponse = serde_json::from_slice(&response.body)
+        .map_err(|e| ClientError::Protocol(format!("token response is not RFC 6749 §5.1 JSON: {e}")))?;
+    // RFC 6749 §7.1: the client MUST NOT use a token whose type it does not understand.
+    if !answer.is_bearer() {
+        let token_type: String = answer.token_type.chars().take(32).collect();
+        return Err(ClientError::Protocol(format!("token_type {token_type:?} is not Bearer (RFC 6750)")));
+    }
+    // RFC 6750 §2.1: it must fit `b64token` to go in the Authorization header.
+    if !is_b64token(&answer.access_token) {
+        return Err(ClientError::Protocol("access_token is not an RFC 6750 §2.1 b64token".into()));
+    }
+    Ok(answer)
+}
+
+/// The `Bearer` challenge among the `WWW-Authenticate` headers (RFC 6750 §3).
+fn bearer_challenge(headers: &HeaderMap) -> Option<BearerChallenge> {
+    headers.get_all(header::WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok()).find_map(BearerChallenge::parse)
+}
+
+/// Step F: RFC 6750 §3.1 `invalid_token` ("expired, revoked, malformed, or invalid"),
+/// the one answer a refresh can cure. A bare 401 (no error code) or a 403
+/// `insufficient_scope` is not: a new token would be no better.
+fn is_invalid_token(status: u16, headers: &HeaderMap) -> bool {
+    status == 401 && bearer_challenge(headers).is_some_and(|c| c.error == Some(BearerErrorCode::InvalidToken))
+}
+
+/// Locks a std mutex; a panic elsewhere while holding it leaves plain data, still usable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,109 @@
+//! `figure2`: runs RFC 6749 Figure 2 scenarios and prints the annotated trace.
+
+use clap::{Parser, Subcommand};
+use figure2_scenario_runner::{DEFAULT_SCENARIO, Scenario, run, trace};
+use std::io::Write;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Watch RFC 6749 Figure 2 (refreshing an expired access token) happen between three real HTTP services"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run scenario files (default: scenarios/figure2.toml) and print their traces.
+    Run {
+        /// Scenario files or directories of them.
+        scenarios: Vec<String>,
+        /// Print only each scenario's verdict.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let (paths, quiet) = match cli.command {
+        Some(Command::Run { scenarios, quiet }) => (scenarios, quiet),
+        None => (Vec::new(), false),
+    };
+    match run_files(paths, quiet).await {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("figure2: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// Expands directories into their `*.toml` files, sorted.
+fn expand(paths: Vec<String>) -> Result<Vec<String>, String> {
+    let mut files = Vec::new();
+    for p in paths {
+        let path = std::path::Path::new(&p);
+        if path.is_dir() {
+            let mut inside: Vec<String> = std::fs::read_dir(path)
+                .map_err(|e| format!("{p}: {e}"))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .map(|p| p.display().to_string())
+                .collect();
+            inside.sort();
+            files.extend(inside);
+        } else {
+            files.push(p);
+        }
+    }
+    Ok(files)
+}
+
+async fn run_files(paths: Vec<String>, quiet: bool) -> Result<bool, String> {
+    let scenarios: Vec<Scenario> = if paths.is_empty() {
+        // Works from any directory: fall back to the copy built into the binary.
+        let text = std::fs::read_to_string(DEFAULT_SCENARIO)
+            .unwrap_or_else(|_| include_str!("../../../scenarios/figure2.toml").to_owned());
+        vec![Scenario::from_toml(DEFAULT_SCENARIO, &text).map_err(|e| e.to_string())?]
+    } else {
+        expand(paths)?.iter().map(|p| Scenario::load(p).map_err(|e| e.to_string())).collect::<Result<_, _>>()?
+    };
+    let mut all_passed = true;
+    let (mut passed, mut failed) = (0, 0);
+    for scenario in &scenarios {
+        let stdout = std::io::stdout();
+        let mut emit = |event: &trace::TraceEvent| {
+            if !quiet {
+                let mut out = stdout.lock();
+                let _ = trace::print_text(event, &mut out);
+                let _ = out.flush();
+            }
+        };
+        let report = run(scenario, &mut emit).await.map_err(|e| e.to_string())?;
+        if quiet {
+            println!("{} {}", if report.passed { "ok    " } else { "FAILED" }, scenario.id);
+            for f in &report.failures {
+                println!("       {f}");
+            }
+        }
+        if report.passed {
+            passed += 1;
+        } else {
+            failed += 1;
+            all_passed = false;
+        }
+    }
+    if scenarios.len() > 1 {
+        println!("\n{passed} passed, {failed} failed");
+    }
+    Ok(all_passed)
+}
