@@ -1,1 +1,135 @@
-pub fn x() {}
+//! # figure2-resource-server: steps C, D, E and F of Figure 2
+//!
+//! ```text
+//!   +--------+                            +----------+
+//!   |        |--(C)---- Access Token ---->|          |
+//!   |        |<-(D)- Protected Resource --| Resource |
+//!   | Client |                            |  Server  |
+//!   |        |--(E)---- Access Token ---->|          |
+//!   |        |<-(F)- Invalid Token Error -|          |
+//!   +--------+                            +----------+
+//! ```
+//!
+//! The resource server receives the access token (C, E), validates it locally as an
+//! RFC 9068 JWT with the authorization server's published keys (no call to the
+//! authorization server per request), and either serves the resource (D) or answers
+//! `invalid_token` (F).
+//!
+//! | file | what | RFC |
+//! |---|---|---|
+//! | [`handler`] | routes, token extraction, the 400/401/403 answers | RFC 6750 §2.1, §3, §3.1 |
+//! | [`validation`] | header, key, signature and claim checks | RFC 9068 §4 |
+//! | [`keys`] | the issuer's JWK Set, parsed once into verification keys | RFC 7517 §5, RFC 8725 §3.1 |
+//! | [`discovery`] | metadata and JWKS fetch, rate-limited re-fetch on unknown `kid` | RFC 8414 §3 |
+//!
+//! Every rule itself lives in `figure2-protocol`; this crate reads requests, calls it with
+//! the injected clock's `now`, and writes the answer.
+//!
+//! What it deliberately does not do: accept tokens in the query or a form body (RFC 9700
+//! §2.4 discourages them), call introspection per request, or follow a token's `jku`/`jwk`
+//! header (keys come only from the discovered `jwks_uri`).
+
+pub mod discovery;
+pub mod handler;
+pub mod keys;
+pub mod validation;
+
+pub use discovery::DiscoveryError;
+pub use handler::{Resource, WRITE_BODY_LIMIT};
+pub use validation::TokenRejection;
+
+use figure2_http::{HttpClient, Limits};
+use figure2_protocol::access_token::DEFAULT_ALLOWED_ALGORITHMS;
+use figure2_protocol::metadata::AuthorizationServerMetadata;
+use figure2_protocol::{Clock, UnixTime};
+use keys::KeySet;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use tokio::net::TcpListener;
+
+/// The `realm` of the `WWW-Authenticate` challenge unless configured otherwise.
+pub const DEFAULT_REALM: &str = "figure2";
+/// The `aud` this resource server expects unless configured otherwise.
+pub const DEFAULT_AUDIENCE: &str = "figure2-resource-server";
+
+/// What the resource server trusts and expects.
+#[derive(Debug, Clone)]
+pub struct ResourceServerConfig {
+    /// The authorization server's issuer identifier (RFC 8414 §2), e.g. `http://127.0.0.1:8080`.
+    pub issuer: String,
+    /// The `aud` a token must contain (RFC 9068 §4).
+    pub audience: String,
+    /// The `realm` of the `WWW-Authenticate: Bearer` challenge (RFC 6750 §3).
+    pub realm: String,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
+    pub leeway: u64,
+    /// Signature algorithms accepted in the token header.
+    pub allowed_algorithms: Vec<jsonwebtoken::Algorithm>,
+    /// Seconds: a token with an unknown `kid` triggers a JWKS re-fetch at most this often.
+    pub jwks_refetch_min_interval: u64,
+    /// Tokens longer than this are `invalid_token` without being parsed.
+    pub max_token_bytes: usize,
+}
+
+impl ResourceServerConfig {
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            realm: DEFAULT_REALM.to_owned(),
+            leeway: 0,
+            allowed_algorithms: DEFAULT_ALLOWED_ALGORITHMS.to_vec(),
+            jwks_refetch_min_interval: 30,
+            max_token_bytes: 8192,
+        }
+    }
+}
+
+/// The resource server: configuration, the injected clock, and the issuer's keys.
+/// Built by [`ResourceServer::discover`]; serve it with [`serve`].
+pub struct ResourceServer {
+    config: ResourceServerConfig,
+    clock: Arc<dyn Clock>,
+    http: HttpClient,
+    metadata: AuthorizationServerMetadata,
+    jwks_uri: String,
+    /// The keys of the last successful JWKS fetch. A std lock: it is held only to swap or
+    /// clone an `Arc`, never across an await.
+    keys: RwLock<Arc<KeySet>>,
+    /// When the JWKS was last fetched (or a fetch was tried). A tokio lock: the re-fetch
+    /// holds it across the HTTP call so that concurrent requests wait instead of stampeding.
+    last_jwks_fetch: tokio::sync::Mutex<UnixTime>,
+}
+
+impl std::fmt::Debug for ResourceServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResourceServer")
+            .field("config", &self.config)
+            .field("jwks_uri", &self.jwks_uri)
+            .field("keys", &self.current_keys())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResourceServer {
+    pub fn config(&self) -> &ResourceServerConfig {
+        &self.config
+    }
+
+    /// The authorization server metadata found by discovery (RFC 8414 §2).
+    pub fn metadata(&self) -> &AuthorizationServerMetadata {
+        &self.metadata
+    }
+}
+
+/// Serves the resource server on an already-bound listener until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    server: Arc<ResourceServer>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, issuer = %server.config.issuer, "resource server listening");
+    }
+    figure2_http::serve(listener, server, Limits::default(), shutdown).await
+}

@@ -1,0 +1,348 @@
+//! The HTTP face of the resource server: routes, RFC 6750 §2 token extraction, and the
+//! RFC 6750 §3 answers.
+//!
+//! ```text
+//! GET  /health          200 ok, no token needed
+//! GET  /resource/read   scope read     (step C → D, or E → F)
+//! POST /resource/write  scope write    (body up to 16 KiB, echoed back)
+//! GET  /resource/admin  scope admin
+//! ```
+
+use crate::ResourceServer;
+use crate::validation::TokenRejection;
+use bytes::Bytes;
+use figure2_http::{BodyError, Handler, HttpResponse, has_content_type, json, read_body, text};
+use figure2_protocol::access_token::AccessTokenClaims;
+use figure2_protocol::bearer::{self, BearerChallenge, BearerErrorCode};
+use figure2_protocol::secret::fingerprint;
+use http::{HeaderMap, Method, Request, header};
+use hyper::body::Incoming;
+use serde::Serialize;
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// Largest body `POST /resource/write` accepts.
+pub const WRITE_BODY_LIMIT: usize = 16 * 1024;
+
+/// RFC 6750 §5.3 and RFC 9700: responses carrying protected data or token errors must
+/// not be cached.
+const NO_STORE: (&str, &str) = ("cache-control", "no-store");
+
+/// The protected resources, each with the scope token it needs (RFC 6749 §3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    Read,
+    Write,
+    Admin,
+}
+
+impl Resource {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Admin => "admin",
+        }
+    }
+
+    pub fn required_scope(self) -> &'static str {
+        self.name()
+    }
+
+    pub fn method(self) -> Method {
+        match self {
+            Self::Write => Method::POST,
+            Self::Read | Self::Admin => Method::GET,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Health,
+    Protected(Resource),
+}
+
+impl Route {
+    fn from_path(path: &str) -> Option<Self> {
+        match path {
+            "/health" => Some(Self::Health),
+            "/resource/read" => Some(Self::Protected(Resource::Read)),
+            "/resource/write" => Some(Self::Protected(Resource::Write)),
+            "/resource/admin" => Some(Self::Protected(Resource::Admin)),
+            _ => None,
+        }
+    }
+
+    fn method(self) -> Method {
+        match self {
+            Self::Health => Method::GET,
+            Self::Protected(r) => r.method(),
+        }
+    }
+}
+
+impl Handler for ResourceServer {
+    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> HttpResponse {
+        let span =
+            tracing::info_span!("figure2.resource_server", method = %request.method(), path = %request.uri().path());
+        async move {
+            let Some(route) = Route::from_path(request.uri().path()) else {
+                return error_json(404, "not_found", "No such resource", &[]);
+            };
+            let allowed = route.method();
+            if request.method() != allowed {
+                return error_json(405, "method_not_allowed", "Method not allowed", &[("allow", allowed.as_str())]);
+            }
+            match route {
+                Route::Health => text(200, "text/plain; charset=utf-8", "ok", &[]),
+                Route::Protected(resource) => self.protected(resource, request).await,
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+#[derive(Serialize)]
+struct ResourceBody<'a> {
+    resource: &'a str,
+    sub: &'a str,
+    client_id: &'a str,
+    scope: String,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    echo: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    error_description: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
+}
+
+impl ResourceServer {
+    async fn protected(&self, resource: Resource, request: Request<Incoming>) -> HttpResponse {
+        let (parts, body) = request.into_parts();
+        // The write body is read first (bounded) so that a form-encoded `access_token`
+        // in it counts as a second method (RFC 6750 §2.2, §3.1).
+        let body = if resource == Resource::Write {
+            match read_body(body, WRITE_BODY_LIMIT).await {
+                Ok(b) => b,
+                Err(BodyError::TooLarge(limit)) => {
+                    let description = format!("The request body exceeds {limit} bytes");
+                    return error_json(413, "invalid_request", &description, &[NO_STORE]);
+                }
+                Err(BodyError::Io) => {
+                    return error_json(400, "invalid_request", "The request body could not be read", &[NO_STORE]);
+                }
+            }
+        } else {
+            Bytes::new()
+        };
+
+        let token = match presented_token(&parts.headers, parts.uri.query(), &body) {
+            Ok(Some(token)) => token,
+            Ok(None) => {
+                // RFC 6750 §3.1: a request with no authentication gets a bare challenge.
+                tracing::info!(figure2.step = "D", outcome = "no_token", "401: no access token presented");
+                return self.challenge(BearerChallenge::unauthenticated(&self.config.realm));
+            }
+            Err(description) => {
+                tracing::info!(figure2.step = "D", outcome = "invalid_request", description, "400: malformed request");
+                return self.challenge(BearerChallenge::error(
+                    &self.config.realm,
+                    BearerErrorCode::InvalidRequest,
+                    description,
+                ));
+            }
+        };
+
+        let token_fp = fingerprint(token);
+        let claims = match self.validate_access_token(token).await {
+            Ok(claims) => claims,
+            Err(rejection) => return self.invalid_token(&token_fp, rejection),
+        };
+
+        // RFC 6750 §3.1: the token is good but lacks the scope this resource needs.
+        let needed = resource.required_scope();
+        let granted = claims.scope();
+        if !granted.contains(needed) {
+            tracing::info!(
+                figure2.step = "D",
+                outcome = "insufficient_scope",
+                token = %token_fp,
+                sub = %claims.sub,
+                needed,
+                granted = %granted,
+                "403: insufficient scope"
+            );
+            let challenge = BearerChallenge::error(
+                &self.config.realm,
+                BearerErrorCode::InsufficientScope,
+                "The access token lacks the required scope",
+            )
+            .with_scope(needed);
+            return self.challenge(challenge);
+        }
+
+        tracing::info!(
+            figure2.step = "D",
+            outcome = "served",
+            token = %token_fp,
+            sub = %claims.sub,
+            client_id = %claims.client_id,
+            resource = resource.name(),
+            "200: protected resource served"
+        );
+        served(resource, &claims, &granted.to_string(), &body)
+    }
+
+    /// Step F: RFC 6750 §3.1 `invalid_token`, 401.
+    fn invalid_token(&self, token_fp: &str, rejection: TokenRejection) -> HttpResponse {
+        tracing::info!(figure2.step = "F", token = %token_fp, reason = %rejection, "401: invalid_token");
+        self.challenge(BearerChallenge::error(
+            &self.config.realm,
+            BearerErrorCode::InvalidToken,
+            rejection.description(),
+        ))
+    }
+
+    /// An RFC 6750 §3 answer: the challenge in `WWW-Authenticate`, its status, and the
+    /// same error as a small JSON body (none for the bare challenge, per §3.1).
+    fn challenge(&self, challenge: BearerChallenge) -> HttpResponse {
+        let status = challenge.http_status();
+        let header_value = challenge.to_header_value();
+        let headers = [("www-authenticate", header_value.as_str()), NO_STORE];
+        match challenge.error {
+            None => text(status, "text/plain; charset=utf-8", Bytes::new(), &headers),
+            Some(code) => {
+                let body = ErrorBody {
+                    error: code.as_str(),
+                    error_description: challenge.error_description.as_deref().unwrap_or_default(),
+                    scope: challenge.scope.as_deref(),
+                };
+                json(status, &body, &headers)
+            }
+        }
+    }
+}
+
+fn served(resource: Resource, claims: &AccessTokenClaims, scope: &str, body: &Bytes) -> HttpResponse {
+    let message = match resource {
+        Resource::Read => "Figure 2 step D: here is the protected resource",
+        Resource::Write => "Figure 2 step D: the protected resource accepted your write",
+        Resource::Admin => "Figure 2 step D: here is the admin resource",
+    };
+    let echo = (resource == Resource::Write).then(|| String::from_utf8_lossy(body).into_owned());
+    let body = ResourceBody {
+        resource: resource.name(),
+        sub: &claims.sub,
+        client_id: &claims.client_id,
+        scope: scope.to_owned(),
+        message,
+        echo,
+    };
+    json(200, &body, &[NO_STORE])
+}
+
+fn error_json(status: u16, error: &str, description: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    json(status, &ErrorBody { error, error_description: description, scope: None }, headers)
+}
+
+/// RFC 6750 §2: finds the access token of a request.
+///
+/// Only the Authorization header (§2.1) is supported; a query (§2.3) or form-body (§2.2)
+/// `access_token` alone reads as no token (RFC 9700 §2.4 discourages URI tokens), but
+/// together with the header, or repeated, it is "more than one method" (§3.1): 400.
+/// Returns the `error_description` of an `invalid_request` on failure.
+fn presented_token<'a>(
+    headers: &'a HeaderMap,
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<Option<&'a str>, &'static str> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let value = values.next();
+    if values.next().is_some() {
+        return Err("More than one Authorization header");
+    }
+    let value = match value.map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(v)) => Some(v),
+        Some(Err(_)) => return Err("The Authorization header is not visible ASCII"),
+    };
+    let header_token =
+        bearer::extract_bearer_token(value).map_err(|_| "The Bearer credentials are malformed (RFC 6750 §2.1)")?;
+
+    let mut methods =
+        usize::from(header_token.is_some()) + count_access_token_params(query.unwrap_or_default().as_bytes());
+    if has_content_type(headers, "application/x-www-form-urlencoded") {
+        methods += count_access_token_params(body);
+    }
+    if methods > 1 {
+        return Err("The access token was presented by more than one method");
+    }
+    Ok(header_token)
+}
+
+/// How many `access_token` parameters an `application/x-www-form-urlencoded` string holds.
+fn count_access_token_params(encoded: &[u8]) -> usize {
+    if encoded.is_empty() {
+        return 0;
+    }
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(encoded)
+        .map(|pairs| pairs.iter().filter(|(name, _)| name == "access_token").count())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static [u8])]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(*n, HeaderValue::from_bytes(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn routes_and_methods() {
+        assert_eq!(Route::from_path("/resource/read"), Some(Route::Protected(Resource::Read)));
+        assert_eq!(Route::from_path("/resource/write").map(Route::method), Some(Method::POST));
+        assert_eq!(Route::from_path("/resource/read/"), None);
+        assert_eq!(Route::from_path("/"), None);
+    }
+
+    #[test]
+    fn rfc6750_2_1_header_token() {
+        let h = headers(&[("authorization", b"Bearer mF_9.B5f-4.1JqM")]);
+        assert_eq!(presented_token(&h, None, b""), Ok(Some("mF_9.B5f-4.1JqM")));
+        assert_eq!(presented_token(&HeaderMap::new(), None, b""), Ok(None));
+        let basic = headers(&[("authorization", b"Basic czZCaGRSa3F0MzpnWDFmQmF0M2JW")]);
+        assert_eq!(presented_token(&basic, None, b""), Ok(None));
+        assert!(presented_token(&headers(&[("authorization", b"Bearer")]), None, b"").is_err());
+        assert!(presented_token(&headers(&[("authorization", b"Bearer \xff")]), None, b"").is_err());
+    }
+
+    #[test]
+    fn more_than_one_method_is_invalid_request() {
+        let h = headers(&[("authorization", b"Bearer abc")]);
+        assert!(presented_token(&h, Some("access_token=abc"), b"").is_err());
+        assert!(presented_token(&h, Some("access%5Ftoken=abc"), b"").is_err());
+        assert_eq!(presented_token(&h, Some("other=1"), b""), Ok(Some("abc")));
+        let two = headers(&[("authorization", b"Bearer abc"), ("authorization", b"Bearer def")]);
+        assert!(presented_token(&two, None, b"").is_err());
+        // A query token alone is not supported: no token, not an error.
+        assert_eq!(presented_token(&HeaderMap::new(), Some("access_token=abc"), b""), Ok(None));
+        assert!(presented_token(&HeaderMap::new(), Some("access_token=a&access_token=b"), b"").is_err());
+        // RFC 6750 §2.2: a form-body token beside the header.
+        let form = headers(&[("authorization", b"Bearer abc"), ("content-type", b"application/x-www-form-urlencoded")]);
+        assert!(presented_token(&form, None, b"access_token=abc").is_err());
+        assert_eq!(presented_token(&h, None, b"access_token=abc"), Ok(Some("abc")), "not a form body");
+    }
+}

@@ -1,0 +1,166 @@
+//! `resource-server`: Figure 2's resource server (steps C-F) as a standalone process.
+//!
+//! It discovers the authorization server (RFC 8414), retrying while that server starts,
+//! then serves until SIGTERM or Ctrl-C.
+
+use clap::Parser;
+use figure2_http::HttpClient;
+use figure2_protocol::{Clock, SystemClock};
+use figure2_resource_server::{DEFAULT_AUDIENCE, DEFAULT_REALM, ResourceServer, ResourceServerConfig, serve};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+const DISCOVERY_ATTEMPTS: u32 = 60;
+const DISCOVERY_PAUSE: Duration = Duration::from_secs(1);
+
+/// Figure 2's resource server: validates RFC 9068 JWT access tokens locally and answers
+/// per RFC 6750.
+#[derive(Debug, Parser)]
+#[command(name = "resource-server", version)]
+struct Args {
+    /// The authorization server's issuer identifier, e.g. http://127.0.0.1:8080.
+    #[arg(long, env = "FIGURE2_ISSUER")]
+    issuer: String,
+    /// Address to listen on.
+    #[arg(long, env = "FIGURE2_RS_LISTEN", default_value = "127.0.0.1:8081")]
+    listen: String,
+    /// The `aud` value access tokens must carry.
+    #[arg(long, env = "FIGURE2_AUDIENCE", default_value = DEFAULT_AUDIENCE)]
+    audience: String,
+    /// Seconds of clock skew tolerated on exp, nbf and iat.
+    #[arg(long, env = "FIGURE2_LEEWAY", default_value_t = 0)]
+    leeway: u64,
+    /// The realm of the WWW-Authenticate challenge.
+    #[arg(long, env = "FIGURE2_REALM", default_value = DEFAULT_REALM)]
+    realm: String,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+
+    // One shutdown signal, watched both while discovering and while serving.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+
+    let mut config = ResourceServerConfig::new(args.issuer, args.audience);
+    config.leeway = args.leeway;
+    config.realm = args.realm;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let http = HttpClient::new().with_timeout(Duration::from_secs(5));
+
+    let server = match discover_with_retries(config, clock, http, stop_rx.clone()).await {
+        Discovery::Ready(server) => server,
+        Discovery::Stopped => {
+            tracing::info!("stopped before discovery completed");
+            return ExitCode::SUCCESS;
+        }
+        Discovery::Failed => return ExitCode::FAILURE,
+    };
+
+    let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(listen = %args.listen, error = %e, "cannot listen");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stop = stop_rx;
+    let shutdown = async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+        tracing::info!("shutting down");
+    };
+    match serve(listener, server, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Discovery {
+    Ready(Arc<ResourceServer>),
+    /// SIGTERM or Ctrl-C arrived first.
+    Stopped,
+    /// Logged already.
+    Failed,
+}
+
+/// RFC 8414 discovery, retried while the authorization server may still be starting.
+async fn discover_with_retries(
+    config: ResourceServerConfig,
+    clock: Arc<dyn Clock>,
+    http: HttpClient,
+    mut stop: watch::Receiver<bool>,
+) -> Discovery {
+    for attempt in 1..=DISCOVERY_ATTEMPTS {
+        let error = tokio::select! {
+            result = ResourceServer::discover(config.clone(), clock.clone(), http.clone()) => match result {
+                Ok(server) => return Discovery::Ready(server),
+                Err(e) => e,
+            },
+            _ = stop.wait_for(|stopped| *stopped) => return Discovery::Stopped,
+        };
+        if !error.is_retryable() {
+            tracing::error!(issuer = %config.issuer, error = %error, "discovery failed; not retrying");
+            return Discovery::Failed;
+        }
+        if attempt == DISCOVERY_ATTEMPTS {
+            tracing::error!(
+                issuer = %config.issuer,
+                error = %error,
+                "could not discover the authorization server after {DISCOVERY_ATTEMPTS} attempts; giving up"
+            );
+            return Discovery::Failed;
+        }
+        tracing::warn!(attempt, issuer = %config.issuer, error = %error, "discovery failed; retrying in 1 s");
+        tokio::select! {
+            () = tokio::time::sleep(DISCOVERY_PAUSE) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return Discovery::Stopped,
+        }
+    }
+    Discovery::Failed
+}
+
+/// Completes on Ctrl-C or (on Unix) SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    () = ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+                ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c().await;
+}
+
+/// Completes on Ctrl-C; never, if Ctrl-C cannot be listened for (rather than stopping at once).
+async fn ctrl_c() {
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+        std::future::pending::<()>().await;
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the resource server over real HTTP on loopback, with wiremock as
+//! the authorization server and a simulated clock (no test sleeps).
+
+mod discovery;
+mod requests;
+mod steps;
+mod support;
+mod token_checks;
