@@ -29,7 +29,7 @@ pub async fn handle(server: &AuthorizationServer, request: http::Request<Incomin
             let query = request.uri().query().unwrap_or("").to_owned();
             match validate(server, &query) {
                 Ok(req) => page(200, &login_form(&req, &query, None)),
-                Err(answer) => answer,
+                Err(answer) => *answer,
             }
         }
         http::Method::POST => submit(server, request).await,
@@ -38,17 +38,22 @@ pub async fn handle(server: &AuthorizationServer, request: http::Request<Incomin
 }
 
 /// Validates the §4.1.1 request; errors become a page or a redirect (§4.1.2.1).
-fn validate(server: &AuthorizationServer, query: &str) -> Result<AuthorizationRequest, HttpResponse> {
+fn validate(server: &AuthorizationServer, query: &str) -> Result<AuthorizationRequest, Box<HttpResponse>> {
     let params = FormParams::parse(query.as_bytes()).map_err(|e| {
-        page(400, &message_page("Invalid authorization request", e.error_description.as_deref().unwrap_or("")))
+        Box::new(page(
+            400,
+            &message_page("Invalid authorization request", e.error_description.as_deref().unwrap_or("")),
+        ))
     })?;
-    AuthorizationRequest::validate(&params, |id| server.client(id).cloned()).map_err(|e| match e {
-        AuthorizationRequestError::ShowToResourceOwner(why) => {
-            page(400, &message_page("Invalid authorization request", &why))
-        }
-        AuthorizationRequestError::Redirect { redirect_uri, error, description, state } => {
-            redirect(&error_redirect(&redirect_uri, error, &description, state.as_deref(), server.issuer()))
-        }
+    AuthorizationRequest::validate(&params, |id| server.client(id).cloned()).map_err(|e| {
+        Box::new(match e {
+            AuthorizationRequestError::ShowToResourceOwner(why) => {
+                page(400, &message_page("Invalid authorization request", &why))
+            }
+            AuthorizationRequestError::Redirect { redirect_uri, error, description, state } => {
+                redirect(&error_redirect(&redirect_uri, error, &description, state.as_deref(), server.issuer()))
+            }
+        })
     })
 }
 
@@ -63,7 +68,7 @@ async fn submit(server: &AuthorizationServer, request: http::Request<Incoming>) 
     let query = form.get("request").unwrap_or("").to_owned();
     let req = match validate(server, &query) {
         Ok(req) => req,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     if form.get("decision") != Some("approve") {
         // §4.1.2.1 access_denied: "The resource owner ... denied the request."

@@ -8,36 +8,38 @@ use figure2_http::Incoming;
 use figure2_protocol::access_token::{AccessTokenClaims, Expectations, check_claims, check_header};
 use figure2_protocol::client_auth::{ClientAuthentication, RegisteredClient, authenticate};
 use figure2_protocol::introspection::IntrospectionResponse;
-use figure2_protocol::revocation::{TokenLookupRequest, TokenTypeHint};
+use figure2_protocol::revocation::TokenLookupRequest;
 use figure2_protocol::secret::{digest, fingerprint};
 use figure2_protocol::token_response::NO_STORE_HEADERS;
 use figure2_protocol::{ErrorCode, ErrorResponse};
 
 /// Reads the form, authenticates the client and parses `token` / `token_type_hint`.
-async fn authenticated_lookup<'s>(
-    server: &'s AuthorizationServer,
+async fn authenticated_lookup(
+    server: &AuthorizationServer,
     request: http::Request<Incoming>,
-) -> Result<(&'s RegisteredClient, TokenLookupRequest), HttpResponse> {
+) -> Result<(&RegisteredClient, TokenLookupRequest), Box<HttpResponse>> {
     let (parts, form) = read_form(request).await.map_err(|f| {
         let (status, error) = f.into_error();
-        oauth_error(status, &error)
+        Box::new(oauth_error(status, &error))
     })?;
     let inner = || {
         let presented = ClientAuthentication::from_request(authorization_header(&parts)?, &form)?;
         let client = authenticate(&presented, presented.client_id().and_then(|id| server.client(id)))?;
         Ok::<_, ErrorResponse>((client, TokenLookupRequest::from_form(&form)?))
     };
-    inner().map_err(|e| oauth_error(e.http_status(), &e))
+    inner().map_err(|e| Box::new(oauth_error(e.http_status(), &e)))
 }
 
 /// RFC 7009 §2.
 pub async fn revoke(server: &AuthorizationServer, request: http::Request<Incoming>) -> HttpResponse {
     let (client, lookup) = match authenticated_lookup(server, request).await {
         Ok(ok) => ok,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let token = lookup.token.expose();
-    if lookup.token_type_hint != Some(TokenTypeHint::AccessToken) || server.verify_access_token(token).is_none() {
+    // The hint only says where to look first (§2.1): a JWT of ours is recognised whatever
+    // the hint, so revoking one is always unsupported_token_type.
+    if server.verify_access_token(token).is_none() {
         match server.store.refresh_token_info(&digest(token)) {
             Ok(Some(info)) if info.grant.client_id == client.client_id => {
                 // §2.1: revoking a refresh token SHOULD also invalidate the grant's
@@ -72,8 +74,14 @@ pub async fn revoke(server: &AuthorizationServer, request: http::Request<Incomin
 pub async fn introspect(server: &AuthorizationServer, request: http::Request<Incoming>) -> HttpResponse {
     let (client, lookup) = match authenticated_lookup(server, request).await {
         Ok(ok) => ok,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
+    // RFC 7662 §2.1: the endpoint "MUST also require some form of authorization"; a
+    // public client proves nothing, so only confidential clients may introspect.
+    if !client.is_confidential() {
+        let error = ErrorResponse::new(ErrorCode::InvalidClient, "introspection requires a confidential client");
+        return oauth_error(401, &error);
+    }
     let token = lookup.token.expose();
     let now = server.now();
     let mut answer = IntrospectionResponse::inactive();

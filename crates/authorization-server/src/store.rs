@@ -343,14 +343,18 @@ impl Store for SqliteStore {
                 .query_row([row.family_id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
             let next_generation = live.as_ref().map_or(row.generation, |(_, g)| *g).max(row.generation) + 1;
-            // Retire the live token (the presented one or, in the grace period, its
-            // successor) and re-point its predecessors at the new live token, so that
-            // only the immediate predecessors of the live token can use the grace period.
+            // Retire the live token: the presented one or, in the grace period, its
+            // successor. In the grace period the immediate predecessors of the old live
+            // token are re-pointed at the new one, so they stay "the immediately previous
+            // token" for their grace window; after an ordinary rotation they are not, and
+            // a token two generations old is reuse.
             if let Some((live_digest, _)) = &live {
-                tx.prepare_cached(
-                    "UPDATE refresh_tokens SET retired_by = ?2 WHERE family_id = ?1 AND retired_by = ?3",
-                )?
-                .execute(params![row.family_id, &replacement.digest[..], live_digest])?;
+                if granted.within_grace_period {
+                    tx.prepare_cached(
+                        "UPDATE refresh_tokens SET retired_by = ?2 WHERE family_id = ?1 AND retired_by = ?3",
+                    )?
+                    .execute(params![row.family_id, &replacement.digest[..], live_digest])?;
+                }
                 tx.prepare_cached(
                     "UPDATE refresh_tokens SET status = 'retired', retired_at = ?2, retired_by = ?3 WHERE digest = ?1",
                 )?
@@ -476,8 +480,7 @@ impl Store for SqliteStore {
 
     fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         let conn = self.lock();
-        let mut stmt =
-            conn.prepare_cached("SELECT kid, alg, pkcs8, created_at FROM signing_keys ORDER BY created_at, kid")?;
+        let mut stmt = conn.prepare_cached("SELECT kid, alg, pkcs8, created_at FROM signing_keys ORDER BY rowid")?;
         let keys = stmt
             .query_map([], |r| {
                 Ok(StoredKey {

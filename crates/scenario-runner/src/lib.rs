@@ -19,7 +19,7 @@ pub mod scenario;
 pub mod trace;
 pub mod world;
 
-pub use run::{Report, run};
+pub use run::{Report, Session, run};
 pub use scenario::Scenario;
 
 /// The scenario `figure2` runs when given none.

@@ -1,14 +1,16 @@
-//! Runs one scenario: starts the world, plays each step through the client library (or
-//! as the resource owner's browser), records every exchange, and checks expectations.
+//! Runs scenarios: a [`Session`] starts the world and plays steps one at a time through
+//! the client library (or as the resource owner's browser), recording every exchange
+//! and checking each step's expectations. [`run`] plays a whole scenario file.
 
 use crate::scenario::{Action, Expect, GrantKind, Scenario, Step};
 use crate::trace::{TraceEvent, TracedExchange, error_of};
 use crate::world::{DEMO_USERS, World, WorldError};
 use figure2_client::{Client, ClientError, Exchange, Step as FigureStep};
 use figure2_protocol::Scope;
+use figure2_protocol::client_auth::ClientAuthentication;
 use figure2_protocol::form::{FormParams, encode};
 use figure2_protocol::pkce::CodeVerifier;
-use figure2_protocol::secret::Secret;
+use figure2_protocol::secret::{Secret, fingerprint};
 use figure2_protocol::token_request::{RefreshTokenRequest, TokenRequest};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,56 +42,41 @@ enum Outcome {
     Failed(String),
 }
 
-struct Runner<'a> {
+/// A running world and the clients in it, played one step at a time.
+pub struct Session {
     world: World,
     actors: HashMap<String, Actor>,
     recorded: Recorded,
-    emit: &'a mut dyn FnMut(&TraceEvent),
-    events: Vec<TraceEvent>,
-    failures: Vec<String>,
+    client_tracks_expiry: bool,
+    steps: usize,
     exchanges: usize,
+    failures: Vec<String>,
 }
 
 /// Runs `scenario`, calling `emit` with every trace event as it happens.
 pub async fn run(scenario: &Scenario, emit: &mut dyn FnMut(&TraceEvent)) -> Result<Report, WorldError> {
-    let world = World::start(&scenario.config).await?;
-    let mut runner = Runner {
-        world,
-        actors: HashMap::new(),
-        recorded: Arc::new(Mutex::new(Vec::new())),
-        emit,
-        events: Vec::new(),
-        failures: Vec::new(),
-        exchanges: 0,
+    let mut session = Session::start(scenario).await?;
+    let mut events = Vec::new();
+    let mut record = |event: TraceEvent, events: &mut Vec<TraceEvent>| {
+        emit(&event);
+        events.push(event);
     };
-    runner.event(TraceEvent::Scenario {
-        id: scenario.id.clone(),
-        title: scenario.title.clone(),
-        rfc: scenario.rfc.clone(),
-        authorization_server: runner.world.issuer.clone(),
-        resource_server: runner.world.resource_url.clone(),
-    });
-    for (i, step) in scenario.steps.iter().enumerate() {
-        runner.step(i + 1, step).await;
-        if !scenario.client_tracks_expiry {
-            runner.forget_expiry();
+    record(session.scenario_event(scenario), &mut events);
+    for step in &scenario.steps {
+        for event in session.step(step).await {
+            record(event, &mut events);
         }
     }
-    let passed = runner.failures.is_empty();
-    runner.event(TraceEvent::Done {
-        passed,
-        steps: scenario.steps.len(),
-        exchanges: runner.exchanges,
-        failures: runner.failures.clone(),
-    });
-    let Runner { world, events, failures, .. } = runner;
-    world.stop().await;
-    Ok(Report { id: scenario.id.clone(), passed, failures, events })
+    let done = session.done_event();
+    let failures = session.failures.clone();
+    record(done, &mut events);
+    session.stop().await;
+    Ok(Report { id: scenario.id.clone(), passed: failures.is_empty(), failures, events })
 }
 
 fn label(step: &Step) -> String {
     let client = step.client.as_deref().unwrap_or("demo-client");
-    match step.action {
+    let mut label = match step.action {
         Action::Authorize => {
             let grant = match step.grant.unwrap_or(GrantKind::Password) {
                 GrantKind::Password => "password grant (RFC 6749 §4.3, legacy)",
@@ -108,15 +95,134 @@ fn label(step: &Step) -> String {
             step.generation.unwrap_or(0),
             step.of.as_deref().unwrap_or(client)
         ),
+        Action::Revoke => format!("{client} revokes its refresh token #{} (RFC 7009)", step.generation.unwrap_or(0)),
         Action::Advance => format!("time passes: {} seconds", step.seconds.unwrap_or(0)),
         Action::RotateKey => "the authorization server rotates its signing key".into(),
+        Action::Restart => "the authorization server restarts on the same database".into(),
+    };
+    if step.lose_response {
+        label.push_str(" (the token response will be lost)");
     }
+    label
 }
 
-impl Runner<'_> {
-    fn event(&mut self, event: TraceEvent) {
-        (self.emit)(&event);
-        self.events.push(event);
+impl Session {
+    /// Starts the world a scenario asks for; no step has run yet.
+    pub async fn start(scenario: &Scenario) -> Result<Self, WorldError> {
+        Ok(Self {
+            world: World::start(&scenario.config).await?,
+            actors: HashMap::new(),
+            recorded: Arc::new(Mutex::new(Vec::new())),
+            client_tracks_expiry: scenario.client_tracks_expiry,
+            steps: 0,
+            exchanges: 0,
+            failures: Vec::new(),
+        })
+    }
+
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    /// The unmet expectations so far.
+    pub fn failures(&self) -> &[String] {
+        &self.failures
+    }
+
+    /// The opening event of a trace.
+    pub fn scenario_event(&self, scenario: &Scenario) -> TraceEvent {
+        TraceEvent::Scenario {
+            id: scenario.id.clone(),
+            title: scenario.title.clone(),
+            rfc: scenario.rfc.clone(),
+            authorization_server: self.world.issuer.clone(),
+            resource_server: self.world.resource_url.clone(),
+        }
+    }
+
+    /// The closing event of a trace.
+    pub fn done_event(&self) -> TraceEvent {
+        TraceEvent::Done {
+            passed: self.failures.is_empty(),
+            steps: self.steps,
+            exchanges: self.exchanges,
+            failures: self.failures.clone(),
+        }
+    }
+
+    pub async fn stop(self) {
+        self.world.stop().await;
+    }
+
+    /// Plays one step and returns what happened, in order.
+    pub async fn step(&mut self, step: &Step) -> Vec<TraceEvent> {
+        self.steps += 1;
+        let number = self.steps;
+        let mut events = Vec::new();
+        let t = figure2_protocol::Clock::now(&self.world.clock);
+        events.push(TraceEvent::Step { number, label: label(step), note: step.note.clone(), t });
+        let client_id = step.client.clone().unwrap_or_else(|| "demo-client".into());
+        let before = self.actors.get(&client_id).and_then(|a| a.last_token_response.clone());
+        if step.lose_response {
+            self.world.network.lose_next_token_response();
+        }
+        let outcome = match self.act(step, &client_id, &mut events).await {
+            Ok(outcome) => outcome,
+            Err(message) => Outcome::Failed(message),
+        };
+        // Everything the clients sent and received during the step, in order.
+        let exchanges: Vec<(String, Exchange)> =
+            self.recorded.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
+        let lost = self.world.network.take_lost();
+        for (who, x) in &exchanges {
+            self.exchanges += 1;
+            events.push(TraceEvent::Exchange(TracedExchange::from_exchange(who, x)));
+            if matches!(x.step, FigureStep::AuthorizationGrant | FigureStep::Refresh)
+                && x.status == 200
+                && let Ok(body) = serde_json::from_str::<serde_json::Value>(&x.response_body)
+                && let Some(actor) = self.actors.get_mut(who)
+            {
+                if let Some(rt) = body.get("refresh_token").and_then(|v| v.as_str()) {
+                    actor.refresh_tokens.push(rt.to_owned());
+                }
+                actor.last_token_response = Some(body);
+            }
+        }
+        for l in &lost {
+            let body: serde_json::Value = serde_json::from_str(&l.body).unwrap_or_default();
+            let rt = body
+                .get("refresh_token")
+                .and_then(|v| v.as_str())
+                .map(|t| format!(", new refresh token rt#{}", fingerprint(t)));
+            events.push(TraceEvent::Network {
+                line: format!(
+                    "the authorization server answered {} {}{} and committed it, but the response was lost on the way: the client never saw it",
+                    l.status,
+                    l.path,
+                    rt.unwrap_or_default()
+                ),
+            });
+        }
+        if step.lose_response && lost.is_empty() {
+            self.world.network.take_lost();
+        }
+        let after = self.actors.get(&client_id).and_then(|a| a.last_token_response.clone());
+        let token_exchange = exchanges
+            .iter()
+            .rev()
+            .find(|(_, x)| matches!(x.step, FigureStep::AuthorizationGrant | FigureStep::Refresh))
+            .map(|(_, x)| x);
+        let checks = check(step, &outcome, &exchanges, token_exchange, before.as_ref(), after.as_ref());
+        for (ok, message) in checks {
+            if !ok {
+                self.failures.push(format!("step {number} ({}): {message}", label(step)));
+            }
+            events.push(TraceEvent::Check { ok, message });
+        }
+        if !self.client_tracks_expiry {
+            self.forget_expiry();
+        }
+        events
     }
 
     /// Makes every client forget when its access token expires, as a client that ignores
@@ -151,62 +257,41 @@ impl Runner<'_> {
         self.actors.get_mut(client_id).ok_or_else(|| "actor vanished".to_owned())
     }
 
-    async fn step(&mut self, number: usize, step: &Step) {
-        let t = figure2_protocol::Clock::now(&self.world.clock);
-        self.event(TraceEvent::Step { number, label: label(step), note: step.note.clone(), t });
-        let client_id = step.client.clone().unwrap_or_else(|| "demo-client".into());
-        let before = self.actors.get(&client_id).and_then(|a| a.last_token_response.clone());
-        let outcome = match self.act(step, &client_id).await {
-            Ok(outcome) => outcome,
-            Err(message) => Outcome::Failed(message),
-        };
-        // Everything the clients sent and received during the step, in order.
-        let exchanges: Vec<(String, Exchange)> =
-            self.recorded.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
-        for (who, x) in &exchanges {
-            self.exchanges += 1;
-            self.event(TraceEvent::Exchange(TracedExchange::from_exchange(who, x)));
-            if matches!(x.step, FigureStep::AuthorizationGrant | FigureStep::Refresh)
-                && x.status == 200
-                && let Ok(body) = serde_json::from_str::<serde_json::Value>(&x.response_body)
-                && let Some(actor) = self.actors.get_mut(who)
-            {
-                if let Some(rt) = body.get("refresh_token").and_then(|v| v.as_str()) {
-                    actor.refresh_tokens.push(rt.to_owned());
-                }
-                actor.last_token_response = Some(body);
-            }
-        }
-        let after = self.actors.get(&client_id).and_then(|a| a.last_token_response.clone());
-        let token_exchange = exchanges
-            .iter()
-            .rev()
-            .find(|(_, x)| matches!(x.step, FigureStep::AuthorizationGrant | FigureStep::Refresh))
-            .map(|(_, x)| x);
-        let checks = check(&step.expect, &outcome, &exchanges, token_exchange, before.as_ref(), after.as_ref());
-        for (ok, message) in checks {
-            if !ok {
-                self.failures.push(format!("step {number} ({}): {message}", label(step)));
-            }
-            self.event(TraceEvent::Check { ok, message });
-        }
+    /// A refresh token from a client's history: `generation` 0 is the first, -1 the newest.
+    fn historic_refresh_token(&mut self, owner: &str, generation: i64) -> Result<String, String> {
+        let history = &self.actor(owner)?.refresh_tokens;
+        let index = if generation < 0 { history.len() as i64 + generation } else { generation };
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| history.get(i))
+            .cloned()
+            .ok_or_else(|| format!("{owner} holds no refresh token #{generation} (it has {})", history.len()))
     }
 
-    async fn act(&mut self, step: &Step, client_id: &str) -> Result<Outcome, String> {
+    async fn act(&mut self, step: &Step, client_id: &str, events: &mut Vec<TraceEvent>) -> Result<Outcome, String> {
+        let scope = step.scope.as_deref().map(Scope::parse).transpose().map_err(|e| e.to_string())?;
         match step.action {
             Action::Advance => {
                 let seconds = step.seconds.unwrap_or(0);
                 let t = self.world.clock.advance(seconds);
-                self.event(TraceEvent::Clock { advanced_by: seconds, t });
+                events.push(TraceEvent::Clock { advanced_by: seconds, t });
                 Ok(Outcome::Ok)
             }
             Action::RotateKey => {
                 let kid = self.world.authorization_server.rotate_signing_key().map_err(|e| e.to_string())?;
-                self.event(TraceEvent::ResourceOwner { line: format!("(operator) new signing key kid={kid}") });
+                events.push(TraceEvent::Network {
+                    line: format!("new signing key kid={kid}; the old key stays in the JWKS for its tokens"),
+                });
+                Ok(Outcome::Ok)
+            }
+            Action::Restart => {
+                self.world.restart_authorization_server().await.map_err(|e| e.to_string())?;
+                events.push(TraceEvent::Network {
+                    line: "the authorization server stopped and started again on the same SQLite file".into(),
+                });
                 Ok(Outcome::Ok)
             }
             Action::Authorize => {
-                let scope = step.scope.as_deref().map(Scope::parse).transpose().map_err(|e| e.to_string())?;
                 let user = step.user.clone().unwrap_or_else(|| "alice".into());
                 let password = DEMO_USERS.iter().find(|(u, _)| *u == user).map(|(_, p)| *p).unwrap_or("wrong-password");
                 let request = match step.grant.unwrap_or(GrantKind::Password) {
@@ -215,7 +300,7 @@ impl Runner<'_> {
                     }
                     GrantKind::ClientCredentials => TokenRequest::ClientCredentials { scope },
                     GrantKind::AuthorizationCode => {
-                        self.obtain_code(client_id, &user, password, step.scope.as_deref()).await?
+                        self.obtain_code(client_id, &user, password, step.scope.as_deref(), events).await?
                     }
                 };
                 let client = self.actor(client_id)?.client.clone();
@@ -234,21 +319,12 @@ impl Runner<'_> {
                 Ok(outcome_of(client.call(method, &url, body).await.map(|_| ())))
             }
             Action::Refresh => {
-                let scope = step.scope.as_deref().map(Scope::parse).transpose().map_err(|e| e.to_string())?;
                 let client = self.actor(client_id)?.client.clone();
                 Ok(outcome_of(client.refresh(scope).await.map(|_| ())))
             }
             Action::Replay => {
                 let owner = step.of.clone().unwrap_or_else(|| client_id.to_owned());
-                let history = &self.actor(&owner)?.refresh_tokens;
-                let g = step.generation.unwrap_or(0);
-                let index = if g < 0 { history.len() as i64 + g } else { g };
-                let token = usize::try_from(index)
-                    .ok()
-                    .and_then(|i| history.get(i))
-                    .cloned()
-                    .ok_or_else(|| format!("{owner} holds no refresh token #{g} (it has {})", history.len()))?;
-                let scope = step.scope.as_deref().map(Scope::parse).transpose().map_err(|e| e.to_string())?;
+                let token = self.historic_refresh_token(&owner, step.generation.unwrap_or(0))?;
                 let request =
                     TokenRequest::RefreshToken(RefreshTokenRequest { refresh_token: Secret::new(token), scope });
                 let client = self.actor(client_id)?.client.clone();
@@ -257,7 +333,40 @@ impl Runner<'_> {
                     Err(e) => Ok(Outcome::Failed(e.to_string())),
                 }
             }
+            Action::Revoke => {
+                let owner = step.of.clone().unwrap_or_else(|| client_id.to_owned());
+                let token = self.historic_refresh_token(&owner, step.generation.unwrap_or(0))?;
+                let status = self.revoke(client_id, &token).await?;
+                events.push(TraceEvent::Network {
+                    line: format!(
+                        "{client_id} → authorization server: POST /revoke token=rt#{} → {status}",
+                        fingerprint(&token)
+                    ),
+                });
+                Ok(if status == 200 { Outcome::Ok } else { Outcome::Failed(format!("revocation answered {status}")) })
+            }
         }
+    }
+
+    /// RFC 7009 §2.1, authenticated as the client.
+    async fn revoke(&self, client_id: &str, token: &str) -> Result<u16, String> {
+        let mut form = vec![("token", Some(token)), ("token_type_hint", Some("refresh_token"))];
+        let mut headers = vec![("content-type".to_owned(), "application/x-www-form-urlencoded".to_owned())];
+        match World::secret_of(client_id) {
+            Some(secret) => {
+                headers.push(("authorization".into(), ClientAuthentication::basic_header_value(client_id, secret)))
+            }
+            None => form.push(("client_id", Some(client_id))),
+        }
+        let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let url = format!("{}/revoke", self.world.issuer);
+        let answer = self
+            .world
+            .http
+            .send(http::Method::POST, &url, &pairs, Some(encode(form).into()))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(answer.status)
     }
 
     /// RFC 6749 §4.1.1–§4.1.2 as the resource owner's browser: open the authorization
@@ -268,6 +377,7 @@ impl Runner<'_> {
         user: &str,
         password: &str,
         scope: Option<&str>,
+        events: &mut Vec<TraceEvent>,
     ) -> Result<TokenRequest, String> {
         let registered = self
             .world
@@ -281,7 +391,7 @@ impl Runner<'_> {
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut random);
         let verifier = CodeVerifier::from_random(&random);
         let challenge = verifier.s256_challenge();
-        let state = figure2_protocol::secret::fingerprint(&challenge);
+        let state = fingerprint(&challenge);
         let query = encode([
             ("response_type", Some("code")),
             ("client_id", Some(client_id)),
@@ -297,7 +407,7 @@ impl Runner<'_> {
             .send(http::Method::GET, &format!("{issuer}/authorize?{query}"), &[], None)
             .await
             .map_err(|e| e.to_string())?;
-        self.event(TraceEvent::ResourceOwner {
+        events.push(TraceEvent::ResourceOwner {
             line: format!(
                 "GET /authorize (client_id={client_id}, PKCE S256, state={state}) → {} login and consent page",
                 page.status
@@ -324,12 +434,12 @@ impl Runner<'_> {
         let location = answer.header("location").unwrap_or("").to_owned();
         let returned = location.split_once('?').map(|(_, q)| q).unwrap_or("");
         let params = FormParams::parse(returned.as_bytes()).map_err(|e| e.to_string())?;
-        self.event(TraceEvent::ResourceOwner {
+        events.push(TraceEvent::ResourceOwner {
             line: format!(
                 "POST /authorize as {user}, approve → {} redirect to {} with code#{}",
                 answer.status,
                 location.split('?').next().unwrap_or(""),
-                params.get("code").map(figure2_protocol::secret::fingerprint).unwrap_or_else(|| "none".into())
+                params.get("code").map(fingerprint).unwrap_or_else(|| "none".into())
             ),
         });
         let code = params.get("code").ok_or_else(|| format!("no code in the redirect (status {})", answer.status))?;
@@ -358,13 +468,14 @@ fn outcome_of(result: Result<(), ClientError>) -> Outcome {
 
 /// Compares what a step produced with what it should.
 fn check(
-    expect: &Expect,
+    step: &Step,
     outcome: &Outcome,
     exchanges: &[(String, Exchange)],
     token_exchange: Option<&Exchange>,
     before: Option<&serde_json::Value>,
     after: Option<&serde_json::Value>,
 ) -> Vec<(bool, String)> {
+    let expect: &Expect = &step.expect;
     let mut out = Vec::new();
     let last = exchanges.last().map(|(_, x)| x);
     let outcome_name = match outcome {
@@ -374,11 +485,12 @@ fn check(
     };
     match (&expect.outcome, expect.status) {
         (Some(want), _) => {
-            out.push((outcome_name == *want, format!("outcome {want} (got {outcome_name})")));
+            let got = if outcome_name.starts_with("failed") { "failed" } else { outcome_name.as_str() };
+            out.push((got == want, format!("outcome {want} (got {outcome_name})")));
         }
         // Without an expected status or outcome the step must simply succeed.
-        (None, None) => out.push((matches!(outcome, Outcome::Ok), format!("step succeeds (got {outcome_name})"))),
-        (None, Some(_)) => {}
+        (None, None) if !matches!(outcome, Outcome::Ok) => out.push((false, format!("step failed: {outcome_name}"))),
+        _ => {}
     }
     if let Some(want) = expect.status {
         let got = last.map(|x| x.status);

@@ -66,6 +66,10 @@ pub enum Action {
     Advance,
     /// Add a new signing key to the authorization server (a new `kid`).
     RotateKey,
+    /// Stop the authorization server and start it again on the same database.
+    Restart,
+    /// RFC 7009: the client revokes a refresh token of its history (`generation`).
+    Revoke,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -97,6 +101,10 @@ pub struct Step {
     pub generation: Option<i64>,
     /// For `replay`: whose token history to take from (default: the acting client).
     pub of: Option<String>,
+    /// The token endpoint's answer during this step is lost on the way back to the
+    /// client, after the server committed it.
+    #[serde(default)]
+    pub lose_response: bool,
     /// A sentence printed in the trace explaining why the step is there.
     pub note: Option<String>,
     #[serde(default)]

@@ -33,6 +33,10 @@ pub enum TraceEvent {
         line: String,
     },
     Exchange(TracedExchange),
+    /// Something that happened on the wire or to a server, outside the client's view.
+    Network {
+        line: String,
+    },
     Clock {
         advanced_by: u64,
         t: u64,
@@ -233,6 +237,7 @@ pub fn print_text(event: &TraceEvent, out: &mut dyn std::io::Write) -> std::io::
             }
         }
         TraceEvent::ResourceOwner { line } => writeln!(out, "   (resource owner) {line}")?,
+        TraceEvent::Network { line } => writeln!(out, "   ⚡ {line}")?,
         TraceEvent::Exchange(x) => {
             writeln!(out, " ({}) {} → {}: {} {}", x.request_letter, x.client_id, x.to, x.method, x.path)?;
             for (k, v) in &x.request {
@@ -243,7 +248,11 @@ pub fn print_text(event: &TraceEvent, out: &mut dyn std::io::Write) -> std::io::
             for (k, v) in &x.response {
                 writeln!(out, "       {k}: {v}")?;
             }
-            writeln!(out, "       ↳ {}", narration(x.response_letter, x.status < 400))?;
+            let narration = match x.status {
+                500.. => "No usable answer reached the client: the server or the network failed.",
+                s => narration(x.response_letter, s < 400),
+            };
+            writeln!(out, "       ↳ {narration}")?;
         }
         TraceEvent::Clock { advanced_by, t } => {
             writeln!(out, "   the shared clock moves {advanced_by}s forward, to {}", relative(*t))?;
