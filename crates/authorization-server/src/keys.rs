@@ -137,8 +137,17 @@ impl SigningKey {
 
     /// Produces a JWS compact serialization (RFC 7515 §7.1) of `header` and `claims`.
     pub fn sign_jwt<C: serde::Serialize>(&self, claims: &C) -> Result<String, KeyError> {
-        let header = figure2_protocol::access_token::header(self.alg, &self.kid);
-        let header = serde_json::to_vec(&header).map_err(|e| KeyError::Rejected(e.to_string()))?;
+        self.sign_jwt_with_header(&figure2_protocol::access_token::header(self.alg, &self.kid), claims)
+    }
+
+    /// Signs with any header (its `alg` must be this key's): the conformance checks use it
+    /// to make tokens a resource server must refuse, such as an ID-token-shaped JWT.
+    pub fn sign_jwt_with_header<C: serde::Serialize>(
+        &self,
+        header: &jsonwebtoken::Header,
+        claims: &C,
+    ) -> Result<String, KeyError> {
+        let header = serde_json::to_vec(header).map_err(|e| KeyError::Rejected(e.to_string()))?;
         let claims = serde_json::to_vec(claims).map_err(|e| KeyError::Rejected(e.to_string()))?;
         let mut jwt = String::with_capacity(512);
         URL_SAFE_NO_PAD.encode_string(header, &mut jwt);

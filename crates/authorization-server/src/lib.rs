@@ -163,7 +163,8 @@ impl AuthorizationServer {
         Ok(keys.len() != before)
     }
 
-    fn signing_key(&self) -> Arc<keys::SigningKey> {
+    /// The key that signs access tokens now.
+    pub fn signing_key(&self) -> Arc<keys::SigningKey> {
         let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
         // with_store guarantees at least one key.
         keys.last().cloned().expect("the authorization server always has a signing key")

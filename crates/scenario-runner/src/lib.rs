@@ -14,9 +14,14 @@
 //!
 //! Time moves only when a scenario says `do = "advance"`: nothing sleeps.
 
+pub mod conformance;
+pub mod export;
+pub mod lang;
+pub mod lineage;
 pub mod run;
 pub mod scenario;
 pub mod trace;
+pub mod wire;
 pub mod world;
 
 pub use run::{Report, Session, run};

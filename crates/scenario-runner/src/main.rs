@@ -4,6 +4,8 @@ use clap::{Parser, Subcommand};
 use figure2_scenario_runner::{DEFAULT_SCENARIO, Scenario, run, trace};
 use std::io::Write;
 
+mod check_cli;
+
 #[derive(Parser)]
 #[command(
     version,
@@ -24,7 +26,20 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Run the conformance catalogue's server checks against an authorization server and
+    /// resource server (Figure2's own in-process roles when --issuer is omitted).
+    Check(check_cli::CheckArgs),
+    /// Run the conformance catalogue's client checks against Figure2's client library, or
+    /// against any client program given after `--` (see the contract in `--help`).
+    #[command(after_help = CLIENT_CONTRACT)]
+    CheckClient(check_cli::CheckClientArgs),
 }
+
+const CLIENT_CONTRACT: &str = "The client program is started once per check with FIGURE2_ISSUER, \
+FIGURE2_TOKEN_ENDPOINT, FIGURE2_RESOURCE_URL, FIGURE2_CLIENT_ID, FIGURE2_CLIENT_SECRET, FIGURE2_USERNAME, \
+FIGURE2_PASSWORD, FIGURE2_SCOPE, FIGURE2_CALL_TIMES (comma-separated seconds after the grant at which to GET the \
+resource) and FIGURE2_CONCURRENCY (requests at once at each time). It does the password grant, makes the calls, \
+and exits 0 if every call ended 200, 3 if the resource owner must authorize again, anything else otherwise.";
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -33,11 +48,13 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let (paths, quiet) = match cli.command {
-        Some(Command::Run { scenarios, quiet }) => (scenarios, quiet),
-        None => (Vec::new(), false),
+    let outcome = match cli.command {
+        Some(Command::Check(args)) => check_cli::check(args).await,
+        Some(Command::CheckClient(args)) => check_cli::check_client(args).await,
+        Some(Command::Run { scenarios, quiet }) => run_files(scenarios, quiet).await,
+        None => run_files(Vec::new(), false).await,
     };
-    match run_files(paths, quiet).await {
+    match outcome {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::FAILURE,
         Err(e) => {

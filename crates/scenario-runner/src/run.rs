@@ -74,7 +74,8 @@ pub async fn run(scenario: &Scenario, emit: &mut dyn FnMut(&TraceEvent)) -> Resu
     Ok(Report { id: scenario.id.clone(), passed: failures.is_empty(), failures, events })
 }
 
-fn label(step: &Step) -> String {
+/// The one-line description of a step the trace prints.
+pub fn label(step: &Step) -> String {
     let client = step.client.as_deref().unwrap_or("demo-client");
     let mut label = match step.action {
         Action::Authorize => {

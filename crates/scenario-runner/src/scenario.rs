@@ -142,6 +142,27 @@ fn default_true() -> bool {
     true
 }
 
+impl Step {
+    /// A step built in code (the live view's buttons), every optional field unset: set
+    /// the ones the action needs, e.g. `seconds` for [`Action::Advance`].
+    pub fn new(action: Action) -> Self {
+        Self {
+            action,
+            grant: None,
+            client: None,
+            user: None,
+            scope: None,
+            resource: None,
+            seconds: None,
+            generation: None,
+            of: None,
+            lose_response: false,
+            note: None,
+            expect: Expect::default(),
+        }
+    }
+}
+
 impl Scenario {
     pub fn from_toml(path: &str, text: &str) -> Result<Self, ScenarioError> {
         let scenario: Scenario =

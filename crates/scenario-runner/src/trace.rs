@@ -8,6 +8,7 @@ use figure2_protocol::access_token::decode_unverified;
 use figure2_protocol::bearer::BearerChallenge;
 use figure2_protocol::form::FormParams;
 use figure2_protocol::secret::fingerprint;
+use crate::lang::{Lang, Phrase, phrase};
 use serde::Serialize;
 
 /// One thing that happened in a scenario, in order. Serialisable for exports.
@@ -66,28 +67,16 @@ pub struct TracedExchange {
     pub status: u16,
     pub response: Vec<(String, String)>,
     pub t: u64,
+    /// The exchange as sent and received, secrets shortened (see [`crate::wire`]).
+    pub raw: crate::wire::RawHttp,
+    /// The JWT access token the exchange issued or presented, decoded.
+    pub access_token: Option<crate::wire::DecodedJwt>,
 }
 
-/// Figure 2's steps in a sentence each (RFC 6749 §1.5, in our words).
+/// Figure 2's steps in a sentence each (RFC 6749 §1.5, in our words), in English; see
+/// [`crate::lang::narration`] for the other languages.
 pub fn narration(letter: char, ok: bool) -> &'static str {
-    match (letter, ok) {
-        ('A', _) => "The client authenticates and presents an authorization grant to the authorization server.",
-        ('B', true) => "The authorization server validates the grant and issues an access token and a refresh token.",
-        ('B', false) => "The authorization server refuses the grant (RFC 6749 §5.2).",
-        ('C', _) => "The client presents the access token to the resource server.",
-        ('D', true) => "The resource server validates the access token locally and serves the request.",
-        ('D', false) => "The resource server refuses the request.",
-        ('E', _) => "Steps C and D repeat until the access token expires; the client presents it once more.",
-        ('F', _) => "The access token is no longer valid: the resource server answers invalid_token (RFC 6750 §3.1).",
-        ('G', _) => {
-            "The client authenticates and presents the refresh token to the authorization server (RFC 6749 §6)."
-        }
-        ('H', true) => {
-            "The authorization server validates the refresh token and issues a new access token (and, optionally, a new refresh token)."
-        }
-        ('H', false) => "The authorization server refuses the refresh token (RFC 6749 §5.2).",
-        _ => "",
-    }
+    crate::lang::narration(Lang::En, letter, ok)
 }
 
 /// Shortens an access token for display: its fingerprint and, if it is a JWT, `jwt`.
@@ -100,7 +89,8 @@ pub fn short_refresh_token(token: &str) -> String {
     format!("rt#{}", fingerprint(token))
 }
 
-fn relative(t: u64) -> String {
+/// A time as the trace shows it: seconds since the scenario started, `t+301s`.
+pub fn relative(t: u64) -> String {
     format!("t+{}s", t.saturating_sub(SCENARIO_EPOCH))
 }
 
@@ -204,6 +194,8 @@ impl TracedExchange {
             status: x.status,
             response,
             t: x.at,
+            raw: crate::wire::RawHttp::from_exchange(x),
+            access_token: crate::wire::DecodedJwt::from_exchange(x),
         }
     }
 }
@@ -221,6 +213,11 @@ pub fn error_of(x: &Exchange) -> Option<String> {
 
 /// Prints events as the human-readable trace.
 pub fn print_text(event: &TraceEvent, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    print_text_in(event, Lang::En, out)
+}
+
+/// Prints events as the human-readable trace, narrated in `lang`.
+pub fn print_text_in(event: &TraceEvent, lang: Lang, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     match event {
         TraceEvent::Scenario { id, title, rfc, authorization_server, resource_server } => {
             writeln!(out, "━━ scenario {id}: {title}")?;
@@ -236,26 +233,25 @@ pub fn print_text(event: &TraceEvent, out: &mut dyn std::io::Write) -> std::io::
                 writeln!(out, "   {note}")?;
             }
         }
-        TraceEvent::ResourceOwner { line } => writeln!(out, "   (resource owner) {line}")?,
+        TraceEvent::ResourceOwner { line } => {
+            writeln!(out, "   ({}) {line}", phrase(lang, Phrase::ResourceOwner, &[]))?
+        }
         TraceEvent::Network { line } => writeln!(out, "   ⚡ {line}")?,
         TraceEvent::Exchange(x) => {
             writeln!(out, " ({}) {} → {}: {} {}", x.request_letter, x.client_id, x.to, x.method, x.path)?;
             for (k, v) in &x.request {
                 writeln!(out, "       {k}: {v}")?;
             }
-            writeln!(out, "       ↳ {}", narration(x.request_letter, true))?;
+            writeln!(out, "       ↳ {}", crate::lang::narration(lang, x.request_letter, true))?;
             writeln!(out, " ({}) {} → {}: {}", x.response_letter, x.to, x.client_id, x.status)?;
             for (k, v) in &x.response {
                 writeln!(out, "       {k}: {v}")?;
             }
-            let narration = match x.status {
-                500.. => "No usable answer reached the client: the server or the network failed.",
-                s => narration(x.response_letter, s < 400),
-            };
-            writeln!(out, "       ↳ {narration}")?;
+            writeln!(out, "       ↳ {}", crate::lang::response_narration(lang, x.response_letter, x.status))?;
         }
         TraceEvent::Clock { advanced_by, t } => {
-            writeln!(out, "   the shared clock moves {advanced_by}s forward, to {}", relative(*t))?;
+            let (by, to) = (advanced_by.to_string(), relative(*t));
+            writeln!(out, "   {}", phrase(lang, Phrase::ClockMoves, &[&by, &to]))?;
         }
         TraceEvent::Check { ok, message } => {
             writeln!(out, "   {} {message}", if *ok { "✔" } else { "✘" })?;
@@ -263,9 +259,10 @@ pub fn print_text(event: &TraceEvent, out: &mut dyn std::io::Write) -> std::io::
         TraceEvent::Done { passed, steps, exchanges, failures } => {
             writeln!(out)?;
             if *passed {
-                writeln!(out, "✔ passed: {steps} steps, {exchanges} HTTP exchanges, every expectation met")?;
+                let (steps, exchanges) = (steps.to_string(), exchanges.to_string());
+                writeln!(out, "✔ {}", phrase(lang, Phrase::Passed, &[&steps, &exchanges]))?;
             } else {
-                writeln!(out, "✘ FAILED: {} of the expectations were not met", failures.len())?;
+                writeln!(out, "✘ {}", phrase(lang, Phrase::Failed, &[&failures.len().to_string()]))?;
                 for f in failures {
                     writeln!(out, "   - {f}")?;
                 }

@@ -47,18 +47,30 @@ pub struct LostResponse {
     pub body: String,
 }
 
+/// Rewrites the authorization server's answers on their way back (the path is given):
+/// a deliberately broken authorization server, for proving that checks can fail.
+pub type Mutator = Arc<dyn Fn(&str, &mut figure2_http::ReceivedResponse) + Send + Sync>;
+
 /// The hop between the clients and the authorization server.
 pub struct Network {
     backend: RwLock<String>,
     http: HttpClient,
     lose_next_token_response: AtomicBool,
     lost: Mutex<Vec<LostResponse>>,
+    mutator: RwLock<Option<Mutator>>,
 }
 
 impl Network {
     /// The next answer of `POST /token` is dropped after the server has sent it.
     pub fn lose_next_token_response(&self) {
         self.lose_next_token_response.store(true, Ordering::SeqCst);
+    }
+
+    /// Breaks the authorization server on purpose (see [`Mutator`]).
+    pub fn set_mutator(&self, mutator: Option<Mutator>) {
+        if let Ok(mut m) = self.mutator.write() {
+            *m = mutator;
+        }
     }
 
     pub fn take_lost(&self) -> Vec<LostResponse> {
@@ -83,11 +95,14 @@ impl figure2_http::Handler for Network {
             .collect();
         let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         let url = format!("{backend}{path}");
-        let answer = match self.http.send(parts.method.clone(), &url, &pairs, Some(body)).await {
+        let mut answer = match self.http.send(parts.method.clone(), &url, &pairs, Some(body)).await {
             Ok(answer) => answer,
             // The authorization server is down (restarting): as a real network would.
             Err(e) => return figure2_http::text(502, "text/plain", format!("figure2 network: {e}"), &[]),
         };
+        if let Some(mutate) = self.mutator.read().ok().and_then(|m| m.clone()) {
+            mutate(parts.uri.path(), &mut answer);
+        }
         if parts.uri.path().ends_with("/token") && self.lose_next_token_response.swap(false, Ordering::SeqCst) {
             if let Ok(mut lost) = self.lost.lock() {
                 lost.push(LostResponse { path: path.clone(), status: answer.status, body: answer.body_text() });
@@ -165,6 +180,7 @@ impl World {
             http: http.clone(),
             lose_next_token_response: AtomicBool::new(false),
             lost: Mutex::new(Vec::new()),
+            mutator: RwLock::new(None),
         });
         let mut others = Vec::new();
         let net = network.clone();
