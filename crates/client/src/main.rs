@@ -2,9 +2,13 @@
 //! gets tokens with the password grant (A/B), then calls the resource server (C/D) and
 //! lets the library refresh (E/F, G/H) as tokens expire, printing each exchange as one
 //! line with its Figure 2 letters.
+//!
+//! It outlives the servers' restarts: a failed exchange (connection refused, timeout, a 5xx)
+//! is retried with a bounded exponential backoff, keeping the tokens; only a refused refresh
+//! token (`invalid_grant`) sends it back to step (A).
 
 use clap::Parser;
-use figure2_client::{Client, ClientConfig, ClientError, Observer, Step};
+use figure2_client::{Client, ClientConfig, ClientError, Observer, Step, TokenSet};
 use figure2_http::HttpClient;
 use figure2_protocol::metadata::AuthorizationServerMetadata;
 use figure2_protocol::secret::Secret;
@@ -16,6 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
+mod contract;
+
 /// How long to wait for the authorization server to come up.
 const DISCOVERY_PATIENCE: Duration = Duration::from_secs(60);
 /// `--once`: how long past expiry the resource server may keep accepting the token (clock
@@ -23,6 +29,10 @@ const DISCOVERY_PATIENCE: Duration = Duration::from_secs(60);
 const ONCE_LEEWAY: u64 = 120;
 /// `--once` without `expires_in`: how long to keep trying for step F.
 const ONCE_UNKNOWN_EXPIRY: u64 = 900;
+/// The first pause after a failed exchange; it doubles on each failure in a row...
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// ...up to this.
+const MAX_BACKOFF: Duration = Duration::from_secs(16);
 
 #[derive(Parser, Debug)]
 #[command(
@@ -49,14 +59,23 @@ struct Args {
     #[arg(long, env = "FIGURE2_PASSWORD", hide_env_values = true, default_value = "alice-password")]
     password: String,
     /// Scope to request (RFC 6749 §3.3).
-    #[arg(long, default_value = "read write", value_parser = parse_scope)]
+    #[arg(long, env = "FIGURE2_SCOPE", default_value = "read write", value_parser = parse_scope)]
     scope: Scope,
     /// Seconds between resource calls.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "FIGURE2_INTERVAL", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
     interval: u64,
+    /// Ignore `expires_in`: present the access token until the resource server refuses it
+    /// (E/F), instead of skipping to (G) when the client knows it expired (RFC 6749 §1.5 (E)).
+    #[arg(long, env = "FIGURE2_IGNORE_EXPIRES_IN", value_parser = clap::builder::BoolishValueParser::new())]
+    ignore_expires_in: bool,
     /// Run A to H once (A/B, C/D, wait for expiry, E/F, G/H, C/D) and exit.
     #[arg(long)]
     once: bool,
+    /// Be the client under `figure2 check-client`: read its contract from the environment
+    /// (FIGURE2_TOKEN_ENDPOINT, FIGURE2_RESOURCE_URL, FIGURE2_CALL_TIMES, ...) and ignore
+    /// every other option.
+    #[arg(long)]
+    contract: bool,
 }
 
 fn parse_scope(s: &str) -> Result<Scope, figure2_protocol::scope::MalformedScope> {
@@ -75,6 +94,10 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // `figure2 check-client` runs us with its contract in the environment.
+    if std::env::args().any(|a| a == "--contract") {
+        return contract::run().await;
+    }
     let args = Args::parse();
     let once = args.once;
     tokio::select! {
@@ -107,7 +130,7 @@ async fn run(args: Args) -> Result<(), String> {
         }
     });
     let client = Client::new(config, Arc::new(SystemClock), http).with_observer(observer);
-    authorize(&client, &args).await.map_err(|e| format!("(A)->(B) failed: {e}"))?;
+    authorize_patiently(&client, &args).await?;
     if args.once { run_once(&client, &args, &seen).await } else { run_forever(&client, &args).await }
 }
 
@@ -137,31 +160,93 @@ async fn authorize(client: &Client, args: &Args) -> Result<(), ClientError> {
     client.request_token(grant).await.map(drop)
 }
 
+/// Steps A→B at startup. The authorization server answered discovery, but it may be
+/// restarting: a failed exchange is retried for a while. A refusal (wrong password, unknown
+/// client) is final.
+async fn authorize_patiently(client: &Client, args: &Args) -> Result<(), String> {
+    let deadline = Instant::now() + DISCOVERY_PATIENCE;
+    let mut backoff = Backoff::default();
+    loop {
+        match authorize(client, args).await {
+            Ok(()) => return Ok(()),
+            Err(e @ ClientError::Http(_)) if Instant::now() < deadline => backoff.pause(&e).await,
+            Err(e) => return Err(format!("(A)->(B) failed: {e}")),
+        }
+    }
+}
+
 /// C/D every interval; the library does E/F and G/H; back to A when the grant is gone.
+/// Any other failure (a server restarting: connection refused, timeout, 5xx) keeps the
+/// tokens and is retried after a bounded backoff.
 async fn run_forever(client: &Client, args: &Args) -> Result<(), String> {
     let mut ticker = tokio::time::interval(Duration::from_secs(args.interval));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut backoff = Backoff::default();
     loop {
         ticker.tick().await;
+        if args.ignore_expires_in {
+            forget_expiry(client);
+        }
         match client.call(Method::GET, &args.resource, None).await {
-            Ok(_) => {}
+            Ok(_) => backoff.reset(),
             Err(
                 e
                 @ (ClientError::ReauthorizationRequired(_) | ClientError::NotAuthorized | ClientError::NoRefreshToken),
             ) => {
                 println!("back to (A): {e}");
                 if let Err(e) = authorize(client, args).await {
-                    eprintln!("client: (A)->(B) failed: {e}");
+                    backoff.pause(&format!("(A)->(B) failed: {e}")).await;
                 }
             }
-            Err(e) => eprintln!("client: {e}"),
+            Err(e) => backoff.pause(&e).await,
         }
+    }
+}
+
+/// The pause after a failed exchange: [`FIRST_BACKOFF`], doubling on every failure in a
+/// row up to [`MAX_BACKOFF`].
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    fn delay(&self) -> Duration {
+        FIRST_BACKOFF.saturating_mul(1 << self.failures.min(8)).min(MAX_BACKOFF)
+    }
+
+    async fn pause(&mut self, error: &dyn std::fmt::Display) {
+        let delay = self.delay();
+        self.failures = self.failures.saturating_add(1);
+        eprintln!("client: {error}; retrying in {}s", delay.as_secs());
+        tokio::time::sleep(delay).await;
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+/// `--ignore-expires-in`: forget when the access token expires, so that the client presents
+/// it anyway and meets step F instead of skipping to G.
+fn forget_expiry(client: &Client) {
+    if let Some(tokens) = client.tokens().filter(|t| t.expires_at.is_some()) {
+        client.set_tokens(Some(TokenSet { expires_at: None, ..tokens }));
     }
 }
 
 /// A to H once: C/D, wait for the access token to expire, then E/F, G/H, C/D.
 async fn run_once(client: &Client, args: &Args, seen: &Seen) -> Result<(), String> {
-    let first = client.call(Method::GET, &args.resource, None).await.map_err(|e| e.to_string())?;
+    // The resource server may still be starting (`docker compose run` with no wait).
+    let deadline = Instant::now() + DISCOVERY_PATIENCE;
+    let mut backoff = Backoff::default();
+    let first = loop {
+        match client.call(Method::GET, &args.resource, None).await {
+            Ok(response) => break response,
+            Err(e @ ClientError::Http(_)) if Instant::now() < deadline => backoff.pause(&e).await,
+            Err(e) => return Err(e.to_string()),
+        }
+    };
     if first.status != 200 {
         return Err(format!("(C)->(D) answered {}", first.status));
     }
@@ -179,9 +264,7 @@ async fn run_once(client: &Client, args: &Args, seen: &Seen) -> Result<(), Strin
     loop {
         // A client that knows the token expired skips to (G) (RFC 6749 §1.5 (E)). To show
         // E and F, this run forgets `expires_at` and presents the stale token.
-        if let Some(tokens) = client.tokens() {
-            client.set_tokens(Some(figure2_client::TokenSet { expires_at: None, ..tokens }));
-        }
+        forget_expiry(client);
         let mark = seen.lock().map(|s| s.len()).unwrap_or(0);
         let response = client.call(Method::GET, &args.resource, None).await.map_err(|e| e.to_string())?;
         let steps: Vec<(Step, u16)> = seen.lock().map(|s| s[mark..].to_vec()).unwrap_or_default();
