@@ -83,10 +83,17 @@ async fn submit(server: &AuthorizationServer, request: http::Request<Incoming>) 
     let username = form.get("username").unwrap_or("").to_owned();
     let password = form.get("password").unwrap_or("").to_owned();
     let phc = server.config.users.get(&username).cloned();
-    let ok =
-        tokio::task::spawn_blocking(move || phc.is_some_and(|phc| crate::config::verify_password(&password, &phc)))
-            .await
-            .unwrap_or(false);
+    // Unknown usernames are checked against a dummy hash, as at the token endpoint, so the
+    // time of the answer does not reveal which usernames exist.
+    let ok = tokio::task::spawn_blocking(move || match phc {
+        Some(phc) => crate::config::verify_password(&password, &phc),
+        None => {
+            let _ = crate::config::verify_password(&password, &crate::token_endpoint::DUMMY_HASH);
+            false
+        }
+    })
+    .await
+    .unwrap_or(false);
     if !ok {
         return page(401, &login_form(&req, &query, Some("Wrong username or password.")));
     }

@@ -198,7 +198,7 @@ async fn password_grant(
 }
 
 /// An argon2id hash of a random string nobody knows, made once.
-static DUMMY_HASH: std::sync::LazyLock<String> =
+pub(crate) static DUMMY_HASH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| crate::config::hash_password(&crate::random_token()).unwrap_or_default());
 
 fn issue_new_grant(

@@ -43,6 +43,8 @@ pub mod client_auth;
 pub mod clock;
 pub mod error;
 pub mod form;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod introspection;
 pub mod metadata;
 pub mod pkce;

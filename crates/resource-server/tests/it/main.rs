@@ -1,6 +1,7 @@
 //! Integration tests of the resource server over real HTTP on loopback, with wiremock as
 //! the authorization server and a simulated clock (no test sleeps).
 
+mod attacks;
 mod discovery;
 mod requests;
 mod steps;
