@@ -82,18 +82,7 @@ async fn submit(server: &AuthorizationServer, request: http::Request<Incoming>) 
     }
     let username = form.get("username").unwrap_or("").to_owned();
     let password = form.get("password").unwrap_or("").to_owned();
-    let phc = server.config.users.get(&username).cloned();
-    // Unknown usernames are checked against a dummy hash, as at the token endpoint, so the
-    // time of the answer does not reveal which usernames exist.
-    let ok = tokio::task::spawn_blocking(move || match phc {
-        Some(phc) => crate::config::verify_password(&password, &phc),
-        None => {
-            let _ = crate::config::verify_password(&password, &crate::token_endpoint::DUMMY_HASH);
-            false
-        }
-    })
-    .await
-    .unwrap_or(false);
+    let ok = server.verify_resource_owner(&username, password).await;
     if !ok {
         return page(401, &login_form(&req, &query, Some("Wrong username or password.")));
     }

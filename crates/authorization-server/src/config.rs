@@ -216,6 +216,11 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// An argon2id hash of a random string nobody knows, made once: unknown usernames are
+/// checked against it so they take as long as known ones.
+pub(crate) static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| hash_password(&crate::random_token()).unwrap_or_default());
+
 /// Checks a password against an argon2 PHC string.
 pub fn verify_password(password: &str, phc: &str) -> bool {
     use argon2::password_hash::PasswordVerifier;

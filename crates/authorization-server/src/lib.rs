@@ -57,6 +57,9 @@ pub struct AuthorizationServer {
     keys: RwLock<Vec<Arc<keys::SigningKey>>>,
     /// The path part of the issuer (`""` or `/tenant`): every endpoint lives below it.
     base_path: String,
+    /// argon2 checks running at once. Each takes ~19 MiB and a core for tens of
+    /// milliseconds: unbounded, a burst of logins could exhaust memory.
+    password_checks: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for AuthorizationServer {
@@ -83,7 +86,9 @@ impl AuthorizationServer {
             .split_once("://")
             .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned()))
             .unwrap_or_default();
-        let server = Self { config, clock, store, keys: RwLock::new(Vec::new()), base_path };
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let password_checks = tokio::sync::Semaphore::new(2 * cores);
+        let server = Self { config, clock, store, keys: RwLock::new(Vec::new()), base_path, password_checks };
         server.load_keys()?;
         if server.keys.read().map(|k| k.is_empty()).unwrap_or(true) {
             server.rotate_signing_key()?;
@@ -109,6 +114,24 @@ impl AuthorizationServer {
 
     fn client(&self, client_id: &str) -> Option<&RegisteredClient> {
         self.config.clients.get(client_id)
+    }
+
+    /// Checks a resource owner's password (the password grant, the login page). argon2
+    /// is deliberately slow, so it runs off the async workers, a bounded number at a time;
+    /// an unknown username is checked against a dummy hash so that the time of the answer
+    /// does not reveal which usernames exist.
+    pub(crate) async fn verify_resource_owner(&self, username: &str, password: String) -> bool {
+        let Ok(_permit) = self.password_checks.acquire().await else { return false };
+        let phc = self.config.users.get(username).cloned();
+        tokio::task::spawn_blocking(move || match phc {
+            Some(phc) => config::verify_password(&password, &phc),
+            None => {
+                let _ = config::verify_password(&password, &config::DUMMY_HASH);
+                false
+            }
+        })
+        .await
+        .unwrap_or(false)
     }
 
     fn load_keys(&self) -> Result<(), ServerError> {

@@ -178,18 +178,7 @@ async fn password_grant(
     scope: Option<Scope>,
 ) -> Result<AccessTokenResponse, ErrorResponse> {
     let scope = requested_scope(client, scope)?;
-    let phc = server.config.users.get(&username).cloned();
-    // argon2 is deliberately slow: keep it off the async workers. Unknown users are
-    // checked against a dummy hash so timing does not reveal which usernames exist.
-    let ok = tokio::task::spawn_blocking(move || match phc {
-        Some(phc) => crate::config::verify_password(password.expose(), &phc),
-        None => {
-            let _ = crate::config::verify_password(password.expose(), &DUMMY_HASH);
-            false
-        }
-    })
-    .await
-    .map_err(server_error)?;
+    let ok = server.verify_resource_owner(&username, password.expose().to_owned()).await;
     if !ok {
         // §5.2 invalid_grant: "the provided ... resource owner credentials ... [are] invalid".
         return Err(ErrorResponse::new(ErrorCode::InvalidGrant, "invalid resource owner credentials"));
@@ -197,9 +186,6 @@ async fn password_grant(
     issue_new_grant(server, client, &username, scope, "password grant")
 }
 
-/// An argon2id hash of a random string nobody knows, made once.
-pub(crate) static DUMMY_HASH: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| crate::config::hash_password(&crate::random_token()).unwrap_or_default());
 
 fn issue_new_grant(
     server: &AuthorizationServer,

@@ -37,6 +37,8 @@ pub struct Limits {
     pub max_head_bytes: usize,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -46,6 +48,7 @@ impl Default for Limits {
             max_headers: 64,
             max_head_bytes: 16 * 1024,
             max_body_bytes: 16 * 1024,
+            max_connections: 1024,
         }
     }
 }
@@ -64,8 +67,17 @@ pub async fn serve<H: Handler>(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
+        // Backpressure: at the connection limit, stop accepting until one closes.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let stream = match accepted {
@@ -94,6 +106,7 @@ pub async fn serve<H: Handler>(
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
+                    drop(slot);
                 });
             }
             () = &mut shutdown => break,
