@@ -94,9 +94,10 @@ pub async fn check(args: CheckArgs) -> Result<bool, String> {
         http,
     };
     let mut report = ConformanceReport::default();
-    for (file, builtin) in
-        [("authorization-server.toml", AUTHORIZATION_SERVER_CATALOGUE), ("resource-server.toml", RESOURCE_SERVER_CATALOGUE)]
-    {
+    for (file, builtin) in [
+        ("authorization-server.toml", AUTHORIZATION_SERVER_CATALOGUE),
+        ("resource-server.toml", RESOURCE_SERVER_CATALOGUE),
+    ] {
         let mut catalogue = conformance::server_catalogue(file, builtin)?;
         catalogue.checks.retain(|c| keep(&args.only, &c.id));
         for check in &catalogue.checks {
@@ -111,7 +112,8 @@ pub async fn check(args: CheckArgs) -> Result<bool, String> {
 }
 
 pub async fn check_client(args: CheckClientArgs) -> Result<bool, String> {
-    let subject = if args.command.is_empty() { client::Subject::Library } else { client::Subject::Command(args.command) };
+    let subject =
+        if args.command.is_empty() { client::Subject::Library } else { client::Subject::Command(args.command) };
     let mut catalogue = conformance::client_catalogue()?;
     catalogue.checks.retain(|c| keep(&args.only, &c.id));
     let report = ConformanceReport { results: client::run_catalogue(&catalogue, &subject).await };

@@ -461,10 +461,14 @@ fn markdown(recorded: &Recorded, lang: Lang, n: &mut Normaliser) -> String {
     let _ = writeln!(out, "## Sequence\n\n```mermaid\n{}```\n", mermaid(recorded, n));
     let mut explained: Vec<char> = Vec::new();
     let mut previous_jwt: Option<(String, serde_json::Value, serde_json::Value)> = None;
+    let mut shown: Vec<String> = Vec::new();
     for event in &recorded.events {
         match event {
             TraceEvent::Scenario { .. } => {}
             TraceEvent::Step { number, label, note, t } => {
+                if !out.ends_with("\n\n") {
+                    out.push('\n');
+                }
                 let _ = writeln!(out, "## {number}. {} · {}\n", n.apply(label), relative(*t));
                 if let Some(note) = note {
                     let _ = writeln!(out, "> {}\n", n.apply(note));
@@ -485,7 +489,9 @@ fn markdown(recorded: &Recorded, lang: Lang, n: &mut Normaliser) -> String {
                 let _ = writeln!(out, "- {} {}", if *ok { "✔" } else { "✘" }, n.apply(message));
             }
             TraceEvent::Exchange(x) => {
-                out.push('\n');
+                if !out.ends_with("\n\n") {
+                    out.push('\n');
+                }
                 for (letter, heading, ok) in [
                     (x.request_letter, format!("{} → {}: `{} {}`", x.client_id, x.to, x.method, x.path), true),
                     (x.response_letter, format!("{} → {}: {}", x.to, x.client_id, x.status), x.status < 400),
@@ -506,10 +512,24 @@ fn markdown(recorded: &Recorded, lang: Lang, n: &mut Normaliser) -> String {
                 }
                 if let Some(jwt) = &x.access_token {
                     let token = n.apply(&jwt.token);
+                    if shown.contains(&token) {
+                        let _ = writeln!(out, "Access token `{token}` ({}): decoded above.\n", jwt.role);
+                        continue;
+                    }
+                    shown.push(token.clone());
+                    let times: Vec<String> = ["iat", "nbf", "exp"]
+                        .iter()
+                        .filter_map(|k| {
+                            jwt.claims.get(*k).and_then(|v| v.as_u64()).map(|t| format!("{k} = {}", relative(t)))
+                        })
+                        .collect();
                     let header = n.apply(&serde_json::to_string_pretty(&jwt.header).unwrap_or_default());
                     let claims = n.apply(&serde_json::to_string_pretty(&jwt.claims).unwrap_or_default());
                     let _ = writeln!(out, "Access token `{token}` ({}), decoded:\n", jwt.role);
                     let _ = writeln!(out, "```json\n{header}\n{claims}\n```\n");
+                    if !times.is_empty() {
+                        let _ = writeln!(out, "Times: {}.\n", times.join(", "));
+                    }
                     match &previous_jwt {
                         Some((previous, _, _)) if *previous == token => {}
                         Some((previous, h, c)) => {

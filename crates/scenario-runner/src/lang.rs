@@ -257,6 +257,11 @@ fn ui(lang: Lang) -> &'static [(&'static str, &'static str)] {
             ("client", "Client"),
             ("resource_server", "Resource Server"),
             ("authorization_server", "Authorization Server"),
+            ("resource", "Resource"),
+            ("authorization", "Authorization"),
+            ("server", "Server"),
+            ("families_n", "families: {0}"),
+            ("live_n", "live: {0}"),
             ("run", "Run"),
             ("step", "Step"),
             ("advance", "Advance clock"),
@@ -309,6 +314,11 @@ fn ui(lang: Lang) -> &'static [(&'static str, &'static str)] {
             ("client", "客户端"),
             ("resource_server", "资源服务器"),
             ("authorization_server", "授权服务器"),
+            ("resource", "资源"),
+            ("authorization", "授权"),
+            ("server", "服务器"),
+            ("families_n", "令牌族：{0}"),
+            ("live_n", "有效：{0}"),
             ("run", "运行"),
             ("step", "单步"),
             ("advance", "拨快时钟"),
@@ -379,7 +389,16 @@ pub fn i18n_json() -> Value {
                 }),
             );
         }
-        all.insert(lang.code().into(), json!({ "ui": ui, "letters": letters, "no_answer": no_answer(lang) }));
+        let phrases = json!({
+            "clock": phrase(lang, Phrase::ClockMoves, &[]),
+            "passed": phrase(lang, Phrase::Passed, &[]),
+            "failed": phrase(lang, Phrase::Failed, &[]),
+            "resource_owner": phrase(lang, Phrase::ResourceOwner, &[]),
+        });
+        all.insert(
+            lang.code().into(),
+            json!({ "ui": ui, "letters": letters, "no_answer": no_answer(lang), "phrases": phrases }),
+        );
     }
     Value::Object(all)
 }

@@ -21,6 +21,7 @@ pub mod lineage;
 pub mod run;
 pub mod scenario;
 pub mod trace;
+pub mod web;
 pub mod wire;
 pub mod world;
 

@@ -100,9 +100,10 @@ impl Lineage {
 
     /// The family and generation of a token fingerprint (`rt#…`).
     fn find(&self, token: &str) -> Option<(usize, usize)> {
-        self.families.iter().enumerate().find_map(|(f, family)| {
-            family.generations.iter().position(|g| g.token == token).map(|g| (f, g))
-        })
+        self.families
+            .iter()
+            .enumerate()
+            .find_map(|(f, family)| family.generations.iter().position(|g| g.token == token).map(|g| (f, g)))
     }
 }
 
@@ -281,7 +282,14 @@ mod tests {
     use super::*;
     use crate::wire::RawHttp;
 
-    fn x(letter: char, client: &str, status: u16, request: &[(&str, &str)], response: &[(&str, &str)], t: u64) -> TraceEvent {
+    fn x(
+        letter: char,
+        client: &str,
+        status: u16,
+        request: &[(&str, &str)],
+        response: &[(&str, &str)],
+        t: u64,
+    ) -> TraceEvent {
         let pairs = |l: &[(&str, &str)]| l.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         TraceEvent::Exchange(TracedExchange {
             client_id: client.into(),
@@ -332,7 +340,9 @@ mod tests {
             x('A', "c", 200, &[], &[("refresh_token", RT1)], 0),
             x('G', "c", 504, &[("refresh_token", RT1)], &[], 1),
             TraceEvent::Network {
-                line: format!("the authorization server answered 200 /token, new refresh token {RT2} and committed it, but the response was lost on the way: the client never saw it"),
+                line: format!(
+                    "the authorization server answered 200 /token, new refresh token {RT2} and committed it, but the response was lost on the way: the client never saw it"
+                ),
             },
             x('G', "c", 200, &[("refresh_token", RT1)], &[("refresh_token", RT3)], 11),
             x('G', "other", 400, &[("refresh_token", RT3)], &[("error", "invalid_grant")], 12),

@@ -5,6 +5,7 @@ use figure2_scenario_runner::{DEFAULT_SCENARIO, Scenario, run, trace};
 use std::io::Write;
 
 mod check_cli;
+mod live_cli;
 
 #[derive(Parser)]
 #[command(
@@ -25,7 +26,13 @@ enum Command {
         /// Print only each scenario's verdict.
         #[arg(long)]
         quiet: bool,
+        #[command(flatten)]
+        export: live_cli::ExportArgs,
     },
+    /// Serve a page that draws Figure 2 and animates each exchange as it happens.
+    Serve(live_cli::ServeArgs),
+    /// Regenerate docs/transcripts (Markdown and Mermaid of every scenario).
+    ExportDocs(live_cli::ExportDocsArgs),
     /// Run the conformance catalogue's server checks against an authorization server and
     /// resource server (Figure2's own in-process roles when --issuer is omitted).
     Check(check_cli::CheckArgs),
@@ -51,7 +58,12 @@ async fn main() -> std::process::ExitCode {
     let outcome = match cli.command {
         Some(Command::Check(args)) => check_cli::check(args).await,
         Some(Command::CheckClient(args)) => check_cli::check_client(args).await,
-        Some(Command::Run { scenarios, quiet }) => run_files(scenarios, quiet).await,
+        Some(Command::Run { scenarios, quiet, export }) if !export.is_plain() => {
+            live_cli::run(scenarios, quiet, export).await
+        }
+        Some(Command::Run { scenarios, quiet, .. }) => run_files(scenarios, quiet).await,
+        Some(Command::Serve(args)) => live_cli::serve(args).await,
+        Some(Command::ExportDocs(args)) => live_cli::export_docs(args).await,
         None => run_files(Vec::new(), false).await,
     };
     match outcome {

@@ -2,13 +2,13 @@
 //! fields (tokens shortened to fingerprints, JWT claims decoded) and one line of
 //! narration saying which step of RFC 6749 §1.5 it is.
 
+use crate::lang::{Lang, Phrase, phrase};
 use crate::world::SCENARIO_EPOCH;
 use figure2_client::{Exchange, Step};
 use figure2_protocol::access_token::decode_unverified;
 use figure2_protocol::bearer::BearerChallenge;
 use figure2_protocol::form::FormParams;
 use figure2_protocol::secret::fingerprint;
-use crate::lang::{Lang, Phrase, phrase};
 use serde::Serialize;
 
 /// One thing that happened in a scenario, in order. Serialisable for exports.

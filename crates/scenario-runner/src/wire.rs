@@ -3,7 +3,7 @@
 //! trace shortens it (tokens become fingerprints, passwords and client secrets
 //! `[redacted]`), and the JWT access token of the exchange decoded.
 
-use crate::trace::{short_access_token, short_refresh_token};
+use crate::trace::short_refresh_token;
 use figure2_client::{Exchange, Step};
 use figure2_protocol::access_token::decode_unverified;
 use figure2_protocol::form::FormParams;
@@ -119,7 +119,7 @@ fn shorten_header(name: &str, value: &str) -> String {
     }
     match value.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-            format!("{scheme} {}", short_access_token(token.trim()))
+            format!("{scheme} at#{}", fingerprint(token.trim()))
         }
         Some((scheme, encoded)) if scheme.eq_ignore_ascii_case("basic") => {
             let decoded = base64_decode(encoded.trim()).and_then(|b| String::from_utf8(b).ok());
@@ -166,7 +166,7 @@ fn shorten_token_response(body: &str) -> String {
     for (key, value) in &fields {
         let Some(token) = value.as_str() else { continue };
         let short = match key.as_str() {
-            "access_token" => short_access_token(token),
+            "access_token" => format!("at#{}", fingerprint(token)),
             "refresh_token" => short_refresh_token(token),
             "id_token" => format!("id#{}", fingerprint(token)),
             _ => continue,
@@ -215,7 +215,8 @@ mod tests {
             r#"{"access_token":"opaque-access","refresh_token":"the-refresh-token","token_type":"Bearer"}"#,
         );
         let raw = RawHttp::from_exchange(&x);
-        for secret in ["alice-password", "demo-secret", "ZGVtby1jbGllbnQ6ZGVtby1zZWNyZXQ", "opaque-access", "the-refresh"]
+        for secret in
+            ["alice-password", "demo-secret", "ZGVtby1jbGllbnQ6ZGVtby1zZWNyZXQ", "opaque-access", "the-refresh"]
         {
             assert!(!raw.request.contains(secret) && !raw.response.contains(secret), "{secret} leaked:\n{raw:?}");
         }

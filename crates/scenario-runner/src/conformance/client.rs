@@ -173,7 +173,9 @@ impl figure2_http::Handler for Scripted {
                 answered_invalid_grant: false,
             };
             let answer = match form.get("grant_type") {
-                Some("password") if form.get("username") == Some(USERNAME) && form.get("password") == Some(PASSWORD) => {
+                Some("password")
+                    if form.get("username") == Some(USERNAME) && form.get("password") == Some(PASSWORD) =>
+                {
                     Some(self.issue(&mut ledger, now, true))
                 }
                 Some("refresh_token") if self.script.refresh == "ok" => {
@@ -221,7 +223,8 @@ impl figure2_http::Handler for Scripted {
             (Some(issued_at), _) => now >= issued_at + self.expires_in * 1000,
         };
         if refuse {
-            let challenge = BearerChallenge::error("figure2", BearerErrorCode::InvalidToken, "The access token is not valid");
+            let challenge =
+                BearerChallenge::error("figure2", BearerErrorCode::InvalidToken, "The access token is not valid");
             return figure2_http::json(
                 401,
                 &serde_json::json!({"error": "invalid_token"}),
@@ -380,7 +383,8 @@ async fn exercise(check: &ClientCheck, subject: &Subject) -> Result<(Ending, Led
 /// Figure2's own client library as the client under test.
 pub async fn drive_library(env: Env) -> Ending {
     let clock = env.clock.clone();
-    let config = ClientConfig::new(env.client_id.clone(), Some(Secret::new(env.client_secret.clone())), env.token_endpoint);
+    let config =
+        ClientConfig::new(env.client_id.clone(), Some(Secret::new(env.client_secret.clone())), env.token_endpoint);
     let client = Client::new(config, Arc::new(clock.clone()), HttpClient::new());
     let grant = TokenRequest::Password {
         username: env.username,
@@ -515,7 +519,8 @@ fn judge(check: &ClientCheck, ending: &Ending, ledger: &Ledger, expires_in: u64)
     }
     if e.expired_token_presented == Some(false) {
         let expired = resource.iter().filter(|s| {
-            let issued = ledger.access_tokens.iter().find(|(t, _)| Some(t) == s.access_token.as_ref()).map(|(_, at)| *at);
+            let issued =
+                ledger.access_tokens.iter().find(|(t, _)| Some(t) == s.access_token.as_ref()).map(|(_, at)| *at);
             issued.is_some_and(|at| s.at >= at + expires_in * 1000)
         });
         let n = expired.count();

@@ -48,12 +48,17 @@ pub async fn craft(kind: &str, genuine: &str, target: &Target, now: u64) -> Resu
             let mut h = Header::new(Algorithm::HS256);
             h.typ = Some("at+jwt".into());
             h.kid = Some(kid);
-            jsonwebtoken::encode(&h, &claims, &EncodingKey::from_secret(key.to_string().as_bytes())).map_err(|e| e.to_string())
+            jsonwebtoken::encode(&h, &claims, &EncodingKey::from_secret(key.to_string().as_bytes()))
+                .map_err(|e| e.to_string())
         }
         // A well-formed token signed by a key the authorization server never published.
         "unknown-key" => {
-            let key = figure2_authorization_server::keys::SigningKey::generate(Algorithm::ES256, "figure2-unknown-kid".into(), now)
-                .map_err(|e| e.to_string())?;
+            let key = figure2_authorization_server::keys::SigningKey::generate(
+                Algorithm::ES256,
+                "figure2-unknown-kid".into(),
+                now,
+            )
+            .map_err(|e| e.to_string())?;
             key.sign_jwt(&claims).map_err(|e| e.to_string())
         }
         // The rest are signed with the authorization server's own key: in-process only.

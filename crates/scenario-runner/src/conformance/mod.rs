@@ -163,16 +163,18 @@ impl ConformanceReport {
     pub fn render(&self, format: Format) -> String {
         match format {
             Format::Table => self.table(),
-            Format::Json => serde_json::to_string_pretty(&serde_json::json!({
-                "results": self.results,
-                "passed": self.count(Verdict::Pass),
-                "failed": self.count(Verdict::Fail),
-                "skipped": self.count(Verdict::Skip),
-            }))
-            .unwrap_or_default()
-                + "\n"
-                + &self.summary_line()
-                + "\n",
+            Format::Json => {
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "results": self.results,
+                    "passed": self.count(Verdict::Pass),
+                    "failed": self.count(Verdict::Fail),
+                    "skipped": self.count(Verdict::Skip),
+                }))
+                .unwrap_or_default()
+                    + "\n"
+                    + &self.summary_line()
+                    + "\n"
+            }
             Format::Junit => self.junit(),
         }
     }
@@ -203,9 +205,7 @@ impl ConformanceReport {
     }
 
     fn junit(&self) -> String {
-        let esc = |s: &str| {
-            s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-        };
+        let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
         let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
         out.push_str(&format!(
             "<testsuite name=\"figure2-conformance\" tests=\"{}\" failures=\"{}\" skipped=\"{}\">\n",
@@ -233,7 +233,8 @@ impl ConformanceReport {
 pub const CATALOGUE_DIR: &str = "scenarios/conformance";
 
 /// The catalogue files, built into the binary so `figure2 check` works from anywhere.
-pub const AUTHORIZATION_SERVER_CATALOGUE: &str = include_str!("../../../../scenarios/conformance/authorization-server.toml");
+pub const AUTHORIZATION_SERVER_CATALOGUE: &str =
+    include_str!("../../../../scenarios/conformance/authorization-server.toml");
 pub const RESOURCE_SERVER_CATALOGUE: &str = include_str!("../../../../scenarios/conformance/resource-server.toml");
 pub const CLIENT_CATALOGUE: &str = include_str!("../../../../scenarios/conformance/client.toml");
 
@@ -290,9 +291,10 @@ pub async fn run_against_world(world: &crate::world::World) -> Result<Conformanc
         http: world.http.clone(),
     };
     let mut report = ConformanceReport::default();
-    for (file, builtin) in
-        [("authorization-server.toml", AUTHORIZATION_SERVER_CATALOGUE), ("resource-server.toml", RESOURCE_SERVER_CATALOGUE)]
-    {
+    for (file, builtin) in [
+        ("authorization-server.toml", AUTHORIZATION_SERVER_CATALOGUE),
+        ("resource-server.toml", RESOURCE_SERVER_CATALOGUE),
+    ] {
         let catalogue = server_catalogue(file, builtin)?;
         report.results.extend(server::run_catalogue(&catalogue, &target).await);
     }

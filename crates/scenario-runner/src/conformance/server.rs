@@ -178,7 +178,9 @@ pub struct JwtExpect {
 pub enum TimeSource {
     Simulated(SimulatedClock),
     /// Real time: waits up to `max_wait` seconds, else the check is skipped.
-    Real { max_wait: u64 },
+    Real {
+        max_wait: u64,
+    },
 }
 
 /// The servers under test and what the checker may use.
@@ -313,10 +315,8 @@ impl<'t> Run<'t> {
             out.push_str(&rest[..start]);
             let end = rest[start..].find('}').ok_or_else(|| StepError::Fail(format!("bad template {template}")))?;
             let name = &rest[start + 1..start + end];
-            let value = self
-                .vars
-                .get(name)
-                .ok_or_else(|| StepError::Fail(format!("{{{name}}} is not known at this point")))?;
+            let value =
+                self.vars.get(name).ok_or_else(|| StepError::Fail(format!("{{{name}}} is not known at this point")))?;
             out.push_str(value);
             rest = &rest[start + end + 1..];
         }
@@ -355,7 +355,10 @@ impl<'t> Run<'t> {
             }
             StepKind::Token | StepKind::Refresh => {
                 let form = if step.form.is_empty() && step.kind == StepKind::Refresh {
-                    vec![("grant_type".to_owned(), "refresh_token".to_owned()), ("refresh_token".into(), "{refresh_token}".into())]
+                    vec![
+                        ("grant_type".to_owned(), "refresh_token".to_owned()),
+                        ("refresh_token".into(), "{refresh_token}".into()),
+                    ]
                 } else {
                     step.form.clone()
                 };
@@ -420,9 +423,7 @@ impl<'t> Run<'t> {
             }
             TimeSource::Real { max_wait } => {
                 if seconds > *max_wait {
-                    return Err(StepError::Skip(format!(
-                        "needs {seconds}s to pass, more than --max-wait {max_wait}s"
-                    )));
+                    return Err(StepError::Skip(format!("needs {seconds}s to pass, more than --max-wait {max_wait}s")));
                 }
                 // Real-clock mode: the only place the checker waits.
                 tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
@@ -460,10 +461,10 @@ impl<'t> Run<'t> {
     /// Takes the tokens of a 200 token response; returns whether a new refresh token came.
     fn absorb_tokens(&mut self, answer: &ReceivedResponse) -> bool {
         let Ok(body) = serde_json::from_slice::<serde_json::Value>(&answer.body) else { return false };
-        if let Some(at) = body.get("access_token").and_then(|v| v.as_str()) {
-            if let Some(previous) = self.vars.insert("access_token".into(), at.to_owned()) {
-                self.vars.insert("previous_access_token".into(), previous);
-            }
+        if let Some(at) = body.get("access_token").and_then(|v| v.as_str())
+            && let Some(previous) = self.vars.insert("access_token".into(), at.to_owned())
+        {
+            self.vars.insert("previous_access_token".into(), previous);
         }
         self.expires_in = body.get("expires_in").and_then(|v| v.as_u64());
         if let Some(scope) = body.get("scope").and_then(|v| v.as_str()) {
@@ -512,7 +513,8 @@ impl<'t> Run<'t> {
             step.content_type.clone().unwrap_or_else(|| "application/x-www-form-urlencoded".into()),
         )];
         let t = self.target;
-        let basic = |id: &str, secret: &str| ("authorization".to_owned(), ClientAuthentication::basic_header_value(id, secret));
+        let basic =
+            |id: &str, secret: &str| ("authorization".to_owned(), ClientAuthentication::basic_header_value(id, secret));
         match step.auth.unwrap_or(AuthKind::Basic) {
             AuthKind::Basic => headers.push(basic(&t.client_id, &t.client_secret)),
             AuthKind::Post => {
@@ -525,7 +527,8 @@ impl<'t> Run<'t> {
             }
             AuthKind::None => {}
             AuthKind::Other => {
-                let (id, secret) = t.other_client.clone().ok_or_else(|| StepError::Skip(Need::OtherClient.describe().into()))?;
+                let (id, secret) =
+                    t.other_client.clone().ok_or_else(|| StepError::Skip(Need::OtherClient.describe().into()))?;
                 headers.push(basic(&id, &secret));
             }
             AuthKind::Wrong => headers.push(basic(&t.client_id, &format!("{}-wrong", t.client_secret))),
@@ -551,7 +554,8 @@ impl<'t> Run<'t> {
     }
 
     async fn verify(&mut self, expect: &HttpExpect, r: &ReceivedResponse) -> Result<(), StepError> {
-        let fail = |what: String| Err(StepError::Fail(format!("{what} (answer {}: {})", r.status, short(&r.body_text()))));
+        let fail =
+            |what: String| Err(StepError::Fail(format!("{what} (answer {}: {})", r.status, short(&r.body_text()))));
         if let Some(status) = &expect.status
             && !status.matches(r.status)
         {
@@ -565,7 +569,8 @@ impl<'t> Run<'t> {
             }
         }
         if let Some(want) = &expect.bearer_error {
-            let challenges: Vec<&str> = r.headers.get_all("www-authenticate").iter().filter_map(|v| v.to_str().ok()).collect();
+            let challenges: Vec<&str> =
+                r.headers.get_all("www-authenticate").iter().filter_map(|v| v.to_str().ok()).collect();
             let challenge = challenges.iter().find_map(|c| BearerChallenge::parse(c));
             let Some(challenge) = challenge else {
                 return fail("expected a WWW-Authenticate: Bearer challenge".into());
@@ -576,8 +581,13 @@ impl<'t> Run<'t> {
             }
         }
         for (name, contains) in &expect.headers {
-            let values: Vec<String> =
-                r.headers.get_all(name.as_str()).iter().filter_map(|v| v.to_str().ok()).map(str::to_lowercase).collect();
+            let values: Vec<String> = r
+                .headers
+                .get_all(name.as_str())
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::to_lowercase)
+                .collect();
             if !values.iter().any(|v| v.contains(&contains.to_lowercase())) {
                 return fail(format!("expected header {name} containing {contains:?}, got {values:?}"));
             }
@@ -615,7 +625,8 @@ impl<'t> Run<'t> {
         }
         if let Some(want) = &expect.scope {
             let want = Scope::parse(&self.expand(want)?).map_err(|e| StepError::Fail(e.to_string()))?;
-            let got = json.as_ref().and_then(|j| j.get("scope")).and_then(|s| s.as_str()).and_then(|s| Scope::parse(s).ok());
+            let got =
+                json.as_ref().and_then(|j| j.get("scope")).and_then(|s| s.as_str()).and_then(|s| Scope::parse(s).ok());
             // RFC 6749 §5.1: scope may be omitted only if identical to the requested one.
             if got.as_ref() != Some(&want) {
                 return fail(format!("expected scope \"{want}\""));
@@ -661,7 +672,9 @@ impl<'t> Run<'t> {
         if expect.iss_is_issuer && claims.get("iss").and_then(|v| v.as_str()) != Some(self.target.issuer.as_str()) {
             return fail(format!("JWT iss {} is not the issuer", claims["iss"]));
         }
-        if expect.alg_not_none && header.get("alg").and_then(|v| v.as_str()).is_none_or(|a| a.eq_ignore_ascii_case("none")) {
+        if expect.alg_not_none
+            && header.get("alg").and_then(|v| v.as_str()).is_none_or(|a| a.eq_ignore_ascii_case("none"))
+        {
             return fail("JWT alg is none".into());
         }
         if expect.scope_claim {

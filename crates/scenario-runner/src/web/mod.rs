@@ -81,14 +81,20 @@ pub enum Command {
     Run,
     /// Start again: a new world, the scenario from its first step.
     Reset,
-    Advance { seconds: u64 },
+    Advance {
+        seconds: u64,
+    },
     /// Present refresh token `generation` of the acting client's history again.
-    Replay { generation: i64 },
+    Replay {
+        generation: i64,
+    },
     /// Revoke the acting client's current refresh token (RFC 7009).
     Revoke,
     Restart,
     /// The client calls a resource (C/D, or E/F/G/H/C/D when its token expired).
-    Call { resource: String },
+    Call {
+        resource: String,
+    },
     Refresh,
 }
 
@@ -113,7 +119,9 @@ impl Command {
             "replay" => {
                 let generation = param("generation").unwrap_or_else(|| "0".into());
                 Command::Replay {
-                    generation: generation.parse().map_err(|_| format!("generation: {generation:?} is not a number"))?,
+                    generation: generation
+                        .parse()
+                        .map_err(|_| format!("generation: {generation:?} is not a number"))?,
                 }
             }
             "revoke" => Command::Revoke,
@@ -283,7 +291,8 @@ impl Live {
 
     fn status(&self, state: &State, busy: bool) -> Value {
         let total = self.scenario.steps.len();
-        let t = state.session.as_ref().map(|s| figure2_protocol::Clock::now(&s.world().clock)).unwrap_or(SCENARIO_EPOCH);
+        let t =
+            state.session.as_ref().map(|s| figure2_protocol::Clock::now(&s.world().clock)).unwrap_or(SCENARIO_EPOCH);
         json!({
             "busy": busy,
             "cursor": state.cursor,

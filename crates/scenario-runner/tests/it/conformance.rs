@@ -97,7 +97,8 @@ async fn a_server_without_rotation_fails_the_rotation_check_and_skips_the_rest()
     assert_eq!(ids(&report, Verdict::Fail), set(&["AS-9700-rotation"]));
     let skipped = ids(&report, Verdict::Skip);
     assert!(skipped.contains("AS-9700-reuse-revokes-family") && skipped.contains("AS-9700-rotated-token-refused"));
-    let reasons: BTreeSet<_> = report.results.iter().filter(|r| r.verdict == Verdict::Skip).map(|r| r.reason.clone()).collect();
+    let reasons: BTreeSet<_> =
+        report.results.iter().filter(|r| r.verdict == Verdict::Skip).map(|r| r.reason.clone()).collect();
     assert_eq!(reasons.len(), 1, "every skip gives the same reason: {reasons:?}");
 }
 
@@ -115,7 +116,8 @@ fn forgets_rotated_token() -> Subject {
 async fn naive_client(env: Env, store_rotated: bool) -> Ending {
     use figure2_protocol::Clock;
     let http = figure2_http::HttpClient::new();
-    let basic = figure2_protocol::client_auth::ClientAuthentication::basic_header_value(&env.client_id, &env.client_secret);
+    let basic =
+        figure2_protocol::client_auth::ClientAuthentication::basic_header_value(&env.client_id, &env.client_secret);
     let token = |form: String| {
         let http = http.clone();
         let url = env.token_endpoint.clone();
@@ -148,7 +150,8 @@ async fn naive_client(env: Env, store_rotated: bool) -> Ending {
             let mut ok = false;
             for _ in 0..20 {
                 let auth = format!("Bearer {at}");
-                let r = http.send(http::Method::GET, &env.resource_url, &[("authorization", auth.as_str())], None).await;
+                let r =
+                    http.send(http::Method::GET, &env.resource_url, &[("authorization", auth.as_str())], None).await;
                 if r.as_ref().is_ok_and(|r| r.status == 200) {
                     ok = true;
                     break;

@@ -2,3 +2,5 @@
 //! own roles, and fails exactly where it should against deliberately broken ones.
 
 mod conformance;
+mod docs;
+mod live;
