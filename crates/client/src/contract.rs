@@ -36,7 +36,8 @@ async fn contract() -> Result<u8, String> {
         .filter(|s| !s.trim().is_empty())
         .map(|s| s.trim().parse::<f64>().map_err(|e| format!("FIGURE2_CALL_TIMES: {e}")))
         .collect::<Result<_, _>>()?;
-    let concurrency: usize = var("FIGURE2_CONCURRENCY").unwrap_or_else(|_| "1".into()).parse().map_err(|_| "FIGURE2_CONCURRENCY")?;
+    let concurrency: usize =
+        var("FIGURE2_CONCURRENCY").unwrap_or_else(|_| "1".into()).parse().map_err(|_| "FIGURE2_CONCURRENCY")?;
     let grant = TokenRequest::Password {
         username: var("FIGURE2_USERNAME")?,
         password: Secret::new(var("FIGURE2_PASSWORD")?),
