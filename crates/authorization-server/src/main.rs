@@ -123,29 +123,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     }
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     tracing::info!(issuer = server.issuer(), listen = %listener.local_addr()?, "authorization server ready");
-    serve(listener, server, shutdown_signal()).await?;
+    serve(listener, server, figure2_http::shutdown_signal()).await?;
     tracing::info!("authorization server stopped");
     Ok(())
-}
-
-/// Completes on SIGTERM (docker stop) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }

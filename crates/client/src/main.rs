@@ -108,7 +108,7 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        () = shutdown_signal() => {
+        () = figure2_http::shutdown_signal() => {
             eprintln!("client: stopping");
             // `--once` did not finish its run.
             if once { ExitCode::FAILURE } else { ExitCode::SUCCESS }
@@ -281,29 +281,5 @@ async fn run_once(client: &Client, args: &Args, seen: &Seen) -> Result<(), Strin
             return Err("the resource server kept accepting the access token; no (F)".into());
         }
         tokio::time::sleep(Duration::from_secs(args.interval)).await;
-    }
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
     }
 }

@@ -176,6 +176,31 @@ fn response(status: u16, content_type: &str, body: Bytes, headers: &[(&str, &str
     r
 }
 
+/// Completes on Ctrl-C or, on Unix, SIGTERM (`docker stop`): every binary's graceful
+/// shutdown. If a signal cannot be listened for, that signal is simply never seen.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
 /// A response received by [`HttpClient`].
 #[derive(Debug, Clone)]
 pub struct ReceivedResponse {

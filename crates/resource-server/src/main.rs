@@ -51,7 +51,7 @@ async fn main() -> ExitCode {
     // One shutdown signal, watched both while discovering and while serving.
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        figure2_http::shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
 
@@ -133,34 +133,4 @@ async fn discover_with_retries(
         }
     }
     Discovery::Failed
-}
-
-/// Completes on Ctrl-C or (on Unix) SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    () = ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
-                ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    ctrl_c().await;
-}
-
-/// Completes on Ctrl-C; never, if Ctrl-C cannot be listened for (rather than stopping at once).
-async fn ctrl_c() {
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        tracing::warn!(error = %e, "cannot listen for Ctrl-C");
-        std::future::pending::<()>().await;
-    }
 }
