@@ -66,6 +66,25 @@ pub async fn serve<H: Handler>(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_fn(listener, limits, shutdown, move |request| handler.clone().handle(request)).await
+}
+
+/// [`serve`] for any function from request to response, with any body type (the live
+/// view streams server-sent events through it).
+pub async fn serve_fn<F, Fut, B>(
+    listener: TcpListener,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+    handle: F,
+) -> std::io::Result<()>
+where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let handle = Arc::new(handle);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     tokio::pin!(shutdown);
@@ -90,10 +109,10 @@ pub async fn serve<H: Handler>(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let handler = handler.clone();
+                let handle = handle.clone();
                 let service = service_fn(move |req| {
-                    let handler = handler.clone();
-                    async move { Ok::<_, Infallible>(handler.handle(req).await) }
+                    let response = handle(req);
+                    async move { Ok::<_, Infallible>(response.await) }
                 });
                 let mut builder = http1::Builder::new();
                 builder

@@ -27,9 +27,6 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Frame, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::future::Future;
@@ -464,47 +461,19 @@ async fn handle(live: Arc<Live>, request: Request<Incoming>) -> Response<Body> {
 /// Serves the live view on `listener` until `shutdown` completes, then ends the event
 /// streams, lets requests in flight finish (at most five seconds) and stops the session.
 pub async fn serve(listener: TcpListener, live: Arc<Live>, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
-    let limits = figure2_http::Limits::default();
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let live = live.clone();
-                let service = service_fn(move |request| {
-                    let live = live.clone();
-                    async move { Ok::<_, Infallible>(handle(live, request).await) }
-                });
-                let mut builder = http1::Builder::new();
-                builder
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(limits.header_read_timeout)
-                    .max_headers(limits.max_headers)
-                    .max_buf_size(limits.max_head_bytes.max(8192));
-                let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(error = %e, "live view connection ended with an error");
-                    }
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    live.hub.close();
-    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+    let hub = live.clone();
+    // Ending the event streams first lets the graceful shutdown finish at once.
+    let shutdown = async move {
+        shutdown.await;
+        hub.hub.close();
+    };
+    let handler = live.clone();
+    let served = figure2_http::serve_fn(listener, figure2_http::Limits::default(), shutdown, move |request| {
+        handle(handler.clone(), request)
+    })
+    .await;
     live.stop().await;
-    Ok(())
+    served
 }
 
 #[cfg(test)]
