@@ -9,26 +9,11 @@ cd "$(dirname "$0")/.."
 
 AS_PORT=${AS_PORT:-18180}
 RS_PORT=${RS_PORT:-18181}
-AS=http://127.0.0.1:$AS_PORT
-RS=http://127.0.0.1:$RS_PORT
-work=$(mktemp -d)
-cleanup() {
-  kill "${as_pid:-}" "${rs_pid:-}" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=lib/servers.sh
+source scripts/lib/servers.sh
 
 cargo build --release -q -p figure2-authorization-server -p figure2-resource-server -p figure2-client -p figure2-scenario-runner
-./target/release/authorization-server --config config/demo.toml --issuer "$AS" --listen "127.0.0.1:$AS_PORT" \
-  --database "$work/figure2.db" --access-token-lifetime 3 >"$work/as.log" 2>&1 &
-as_pid=$!
-./target/release/resource-server --issuer "$AS" --listen "127.0.0.1:$RS_PORT" >"$work/rs.log" 2>&1 &
-rs_pid=$!
-for _ in $(seq 1 100); do
-  curl -fs "$AS/health" >/dev/null 2>&1 && curl -fs "$RS/health" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+start_servers 3
 
 echo "== figure2 check against $AS and $RS"
 timeout 300 ./target/release/figure2 check --issuer "$AS" \
