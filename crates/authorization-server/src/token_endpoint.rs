@@ -186,7 +186,6 @@ async fn password_grant(
     issue_new_grant(server, client, &username, scope, "password grant")
 }
 
-
 fn issue_new_grant(
     server: &AuthorizationServer,
     client: &RegisteredClient,
