@@ -274,7 +274,9 @@ impl Default for HttpClient {
 impl HttpClient {
     pub fn new() -> Self {
         let inner = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the servers' 10 s idle limit (header_read_timeout), so a pooled
+            // keep-alive connection is never reused just as the server closes it.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build_http();
         Self { inner, max_body: 1024 * 1024, timeout: Duration::from_secs(30) }
     }

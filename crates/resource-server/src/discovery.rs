@@ -59,7 +59,9 @@ impl ResourceServer {
         }
         tracing::info!(issuer = %config.issuer, jwks_uri = %jwks_uri, keys = ?keys, "discovered the authorization server");
         let fetched_at = clock.now();
+        let verified = crate::verified::VerifiedTokens::new(config.verified_token_cache);
         Ok(Arc::new(Self {
+            verified,
             config,
             clock,
             http,

@@ -160,8 +160,9 @@ impl ResourceServer {
             }
         };
 
-        let token_fp = fingerprint(token);
-        let claims = match self.validate_access_token(token).await {
+        // Computed only if a log line is written (a SHA-256 per request otherwise).
+        let token_fp = Fingerprint(token);
+        let claims = match self.validate(token).await {
             Ok(claims) => claims,
             Err(rejection) => return self.invalid_token(&token_fp, rejection),
         };
@@ -201,7 +202,7 @@ impl ResourceServer {
     }
 
     /// Step F: RFC 6750 §3.1 `invalid_token`, 401.
-    fn invalid_token(&self, token_fp: &str, rejection: TokenRejection) -> HttpResponse {
+    fn invalid_token(&self, token_fp: &Fingerprint<'_>, rejection: TokenRejection) -> HttpResponse {
         tracing::info!(figure2.step = "F", token = %token_fp, reason = %rejection, "401: invalid_token");
         self.challenge(BearerChallenge::error(
             &self.config.realm,
@@ -227,6 +228,15 @@ impl ResourceServer {
                 json(status, &body, &headers)
             }
         }
+    }
+}
+
+/// A token's [`fingerprint`] for the log, computed when displayed.
+struct Fingerprint<'a>(&'a str);
+
+impl std::fmt::Display for Fingerprint<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&fingerprint(self.0))
     }
 }
 

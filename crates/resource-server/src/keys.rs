@@ -1,22 +1,27 @@
 //! The issuer's verification keys, parsed once from its JWK Set (RFC 7517 §5) and kept as
 //! ready-to-use [`DecodingKey`]s so that a request only looks a key up by `kid`.
 
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ParsedPublicKey};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use std::collections::HashMap;
 
 /// One verification key of the issuer.
 #[derive(Clone)]
-struct VerificationKey {
+pub(crate) struct VerificationKey {
     /// The algorithm this key may verify. `None` only for an RSA key published without
     /// `alg`, which then verifies any RSA algorithm the allow-list admits.
     alg: Option<Algorithm>,
-    key: DecodingKey,
+    pub(crate) key: DecodingKey,
+    /// Performance: an ES256 key as aws-lc parsed it once (jsonwebtoken, with the same
+    /// aws-lc algorithm, parses the point again on every verification). `None` for the
+    /// other algorithms, or if aws-lc refused the point: then `key` verifies (or refuses).
+    pub(crate) parsed_es256: Option<ParsedPublicKey>,
 }
 
 /// What a lookup by (`kid`, `alg`) found.
 pub(crate) enum KeyLookup<'a> {
-    Found(&'a DecodingKey),
+    Found(&'a VerificationKey),
     /// No key has this `kid`: the issuer may have rotated keys since the last fetch.
     UnknownKid,
     /// A key has this `kid` but is for another algorithm (RFC 8725 §3.1: the key decides
@@ -29,7 +34,13 @@ pub(crate) enum KeyLookup<'a> {
 pub struct KeySet {
     // RFC 7517 §4.5: keys of different types may share a kid, hence a list.
     by_kid: HashMap<String, Vec<VerificationKey>>,
+    /// Unique to each fetch: the verified-token cache remembers which keys verified a
+    /// token, and ignores what older keys verified (see `crate::verified`).
+    id: u64,
 }
+
+/// Numbers the key sets (0 is only the empty default).
+static NEXT_KEY_SET_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl std::fmt::Debug for KeySet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -49,7 +60,8 @@ pub struct SkippedKey {
 impl KeySet {
     /// Keeps the signature-verification keys of `set` and reports the others.
     pub fn from_jwks(set: &JwkSet) -> (Self, Vec<SkippedKey>) {
-        let mut keys = Self::default();
+        let id = NEXT_KEY_SET_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut keys = Self { by_kid: HashMap::new(), id };
         let mut skipped = Vec::new();
         for jwk in &set.keys {
             let kid = jwk.common.key_id.clone();
@@ -64,6 +76,11 @@ impl KeySet {
             }
         }
         (keys, skipped)
+    }
+
+    /// Which fetch these keys came from.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     pub fn is_empty(&self) -> bool {
@@ -86,7 +103,7 @@ impl KeySet {
                 Some(key_alg) => key_alg == alg,
                 None => k.key.family() == alg.family(),
             })
-            .map_or(KeyLookup::AlgorithmMismatch, |k| KeyLookup::Found(&k.key))
+            .map_or(KeyLookup::AlgorithmMismatch, KeyLookup::Found)
     }
 }
 
@@ -146,7 +163,11 @@ fn admit(jwk: &Jwk) -> Result<VerificationKey, &'static str> {
         _ => return Err("unsupported kty"),
     };
     let key = DecodingKey::from_jwk(jwk).map_err(|_| "unusable key material")?;
-    Ok(VerificationKey { alg, key })
+    let parsed_es256 = (alg == Some(Algorithm::ES256))
+        .then(|| key.try_get_as_bytes().ok())
+        .flatten()
+        .and_then(|point| ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point).ok());
+    Ok(VerificationKey { alg, key, parsed_es256 })
 }
 
 #[cfg(test)]

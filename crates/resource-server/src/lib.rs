@@ -21,6 +21,7 @@
 //! | [`validation`] | header, key, signature and claim checks | RFC 9068 §4 |
 //! | [`keys`] | the issuer's JWK Set, parsed once into verification keys | RFC 7517 §5, RFC 8725 §3.1 |
 //! | [`discovery`] | metadata and JWKS fetch, rate-limited re-fetch on unknown `kid` | RFC 8414 §3 |
+//! | `verified` | a bounded cache of tokens that passed every check (performance; changes no answer) | RFC 9068 §4 |
 //!
 //! Every rule itself lives in `figure2-protocol`; this crate reads requests, calls it with
 //! the injected clock's `now`, and writes the answer.
@@ -33,6 +34,7 @@ pub mod discovery;
 pub mod handler;
 pub mod keys;
 pub mod validation;
+mod verified;
 
 pub use discovery::DiscoveryError;
 pub use handler::{Resource, WRITE_BODY_LIMIT};
@@ -69,6 +71,9 @@ pub struct ResourceServerConfig {
     pub jwks_refetch_min_interval: u64,
     /// Tokens longer than this are `invalid_token` without being parsed.
     pub max_token_bytes: usize,
+    /// How many verified tokens to remember, so that a token presented again is not
+    /// verified again (0: none). Never changes an answer; see the `verified` module.
+    pub verified_token_cache: usize,
 }
 
 impl ResourceServerConfig {
@@ -81,6 +86,7 @@ impl ResourceServerConfig {
             allowed_algorithms: DEFAULT_ALLOWED_ALGORITHMS.to_vec(),
             jwks_refetch_min_interval: 30,
             max_token_bytes: 8192,
+            verified_token_cache: 4096,
         }
     }
 }
@@ -99,6 +105,8 @@ pub struct ResourceServer {
     /// When the JWKS was last fetched (or a fetch was tried). A tokio lock: the re-fetch
     /// holds it across the HTTP call so that concurrent requests wait instead of stampeding.
     last_jwks_fetch: tokio::sync::Mutex<UnixTime>,
+    /// Tokens that passed every check, by digest (performance only).
+    verified: verified::VerifiedTokens,
 }
 
 impl std::fmt::Debug for ResourceServer {

@@ -2,10 +2,13 @@
 //! work on a bad token: size, header, key, signature, then claims.
 
 use crate::ResourceServer;
-use crate::keys::KeyLookup;
+use crate::keys::{KeyLookup, VerificationKey};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use figure2_protocol::access_token::{self, AccessTokenClaims, AccessTokenRejection, Expectations};
+use jsonwebtoken::Algorithm;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use std::sync::Arc;
 
 /// Why the resource server refused an access token. Every variant is `invalid_token` on
 /// the wire (RFC 6750 §3.1); the precise reason goes to the log only.
@@ -51,9 +54,33 @@ impl ResourceServer {
     /// Steps D/F: validates `token` locally (no call to the authorization server) and
     /// returns its claims. The scope check is the caller's, as it depends on the resource.
     pub async fn validate_access_token(&self, token: &str) -> Result<AccessTokenClaims, TokenRejection> {
+        self.validate(token).await.map(Arc::unwrap_or_clone)
+    }
+
+    /// [`Self::validate_access_token`], with the claims shared with the verified-token cache.
+    pub(crate) async fn validate(&self, token: &str) -> Result<Arc<AccessTokenClaims>, TokenRejection> {
         let config = &self.config;
         if token.len() > config.max_token_bytes {
             return Err(TokenRejection::TooLarge { limit: config.max_token_bytes });
+        }
+        let expect = Expectations {
+            issuer: &config.issuer,
+            audience: &config.audience,
+            allowed_algorithms: &config.allowed_algorithms,
+            leeway: config.leeway,
+        };
+        // A token verified before with these keys: only the claim checks can answer
+        // differently now (see `crate::verified`).
+        let digest = figure2_protocol::secret::digest(token);
+        let mut keys = self.current_keys();
+        if let Some(claims) = self.verified.get(&digest, keys.id()) {
+            return match access_token::check_claims(&claims, &expect, self.clock.now()) {
+                Ok(()) => Ok(claims),
+                Err(rejection) => {
+                    self.verified.remove(&digest);
+                    Err(rejection.into())
+                }
+            };
         }
         // Fails for any alg jsonwebtoken does not know, `none` included (RFC 9068 §4
         // forbids `none`).
@@ -66,7 +93,6 @@ impl ResourceServer {
         // RFC 9068 §4: the signature is checked with the issuer's keys, found by kid. The
         // header's jku/jwk/x5u are never followed: keys come only from the discovered jwks_uri.
         let kid = header.kid.as_deref().ok_or(AccessTokenRejection::UnknownKey)?;
-        let mut keys = self.current_keys();
         if matches!(keys.find(kid, header.alg), KeyLookup::UnknownKid) {
             // The issuer may have rotated its signing key since our last fetch.
             keys = self.keys_after_refetch(kid).await;
@@ -77,41 +103,50 @@ impl ResourceServer {
             KeyLookup::AlgorithmMismatch => return Err(TokenRejection::KeyAlgorithmMismatch),
         };
         let claims = verify_signature(token, key, header.alg)?;
-        let expect = Expectations {
-            issuer: &config.issuer,
-            audience: &config.audience,
-            allowed_algorithms: &config.allowed_algorithms,
-            leeway: config.leeway,
-        };
         // RFC 9068 §4: iss, aud, exp (and nbf, iat) against the injected clock.
         access_token::check_claims(&claims, &expect, self.clock.now())?;
+        let claims = Arc::new(claims);
+        self.verified.insert(digest, claims.clone(), keys.id());
         Ok(claims)
     }
 }
 
-/// Verifies the signature and deserialises the claims. jsonwebtoken's own time and
-/// audience checks are off: they read the system clock, and `check_claims` does them
-/// against the injected one.
-fn verify_signature(token: &str, key: &DecodingKey, alg: Algorithm) -> Result<AccessTokenClaims, TokenRejection> {
-    let mut validation = Validation::new(alg);
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.validate_aud = false;
-    validation.required_spec_claims.clear();
-    validation.leeway = 0;
-    match jsonwebtoken::decode::<AccessTokenClaims>(token, key, &validation) {
-        Ok(data) => Ok(data.claims),
-        Err(e) => Err(match e.kind() {
-            ErrorKind::InvalidSignature
-            | ErrorKind::InvalidAlgorithm
-            | ErrorKind::InvalidKeyFormat
-            | ErrorKind::InvalidEcdsaKey
-            | ErrorKind::InvalidEddsaKey
-            | ErrorKind::InvalidRsaKey(_) => AccessTokenRejection::BadSignature.into(),
-            // Bad base64, bad JSON, or claims missing a member RFC 9068 §2.2 requires.
-            _ => AccessTokenRejection::Malformed.into(),
-        }),
+/// Verifies the signature and deserialises the claims: what `jsonwebtoken::decode` does
+/// with its time and audience checks off (`check_claims` does them, against the injected
+/// clock), in the same order with the same outcomes, but reading the header and the claims
+/// once each (`decode` parses the header twice and the claims twice) and, for ES256, with
+/// the key parsed once (performance).
+fn verify_signature(token: &str, key: &VerificationKey, alg: Algorithm) -> Result<AccessTokenClaims, TokenRejection> {
+    // JWS compact serialization (RFC 7515 §7.1), split at the last two dots as jsonwebtoken does.
+    let (message, signature) = token.rsplit_once('.').ok_or(AccessTokenRejection::Malformed)?;
+    let (_, payload) = message.rsplit_once('.').ok_or(AccessTokenRejection::Malformed)?;
+    let verified = match &key.parsed_es256 {
+        Some(parsed) if alg == Algorithm::ES256 => {
+            let signature = URL_SAFE_NO_PAD.decode(signature).map_err(malformed)?;
+            parsed.verify_sig(message.as_bytes(), &signature).is_ok()
+        }
+        _ => {
+            jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.key, alg).map_err(|e| match e.kind() {
+                ErrorKind::InvalidAlgorithm
+                | ErrorKind::InvalidKeyFormat
+                | ErrorKind::InvalidEcdsaKey
+                | ErrorKind::InvalidEddsaKey
+                | ErrorKind::InvalidRsaKey(_) => AccessTokenRejection::BadSignature.into(),
+                // Bad base64.
+                _ => TokenRejection::from(AccessTokenRejection::Malformed),
+            })?
+        }
+    };
+    if !verified {
+        return Err(AccessTokenRejection::BadSignature.into());
     }
+    // Bad base64, bad JSON, or claims missing a member RFC 9068 §2.2 requires.
+    let claims = URL_SAFE_NO_PAD.decode(payload).map_err(malformed)?;
+    serde_json::from_slice(&claims).map_err(malformed)
+}
+
+fn malformed<E>(_: E) -> TokenRejection {
+    AccessTokenRejection::Malformed.into()
 }
 
 /// Names the reason a header did not decode, for the log: an `alg` jsonwebtoken does not
