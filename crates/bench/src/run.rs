@@ -347,7 +347,8 @@ fn run(opts: Options) -> Result<Report, String> {
         progress(format!("starting the refresh stand-in ({} extra entries)", plan.settings.families));
         let child = Child::spawn(
             "standin",
-            &["--tokens".into(), tokens.join(","), "--prefill".into(), plan.settings.families.to_string()],
+            // `--tokens=…`: a base64url token may start with '-', which clap would read as a flag.
+            &[format!("--tokens={}", tokens.join(",")), "--prefill".into(), plan.settings.families.to_string()],
             lifetime,
         )?;
         let addr = child.addr("addr")?;
