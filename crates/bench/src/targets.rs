@@ -24,7 +24,7 @@ use figure2_protocol::secret::Secret;
 use figure2_protocol::token_request::TokenRequest;
 use figure2_protocol::{Clock, SimulatedClock, SystemClock};
 use figure2_resource_server::{ResourceServer, ResourceServerConfig};
-use figure2_scenario_runner::world::{DEMO_CLIENTS, DEMO_CONFIG, DEMO_USERS};
+use figure2_runner::world::{DEMO_CLIENTS, DEMO_CONFIG, DEMO_USERS};
 use http::{Method, Request};
 use serde_json::{Value, json};
 use std::collections::HashMap;

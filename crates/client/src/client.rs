@@ -5,7 +5,7 @@ use bytes::Bytes;
 use figure2_http::{HttpClient, ReceivedResponse};
 use figure2_protocol::bearer::{BearerChallenge, BearerErrorCode, is_b64token};
 use figure2_protocol::client_auth::{ClientAuthentication, TokenEndpointAuthMethod};
-use figure2_protocol::metadata::{AuthorizationServerMetadata, metadata_url};
+use figure2_protocol::metadata::AuthorizationServerMetadata;
 use figure2_protocol::secret::Secret;
 use figure2_protocol::token_request::{RefreshTokenRequest, TokenRequest};
 use figure2_protocol::token_response::AccessTokenResponse;
@@ -121,16 +121,10 @@ impl Client {
     /// RFC 8414 §3: fetches the metadata at the well-known URL of `issuer` and checks that
     /// it names the same issuer (§3.3).
     pub async fn discover(http: &HttpClient, issuer: &str) -> Result<AuthorizationServerMetadata, ClientError> {
-        let url =
-            metadata_url(issuer).ok_or_else(|| ClientError::Protocol(format!("issuer {issuer:?} is not a URL")))?;
-        let response = http.send(Method::GET, &url, &[("accept", "application/json")], None).await?;
-        if response.status != 200 {
-            return Err(ClientError::Protocol(format!("{url} answered {}", response.status)));
-        }
-        let metadata: AuthorizationServerMetadata = serde_json::from_slice(&response.body)
-            .map_err(|e| ClientError::Protocol(format!("{url} is not RFC 8414 metadata: {e}")))?;
-        metadata.validate_for_issuer(issuer).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        Ok(metadata)
+        figure2_http::discover(http, issuer).await.map_err(|e| match e {
+            figure2_http::DiscoveryError::Fetch(e) => ClientError::Http(e),
+            other => ClientError::Protocol(other.to_string()),
+        })
     }
 
     /// Steps A→B: presents an authorization grant and stores the tokens of the answer.

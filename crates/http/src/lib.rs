@@ -6,9 +6,14 @@
 //!   header-read timeout, bounded header count and buffer, and graceful shutdown;
 //! - [`read_body`]: a request body read with a hard size limit;
 //! - response builders ([`json`], [`text`]);
-//! - [`HttpClient`]: a small HTTP/1.1 client with bounded response bodies.
+//! - [`HttpClient`]: a small HTTP/1.1 client with bounded response bodies;
+//! - [`discover`]: RFC 8414 discovery of an authorization server by its issuer.
 //!
 //! Protocol decisions never happen here; see `figure2-protocol`.
+
+pub mod discovery;
+
+pub use discovery::{DiscoveryError, discover};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};

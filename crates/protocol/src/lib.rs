@@ -55,6 +55,6 @@ pub mod secret;
 pub mod token_request;
 pub mod token_response;
 
-pub use clock::{Clock, SimulatedClock, SystemClock, UnixTime};
+pub use clock::{Clock, SIMULATION_EPOCH, SimulatedClock, SystemClock, UnixTime};
 pub use error::{ErrorCode, ErrorResponse};
 pub use scope::Scope;

@@ -3,10 +3,10 @@
 
 use crate::keys::KeySet;
 use crate::{ResourceServer, ResourceServerConfig};
+use figure2_http::discovery::get_json;
 use figure2_http::{ClientError, HttpClient};
 use figure2_protocol::Clock;
-use figure2_protocol::metadata::{self, AuthorizationServerMetadata, MetadataError};
-use http::Method;
+
 use jsonwebtoken::jwk::JwkSet;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -14,29 +14,7 @@ use std::time::Duration;
 /// How long a JWKS re-fetch on the request path may take before the request gives up on it.
 const REFETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Debug, thiserror::Error)]
-pub enum DiscoveryError {
-    #[error("issuer {0:?} is not a URL a metadata URL can be built from (RFC 8414 §3.1)")]
-    InvalidIssuer(String),
-    #[error(transparent)]
-    Fetch(#[from] ClientError),
-    #[error("GET {url} answered HTTP {status}")]
-    Status { url: String, status: u16 },
-    #[error("GET {url} did not return the expected JSON: {source}")]
-    Json { url: String, source: serde_json::Error },
-    #[error(transparent)]
-    Metadata(#[from] MetadataError),
-    #[error("the JWK Set at {url} holds no key usable for verifying access tokens")]
-    NoUsableKeys { url: String },
-}
-
-impl DiscoveryError {
-    /// Whether trying again later may help (the authorization server may not be up yet).
-    /// A bad issuer URL or an issuer mismatch will not fix itself.
-    pub fn is_retryable(&self) -> bool {
-        !matches!(self, Self::InvalidIssuer(_) | Self::Metadata(MetadataError::IssuerMismatch { .. }))
-    }
-}
+pub use figure2_http::discovery::DiscoveryError;
 
 impl ResourceServer {
     /// RFC 8414: GET the issuer's metadata, check its `issuer` (§3.3), then GET its
@@ -47,11 +25,7 @@ impl ResourceServer {
         clock: Arc<dyn Clock>,
         http: HttpClient,
     ) -> Result<Arc<Self>, DiscoveryError> {
-        let url = metadata::metadata_url(&config.issuer)
-            .ok_or_else(|| DiscoveryError::InvalidIssuer(config.issuer.clone()))?;
-        let metadata: AuthorizationServerMetadata = get_json(&http, &url).await?;
-        // RFC 8414 §3.3: the metadata's issuer MUST be identical to the one we asked for.
-        metadata.validate_for_issuer(&config.issuer)?;
+        let metadata = figure2_http::discover(&http, &config.issuer).await?;
         let jwks_uri = metadata.jwks_uri()?.to_owned();
         let keys = fetch_keys(&http, &jwks_uri).await?;
         if keys.is_empty() {
@@ -120,12 +94,4 @@ async fn fetch_keys(http: &HttpClient, jwks_uri: &str) -> Result<KeySet, Discove
         tracing::debug!(kid = ?s.kid, reason = s.reason, "JWK not used");
     }
     Ok(keys)
-}
-
-async fn get_json<T: serde::de::DeserializeOwned>(http: &HttpClient, url: &str) -> Result<T, DiscoveryError> {
-    let response = http.send(Method::GET, url, &[("accept", "application/json")], None).await?;
-    if response.status != 200 {
-        return Err(DiscoveryError::Status { url: url.to_owned(), status: response.status });
-    }
-    serde_json::from_slice(&response.body).map_err(|source| DiscoveryError::Json { url: url.to_owned(), source })
 }

@@ -1,0 +1,195 @@
+use figure2_conformance::client::{self, Ending, Env, Subject};
+use figure2_conformance::{self as conformance, ConformanceReport, Role, Verdict};
+use figure2_runner::checks;
+use figure2_runner::world::{Mutator, World};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+fn ids(report: &ConformanceReport, verdict: Verdict) -> BTreeSet<String> {
+    report.results.iter().filter(|r| r.verdict == verdict).map(|r| r.id.clone()).collect()
+}
+
+fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+async fn run_broken(overrides: toml::Table, mutator: Option<Mutator>) -> ConformanceReport {
+    let mut config = checks::in_process_config();
+    config.extend(overrides);
+    let world = World::start(&config).await.expect("world starts");
+    world.network.set_mutator(mutator);
+    let report = checks::run_against_world(&world).await.expect("catalogue runs");
+    world.stop().await;
+    report
+}
+
+#[tokio::test]
+async fn the_server_catalogue_passes_in_process() {
+    let report = checks::run_in_process(&checks::in_process_config()).await.unwrap();
+    let failed = ids(&report, Verdict::Fail);
+    assert!(failed.is_empty(), "{}", report.render(conformance::Format::Table));
+    assert!(ids(&report, Verdict::Skip).is_empty(), "in-process nothing is skipped");
+    let count = |role| report.results.iter().filter(|r| r.role == role).count();
+    assert!(count(Role::AuthorizationServer) >= 30, "at least 30 authorization-server checks");
+    assert!(count(Role::ResourceServer) >= 10, "at least 10 resource-server checks");
+    // Every id is unique and cites a section.
+    let unique: BTreeSet<_> = report.results.iter().map(|r| &r.id).collect();
+    assert_eq!(unique.len(), report.results.len());
+    assert!(report.results.iter().all(|r| r.section.starts_with("RFC ")));
+    assert!(report.render(conformance::Format::Table).ends_with(&format!("{}\n", report.summary_line())));
+}
+
+#[tokio::test]
+async fn the_client_catalogue_passes_for_the_client_library() {
+    let catalogue = conformance::client_catalogue().unwrap();
+    assert!(catalogue.checks.len() >= 8);
+    let report = ConformanceReport { results: client::run_catalogue(&catalogue, &checks::client_library()).await };
+    assert!(ids(&report, Verdict::Fail).is_empty(), "{}", report.render(conformance::Format::Table));
+}
+
+#[tokio::test]
+async fn a_server_without_no_store_fails_exactly_that_check() {
+    let strip: Mutator = Arc::new(|path, answer| {
+        if path.ends_with("/token") {
+            answer.headers.remove("cache-control");
+        }
+    });
+    let report = run_broken(toml::Table::new(), Some(strip)).await;
+    assert_eq!(ids(&report, Verdict::Fail), set(&["AS-5.1-no-store"]));
+    assert!(report.failed_absolute(), "a failed MUST fails the run");
+}
+
+#[tokio::test]
+async fn a_server_that_widens_scope_on_refresh_fails_the_scope_checks() {
+    let widen: Mutator = Arc::new(|path, answer| {
+        if !path.ends_with("/token") || answer.status != 200 {
+            return;
+        }
+        let Ok(mut body) = serde_json::from_slice::<serde_json::Value>(&answer.body) else { return };
+        // Only refreshes: a grant's response is left alone.
+        if body.get("refresh_token").is_some() && body["scope"].as_str().is_some_and(|s| !s.contains("admin")) {
+            let widened = format!("{} admin", body["scope"].as_str().unwrap_or(""));
+            body["scope"] = serde_json::json!(widened);
+            answer.body = serde_json::to_vec(&body).unwrap().into();
+            answer.headers.remove("content-length");
+        }
+    });
+    let report = run_broken(toml::Table::new(), Some(widen)).await;
+    let failed = ids(&report, Verdict::Fail);
+    assert!(failed.contains("AS-6-narrower-scope"), "{failed:?}");
+    assert!(failed.contains("AS-6-omitted-scope-is-original"), "{failed:?}");
+    assert!(failed.iter().all(|id| id.starts_with("AS-6-") || id.starts_with("AS-9068-scope")), "{failed:?}");
+}
+
+#[tokio::test]
+async fn a_server_without_reuse_detection_fails_exactly_that_check() {
+    let mut config = toml::Table::new();
+    config.insert("revoke_family_on_reuse".into(), false.into());
+    let report = run_broken(config, None).await;
+    assert_eq!(ids(&report, Verdict::Fail), set(&["AS-9700-reuse-revokes-family"]));
+    assert!(!report.failed_absolute(), "reuse detection is a SHOULD");
+}
+
+#[tokio::test]
+async fn a_server_without_rotation_fails_the_rotation_check_and_skips_the_rest() {
+    let mut config = toml::Table::new();
+    config.insert("always_issue_new_refresh_token".into(), false.into());
+    let report = run_broken(config, None).await;
+    assert_eq!(ids(&report, Verdict::Fail), set(&["AS-9700-rotation"]));
+    let skipped = ids(&report, Verdict::Skip);
+    assert!(skipped.contains("AS-9700-reuse-revokes-family") && skipped.contains("AS-9700-rotated-token-refused"));
+    let reasons: BTreeSet<_> =
+        report.results.iter().filter(|r| r.verdict == Verdict::Skip).map(|r| r.reason.clone()).collect();
+    assert_eq!(reasons.len(), 1, "every skip gives the same reason: {reasons:?}");
+}
+
+/// A naive client: never looks at expires_in, and after invalid_token refreshes and
+/// retries until it works (bounded here so the test ends).
+fn retries_forever() -> Subject {
+    Subject::InProcess(Arc::new(|env: Env| Box::pin(naive_client(env, true))))
+}
+
+/// A client that forgets the rotated refresh token and keeps presenting the first one.
+fn forgets_rotated_token() -> Subject {
+    Subject::InProcess(Arc::new(|env: Env| Box::pin(naive_client(env, false))))
+}
+
+async fn naive_client(env: Env, store_rotated: bool) -> Ending {
+    use figure2_protocol::Clock;
+    let http = figure2_http::HttpClient::new();
+    let basic =
+        figure2_protocol::client_auth::ClientAuthentication::basic_header_value(&env.client_id, &env.client_secret);
+    let token = |form: String| {
+        let http = http.clone();
+        let url = env.token_endpoint.clone();
+        let basic = basic.clone();
+        async move {
+            let r = http
+                .send(
+                    http::Method::POST,
+                    &url,
+                    &[("authorization", basic.as_str()), ("content-type", "application/x-www-form-urlencoded")],
+                    Some(form.into()),
+                )
+                .await
+                .ok()?;
+            serde_json::from_slice::<serde_json::Value>(&r.body).ok().filter(|_| r.status == 200)
+        }
+    };
+    let grant = format!("grant_type=password&username={}&password={}", env.username, env.password);
+    let Some(b) = token(grant).await else { return Ending::Failed("grant".into()) };
+    let mut at = b["access_token"].as_str().unwrap_or("").to_owned();
+    let first_rt = b["refresh_token"].as_str().unwrap_or("").to_owned();
+    let mut rt = first_rt.clone();
+    let start = env.clock.now();
+    for t in &env.calls {
+        let now = env.clock.now();
+        if start + t > now {
+            env.clock.advance(start + t - now);
+        }
+        for _ in 0..env.concurrency {
+            let mut ok = false;
+            for _ in 0..20 {
+                let auth = format!("Bearer {at}");
+                let r =
+                    http.send(http::Method::GET, &env.resource_url, &[("authorization", auth.as_str())], None).await;
+                if r.as_ref().is_ok_and(|r| r.status == 200) {
+                    ok = true;
+                    break;
+                }
+                let presented = if store_rotated { rt.clone() } else { first_rt.clone() };
+                let Some(b) = token(format!("grant_type=refresh_token&refresh_token={presented}")).await else {
+                    return Ending::Reauthorize;
+                };
+                at = b["access_token"].as_str().unwrap_or("").to_owned();
+                if let Some(new) = b["refresh_token"].as_str() {
+                    rt = new.to_owned();
+                }
+            }
+            if !ok {
+                return Ending::Failed("gave up after 20 tries".into());
+            }
+        }
+    }
+    Ending::Ok
+}
+
+#[tokio::test]
+async fn a_client_that_retries_forever_fails_the_loop_and_expiry_checks() {
+    let catalogue = conformance::client_catalogue().unwrap();
+    let report = ConformanceReport { results: client::run_catalogue(&catalogue, &retries_forever()).await };
+    let failed = ids(&report, Verdict::Fail);
+    assert!(failed.contains("CL-1.5-no-loop"), "{}", report.render(conformance::Format::Table));
+    assert!(failed.contains("CL-1.5-E-skip-to-G"), "{failed:?}");
+    assert!(!failed.contains("CL-10.4-refresh-token-private"), "{failed:?}");
+    assert!(!failed.contains("CL-5.1-honours-expires-in"), "{failed:?}");
+}
+
+#[tokio::test]
+async fn a_client_that_forgets_the_rotated_token_fails_the_rotation_check() {
+    let catalogue = conformance::client_catalogue().unwrap();
+    let report = ConformanceReport { results: client::run_catalogue(&catalogue, &forgets_rotated_token()).await };
+    let failed = ids(&report, Verdict::Fail);
+    assert!(failed.contains("CL-6-keeps-rotated-token"), "{}", report.render(conformance::Format::Table));
+    assert!(!failed.contains("CL-6-keeps-token-without-rotation"), "{failed:?}");
+}
