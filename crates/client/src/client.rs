@@ -9,7 +9,7 @@ use figure2_protocol::metadata::AuthorizationServerMetadata;
 use figure2_protocol::secret::Secret;
 use figure2_protocol::token_request::{RefreshTokenRequest, TokenRequest};
 use figure2_protocol::token_response::AccessTokenResponse;
-use figure2_protocol::{Clock, ErrorCode, ErrorResponse, Scope};
+use figure2_protocol::{Clock, ErrorCode, ErrorResponse, FlowStep, Scope};
 use http::{HeaderMap, Method, header};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -248,7 +248,7 @@ impl Client {
             return Ok(current);
         }
         let refresh_token = current.refresh_token.clone().ok_or(ClientError::NoRefreshToken)?;
-        tracing::info!(step = "G", rt = %refresh_token.fingerprint(), "refreshing the access token");
+        tracing::info!(step = %FlowStep::G, rt = %refresh_token.fingerprint(), "refreshing the access token");
         let request = TokenRequest::RefreshToken(RefreshTokenRequest {
             refresh_token: refresh_token.clone(),
             scope: scope.clone(),
@@ -259,7 +259,7 @@ impl Client {
             // RFC 6749 §5.2 invalid_grant: the refresh token is invalid, expired or
             // revoked. Only a new authorization grant helps: back to step A.
             Err(ClientError::TokenEndpoint { error, .. }) if error.error == ErrorCode::InvalidGrant => {
-                tracing::warn!(step = "H", rt = %refresh_token.fingerprint(), %error, "refresh token refused");
+                tracing::warn!(step = %FlowStep::H, rt = %refresh_token.fingerprint(), %error, "refresh token refused");
                 let mut state = lock(&self.inner.state);
                 if state.tokens.as_ref().is_some_and(|t| t.generation == current.generation) {
                     state.tokens = None;
@@ -337,7 +337,7 @@ impl Client {
         let response = self.inner.http.send(method.clone(), url, &pairs, body.clone()).await?;
         let step = label(&response);
         tracing::debug!(
-            step = %format_args!("({})->({})", step.request_letter(), step.response_letter()),
+            step = %step.request_step(),
             %method, url, status = response.status, "exchange"
         );
         let observer = lock(&self.inner.observer).clone();

@@ -53,10 +53,15 @@ and exits 0 if every call ended 200, 3 if the resource owner must authorize agai
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "error".into()))
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+    // Logs to stderr as RUST_LOG says; and, whatever RUST_LOG says, the roles' reasons
+    // for refusing a token reach the trace (see figure2_runner::reasons).
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .init();
+        .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "error".into()));
+    let subscriber = tracing_subscriber::registry().with(log).with(figure2_runner::reasons::layer());
+    let _ = tracing::subscriber::set_global_default(subscriber);
     let cli = Cli::parse();
     let outcome = match cli.command {
         Some(Command::Check(args)) => check_cli::check(args).await,

@@ -29,7 +29,7 @@ fn run_file(path: PathBuf) -> Result<(), Failed> {
         Err(Failed::from(format!(
             "{}\n\nunmet expectations:\n  {}",
             String::from_utf8_lossy(&text),
-            report.failures.join("\n  ")
+            report.failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ")
         )))
     }
 }

@@ -34,6 +34,7 @@
 //! | [`bearer`] | C, D, E, F | RFC 6750 §2.1, §3 |
 //! | [`metadata`] | discovery | RFC 8414 |
 //! | [`revocation`], [`introspection`] | after H | RFC 7009, RFC 7662 |
+//! | [`flow`] | the names A to H themselves | RFC 6749 §1.5 |
 //! | [`secret`], [`clock`] | all | RFC 6749 §10.10, RFC 9700 |
 
 pub mod access_token;
@@ -42,6 +43,7 @@ pub mod bearer;
 pub mod client_auth;
 pub mod clock;
 pub mod error;
+pub mod flow;
 pub mod form;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -57,4 +59,5 @@ pub mod token_response;
 
 pub use clock::{Clock, SIMULATION_EPOCH, SimulatedClock, SystemClock, UnixTime};
 pub use error::{ErrorCode, ErrorResponse};
+pub use flow::FlowStep;
 pub use scope::Scope;

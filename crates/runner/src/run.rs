@@ -2,11 +2,12 @@
 //! the client library (or as the resource owner's browser), recording every exchange
 //! and checking each step's expectations. [`run`] plays a whole scenario file.
 
-use crate::scenario::{Action, Expect, GrantKind, Scenario, Step};
-use crate::trace::{TraceEvent, TracedExchange, error_of};
+use crate::scenario::{Action, Expect, GrantKind, Resource, Scenario, Step};
+use crate::trace::{Expectation, Failure, Happening, ResourceOwnerAct, TraceEvent, TracedExchange, error_of};
 use crate::world::{DEMO_USERS, World, WorldError};
 use figure2_client::{Client, ClientError, Exchange, Step as FigureStep};
-use figure2_protocol::Scope;
+use crate::wire::short_refresh_token;
+use figure2_protocol::{FlowStep, Scope};
 use figure2_protocol::client_auth::ClientAuthentication;
 use figure2_protocol::form::{FormParams, encode};
 use figure2_protocol::pkce::CodeVerifier;
@@ -21,7 +22,7 @@ use std::sync::{Arc, Mutex};
 pub struct Report {
     pub id: String,
     pub passed: bool,
-    pub failures: Vec<String>,
+    pub failures: Vec<Failure>,
     pub events: Vec<TraceEvent>,
     /// The authorization server's refresh policy during the run (for the lineage).
     pub policy: RefreshPolicy,
@@ -53,7 +54,7 @@ pub struct Session {
     client_tracks_expiry: bool,
     steps: usize,
     exchanges: usize,
-    failures: Vec<String>,
+    failures: Vec<Failure>,
 }
 
 /// Runs `scenario`, calling `emit` with every trace event as it happens.
@@ -78,39 +79,6 @@ pub async fn run(scenario: &Scenario, emit: &mut dyn FnMut(&TraceEvent)) -> Resu
     Ok(Report { id: scenario.id.clone(), passed: failures.is_empty(), failures, events, policy })
 }
 
-/// The one-line description of a step the trace prints.
-pub fn label(step: &Step) -> String {
-    let client = step.client.as_deref().unwrap_or("demo-client");
-    let mut label = match step.action {
-        Action::Authorize => {
-            let grant = match step.grant.unwrap_or(GrantKind::Password) {
-                GrantKind::Password => "password grant (RFC 6749 §4.3, legacy)",
-                GrantKind::AuthorizationCode => "authorization code grant with PKCE (RFC 6749 §4.1, RFC 7636)",
-                GrantKind::ClientCredentials => "client credentials grant (RFC 6749 §4.4)",
-            };
-            format!("{client} obtains tokens with the {grant}")
-        }
-        Action::Call => format!("{client} calls the {} resource", step.resource.as_deref().unwrap_or("?")),
-        Action::Refresh => match &step.scope {
-            Some(s) => format!("{client} refreshes, asking for scope \"{s}\""),
-            None => format!("{client} refreshes"),
-        },
-        Action::Replay => format!(
-            "{client} presents refresh token #{} of {}",
-            step.generation.unwrap_or(0),
-            step.of.as_deref().unwrap_or(client)
-        ),
-        Action::Revoke => format!("{client} revokes its refresh token #{} (RFC 7009)", step.generation.unwrap_or(0)),
-        Action::Advance => format!("time passes: {} seconds", step.seconds.unwrap_or(0)),
-        Action::RotateKey => "the authorization server rotates its signing key".into(),
-        Action::Restart => "the authorization server restarts on the same database".into(),
-    };
-    if step.lose_response {
-        label.push_str(" (the token response will be lost)");
-    }
-    label
-}
-
 impl Session {
     /// Starts the world a scenario asks for; no step has run yet.
     pub async fn start(scenario: &Scenario) -> Result<Self, WorldError> {
@@ -130,7 +98,7 @@ impl Session {
     }
 
     /// The unmet expectations so far.
-    pub fn failures(&self) -> &[String] {
+    pub fn failures(&self) -> &[Failure] {
         &self.failures
     }
 
@@ -165,13 +133,13 @@ impl Session {
         let number = self.steps;
         let mut events = Vec::new();
         let t = figure2_protocol::Clock::now(&self.world.clock);
-        events.push(TraceEvent::Step { number, label: label(step), note: step.note.clone(), t });
-        let client_id = step.client.clone().unwrap_or_else(|| "demo-client".into());
+        events.push(TraceEvent::Step { number, action: step.action.clone(), note: step.note.clone(), t });
+        let client_id = step.action.client().unwrap_or("demo-client").to_owned();
         let before = self.actors.get(&client_id).and_then(|a| a.last_token_response.clone());
-        if step.lose_response {
+        if step.action.loses_response() {
             self.world.network.lose_next_token_response();
         }
-        let outcome = match self.act(step, &client_id, &mut events).await {
+        let outcome = match self.act(&step.action, &client_id, &mut events).await {
             Ok(outcome) => outcome,
             Err(message) => Outcome::Failed(message),
         };
@@ -195,20 +163,12 @@ impl Session {
         }
         for l in &lost {
             let body: serde_json::Value = serde_json::from_str(&l.body).unwrap_or_default();
-            let rt = body
-                .get("refresh_token")
-                .and_then(|v| v.as_str())
-                .map(|t| format!(", new refresh token rt#{}", fingerprint(t)));
+            let refresh_token = body.get("refresh_token").and_then(|v| v.as_str()).map(short_refresh_token);
             events.push(TraceEvent::Network {
-                line: format!(
-                    "the authorization server answered {} {}{} and committed it, but the response was lost on the way: the client never saw it",
-                    l.status,
-                    l.path,
-                    rt.unwrap_or_default()
-                ),
+                what: Happening::ResponseLost { status: l.status, path: l.path.clone(), refresh_token },
             });
         }
-        if step.lose_response && lost.is_empty() {
+        if step.action.loses_response() && lost.is_empty() {
             self.world.network.take_lost();
         }
         let after = self.actors.get(&client_id).and_then(|a| a.last_token_response.clone());
@@ -218,11 +178,11 @@ impl Session {
             .find(|(_, x)| matches!(x.step, FigureStep::AuthorizationGrant | FigureStep::Refresh))
             .map(|(_, x)| x);
         let checks = check(step, &outcome, &exchanges, token_exchange, before.as_ref(), after.as_ref());
-        for (ok, message) in checks {
+        for (ok, check) in checks {
             if !ok {
-                self.failures.push(format!("step {number} ({}): {message}", label(step)));
+                self.failures.push(Failure { step: number, action: step.action.clone(), check: check.clone() });
             }
-            events.push(TraceEvent::Check { ok, message });
+            events.push(TraceEvent::Check { ok, check });
         }
         if !self.client_tracks_expiry {
             self.forget_expiry();
@@ -273,63 +233,59 @@ impl Session {
             .ok_or_else(|| format!("{owner} holds no refresh token #{generation} (it has {})", history.len()))
     }
 
-    async fn act(&mut self, step: &Step, client_id: &str, events: &mut Vec<TraceEvent>) -> Result<Outcome, String> {
-        let scope = step.scope.as_deref().map(Scope::parse).transpose().map_err(|e| e.to_string())?;
-        match step.action {
-            Action::Advance => {
-                let seconds = step.seconds.unwrap_or(0);
-                let t = self.world.clock.advance(seconds);
-                events.push(TraceEvent::Clock { advanced_by: seconds, t });
+    async fn act(&mut self, action: &Action, client_id: &str, events: &mut Vec<TraceEvent>) -> Result<Outcome, String> {
+        let scope_of = |scope: &Option<String>| scope.as_deref().map(Scope::parse).transpose().map_err(|e| e.to_string());
+        match action {
+            Action::Advance { seconds } => {
+                let t = self.world.clock.advance(*seconds);
+                events.push(TraceEvent::Clock { advanced_by: *seconds, t });
                 Ok(Outcome::Ok)
             }
             Action::RotateKey => {
                 let kid = self.world.authorization_server.rotate_signing_key().map_err(|e| e.to_string())?;
-                events.push(TraceEvent::Network {
-                    line: format!("new signing key kid={kid}; the old key stays in the JWKS for its tokens"),
-                });
+                events.push(TraceEvent::Network { what: Happening::KeyRotated { kid } });
                 Ok(Outcome::Ok)
             }
             Action::Restart => {
                 self.world.restart_authorization_server().await.map_err(|e| e.to_string())?;
-                events.push(TraceEvent::Network {
-                    line: "the authorization server stopped and started again on the same SQLite file".into(),
-                });
+                events.push(TraceEvent::Network { what: Happening::Restarted });
                 Ok(Outcome::Ok)
             }
-            Action::Authorize => {
-                let user = step.user.clone().unwrap_or_else(|| "alice".into());
-                let password = DEMO_USERS.iter().find(|(u, _)| *u == user).map(|(_, p)| *p).unwrap_or("wrong-password");
-                let request = match step.grant.unwrap_or(GrantKind::Password) {
+            Action::Authorize { grant, user, scope: asked, .. } => {
+                let scope = scope_of(asked)?;
+                let password =
+                    DEMO_USERS.iter().find(|(u, _)| u == user).map(|(_, p)| *p).unwrap_or("wrong-password");
+                let request = match grant {
                     GrantKind::Password => {
-                        TokenRequest::Password { username: user, password: Secret::new(password), scope }
+                        TokenRequest::Password { username: user.clone(), password: Secret::new(password), scope }
                     }
                     GrantKind::ClientCredentials => TokenRequest::ClientCredentials { scope },
                     GrantKind::AuthorizationCode => {
-                        self.obtain_code(client_id, &user, password, step.scope.as_deref(), events).await?
+                        self.obtain_code(client_id, user, password, asked.as_deref(), events).await?
                     }
                 };
                 let client = self.actor(client_id)?.client.clone();
                 Ok(outcome_of(client.request_token(request).await.map(|_| ())))
             }
-            Action::Call => {
-                let resource = step.resource.as_deref().unwrap_or("read");
+            Action::Call { resource, .. } => {
                 let (method, body) = match resource {
-                    "write" => {
+                    Resource::Write => {
                         (http::Method::POST, Some(bytes::Bytes::from_static(br#"{"note":"written by figure2"}"#)))
                     }
-                    _ => (http::Method::GET, None),
+                    Resource::Read | Resource::Admin => (http::Method::GET, None),
                 };
-                let url = format!("{}/resource/{resource}", self.world.resource_url);
+                let url = format!("{}/resource/{}", self.world.resource_url, resource.as_str());
                 let client = self.actor(client_id)?.client.clone();
                 Ok(outcome_of(client.call(method, &url, body).await.map(|_| ())))
             }
-            Action::Refresh => {
+            Action::Refresh { scope, .. } => {
+                let scope = scope_of(scope)?;
                 let client = self.actor(client_id)?.client.clone();
                 Ok(outcome_of(client.refresh(scope).await.map(|_| ())))
             }
-            Action::Replay => {
-                let owner = step.of.clone().unwrap_or_else(|| client_id.to_owned());
-                let token = self.historic_refresh_token(&owner, step.generation.unwrap_or(0))?;
+            Action::Replay { of, generation, scope, .. } => {
+                let scope = scope_of(scope)?;
+                let token = self.historic_refresh_token(of, *generation)?;
                 let request =
                     TokenRequest::RefreshToken(RefreshTokenRequest { refresh_token: Secret::new(token), scope });
                 let client = self.actor(client_id)?.client.clone();
@@ -338,15 +294,15 @@ impl Session {
                     Err(e) => Ok(Outcome::Failed(e.to_string())),
                 }
             }
-            Action::Revoke => {
-                let owner = step.of.clone().unwrap_or_else(|| client_id.to_owned());
-                let token = self.historic_refresh_token(&owner, step.generation.unwrap_or(0))?;
+            Action::Revoke { of, generation, .. } => {
+                let token = self.historic_refresh_token(of, *generation)?;
                 let status = self.revoke(client_id, &token).await?;
                 events.push(TraceEvent::Network {
-                    line: format!(
-                        "{client_id} → authorization server: POST /revoke token=rt#{} → {status}",
-                        fingerprint(&token)
-                    ),
+                    what: Happening::Revoked {
+                        client_id: client_id.to_owned(),
+                        refresh_token: short_refresh_token(&token),
+                        status,
+                    },
                 });
                 Ok(if status == 200 { Outcome::Ok } else { Outcome::Failed(format!("revocation answered {status}")) })
             }
@@ -413,10 +369,11 @@ impl Session {
             .await
             .map_err(|e| e.to_string())?;
         events.push(TraceEvent::ResourceOwner {
-            line: format!(
-                "GET /authorize (client_id={client_id}, PKCE S256, state={state}) → {} login and consent page",
-                page.status
-            ),
+            what: ResourceOwnerAct::OpensAuthorizationPage {
+                client_id: client_id.to_owned(),
+                state: format!("state={state}"),
+                status: page.status,
+            },
         });
         if page.status != 200 {
             return Err(format!("the authorization page answered {}", page.status));
@@ -440,12 +397,12 @@ impl Session {
         let returned = location.split_once('?').map(|(_, q)| q).unwrap_or("");
         let params = FormParams::parse(returned.as_bytes()).map_err(|e| e.to_string())?;
         events.push(TraceEvent::ResourceOwner {
-            line: format!(
-                "POST /authorize as {user}, approve → {} redirect to {} with code#{}",
-                answer.status,
-                location.split('?').next().unwrap_or(""),
-                params.get("code").map(fingerprint).unwrap_or_else(|| "none".into())
-            ),
+            what: ResourceOwnerAct::Approves {
+                user: user.to_owned(),
+                status: answer.status,
+                redirect_uri: location.split('?').next().unwrap_or("").to_owned(),
+                code: params.get("code").map_or_else(|| "none".into(), |c| format!("code#{}", fingerprint(c))),
+            },
         });
         let code = params.get("code").ok_or_else(|| format!("no code in the redirect (status {})", answer.status))?;
         // RFC 6749 §10.12: the state must come back unchanged; RFC 9207: so must iss.
@@ -479,7 +436,7 @@ fn check(
     token_exchange: Option<&Exchange>,
     before: Option<&serde_json::Value>,
     after: Option<&serde_json::Value>,
-) -> Vec<(bool, String)> {
+) -> Vec<(bool, Expectation)> {
     let expect: &Expect = &step.expect;
     let mut out = Vec::new();
     let last = exchanges.last().map(|(_, x)| x);
@@ -491,51 +448,43 @@ fn check(
     match (&expect.outcome, expect.status) {
         (Some(want), _) => {
             let got = if outcome_name.starts_with("failed") { "failed" } else { outcome_name.as_str() };
-            out.push((got == want, format!("outcome {want} (got {outcome_name})")));
+            out.push((got == want, Expectation::Outcome { want: want.clone(), got: outcome_name.clone() }));
         }
         // Without an expected status or outcome the step must simply succeed.
-        (None, None) if !matches!(outcome, Outcome::Ok) => out.push((false, format!("step failed: {outcome_name}"))),
+        (None, None) if !matches!(outcome, Outcome::Ok) => {
+            out.push((false, Expectation::Succeeds { got: outcome_name.clone() }))
+        }
         _ => {}
     }
     if let Some(want) = expect.status {
         let got = last.map(|x| x.status);
-        out.push((
-            got == Some(want),
-            format!("status {want} (got {})", got.map_or("no exchange".into(), |s| s.to_string())),
-        ));
+        out.push((got == Some(want), Expectation::Status { want, got }));
     }
     if let Some(want) = &expect.error {
         let got = last.and_then(error_of);
-        out.push((
-            got.as_deref() == Some(want.as_str()),
-            format!("error {want} (got {})", got.unwrap_or_else(|| "none".into())),
-        ));
+        out.push((got.as_deref() == Some(want.as_str()), Expectation::Error { want: want.clone(), got }));
     }
     if let Some(want) = &expect.steps {
-        let got: Vec<String> = exchanges
-            .iter()
-            .flat_map(|(_, x)| [x.step.request_letter().to_string(), x.step.response_letter().to_string()])
-            .collect();
-        let got = got.join(" ");
-        let want = want.split_whitespace().collect::<Vec<_>>().join(" ");
-        out.push((got == want, format!("Figure 2 steps {want} (got {got})")));
+        let got: Vec<FlowStep> =
+            exchanges.iter().flat_map(|(_, x)| [x.step.request_step(), x.step.response_step()]).collect();
+        out.push((&got == want, Expectation::Steps { want: want.clone(), got }));
     }
     let body: Option<serde_json::Value> = token_exchange.and_then(|x| serde_json::from_str(&x.response_body).ok());
     for field in &expect.has {
         let ok = body.as_ref().is_some_and(|b| b.get(field).is_some());
-        out.push((ok, format!("token response has {field}")));
+        out.push((ok, Expectation::Has { field: field.clone() }));
     }
     for field in &expect.lacks {
         let ok = body.as_ref().is_some_and(|b| b.get(field).is_none());
-        out.push((ok, format!("token response has no {field}")));
+        out.push((ok, Expectation::Lacks { field: field.clone() }));
     }
     for field in &expect.changed {
         let (b, a) = (before.and_then(|v| v.get(field)), after.and_then(|v| v.get(field)));
-        out.push((a.is_some() && b != a, format!("{field} changed")));
+        out.push((a.is_some() && b != a, Expectation::Changed { field: field.clone() }));
     }
     for field in &expect.unchanged {
         let (b, a) = (before.and_then(|v| v.get(field)), after.and_then(|v| v.get(field)));
-        out.push((b.is_some() && b == a, format!("{field} unchanged")));
+        out.push((b.is_some() && b == a, Expectation::Unchanged { field: field.clone() }));
     }
     if let Some(want) = &expect.scope {
         let got = body.as_ref().and_then(|b| b.get("scope")).and_then(|s| s.as_str()).map(str::to_owned);
@@ -543,7 +492,7 @@ fn check(
             (Ok(w), Some(Ok(g))) => w == g,
             _ => false,
         };
-        out.push((same, format!("scope \"{want}\" (got {})", got.unwrap_or_else(|| "none".into()))));
+        out.push((same, Expectation::Scope { want: want.clone(), got }));
     }
     out
 }

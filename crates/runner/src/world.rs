@@ -157,6 +157,7 @@ impl World {
     /// authorization-server options, as in a scenario's `[config]`). The store is a
     /// fresh SQLite file, deleted by [`World::stop`].
     pub async fn start(overrides: &toml::Table) -> Result<Self, WorldError> {
+        crate::reasons::install();
         let clock = SimulatedClock::starting_at(SCENARIO_EPOCH);
         let network_listener = bind().await?;
         let rs_listener = bind().await?;

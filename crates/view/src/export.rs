@@ -14,7 +14,8 @@ use crate::lineage::{FamilyState, GenerationStatus, Lineage};
 use crate::text::print_text_in;
 use figure2_protocol::refresh::RefreshPolicy;
 use figure2_runner::Scenario;
-use figure2_runner::trace::{TraceEvent, TracedExchange, relative};
+use figure2_protocol::FlowStep;
+use figure2_runner::trace::{Failure, Happening, TraceEvent, relative};
 use figure2_runner::world::WorldError;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -61,7 +62,7 @@ pub struct Recorded {
     pub policy: RefreshPolicy,
     pub passed: bool,
     /// The unmet expectations.
-    pub failures: Vec<String>,
+    pub failures: Vec<Failure>,
 }
 
 /// Plays `scenario` to the end with the runner, calling `emit` with each event as it
@@ -102,7 +103,7 @@ pub fn render(recorded: &Recorded, format: Format, lang: Lang, stable: bool) -> 
             out.push('\n');
             out
         }
-        Format::Mermaid => mermaid(recorded, &mut n),
+        Format::Mermaid => mermaid(recorded, lang, &mut n),
         Format::Markdown => markdown(recorded, lang, &mut n),
     }
 }
@@ -144,7 +145,7 @@ impl Normaliser {
                         n.learn_kids(v);
                     }
                 }
-                TraceEvent::Network { line } => n.learn_kids(line),
+                TraceEvent::Network { what: Happening::KeyRotated { kid } } => n.add_literal(kid, "key"),
                 _ => {}
             }
         }
@@ -178,7 +179,7 @@ impl Normaliser {
         self.sort();
     }
 
-    /// Key ids in `kid=…` (the claims summary, the key rotation line).
+    /// Key ids in `kid=…` (the claims summary of an exchange).
     fn learn_kids(&mut self, text: &str) {
         for part in text.split("kid=").skip(1) {
             let kid: String = part.chars().take_while(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect();
@@ -279,16 +280,6 @@ fn field<'a>(list: &'a [(String, String)], name: &str) -> Option<&'a str> {
     list.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-/// The OAuth error of an exchange, from the trace's fields.
-fn error_code(x: &TracedExchange) -> Option<String> {
-    if let Some(e) = field(&x.response, "error") {
-        return Some(e.to_owned());
-    }
-    let challenge = field(&x.response, "WWW-Authenticate")?;
-    let start = challenge.find("error=\"")? + 7;
-    challenge[start..].split('"').next().map(str::to_owned)
-}
-
 /// Mermaid ends a statement at `;` and reads `#…;` as an entity: escape what could
 /// break a message (`#` alone, as in `rt#1`, is left readable).
 fn mermaid_escape(text: &str) -> String {
@@ -324,7 +315,7 @@ fn wrap(text: &str, width: usize) -> String {
 
 /// A Mermaid sequence diagram: the client(s), the resource server and the authorization
 /// server, laid out left to right as in Figure 2.
-fn mermaid(recorded: &Recorded, n: &mut Normaliser) -> String {
+fn mermaid(recorded: &Recorded, lang: Lang, n: &mut Normaliser) -> String {
     let mut clients: Vec<String> = Vec::new();
     let mut resource_owner = false;
     for event in &recorded.events {
@@ -354,14 +345,15 @@ fn mermaid(recorded: &Recorded, n: &mut Normaliser) -> String {
     for event in &recorded.events {
         match event {
             TraceEvent::Scenario { id, title, .. } => {
+                let title = lang::text(lang, title);
                 let _ = writeln!(out, "    Note over {span}: {}", wrap(&format!("{id}: {title}"), 70));
             }
-            TraceEvent::Step { number, label, t, .. } => {
-                let text = n.apply(&format!("{number}. {label} [{}]", relative(*t)));
+            TraceEvent::Step { number, action, t, .. } => {
+                let text = n.apply(&format!("{number}. {} [{}]", lang::action(lang, action), relative(*t)));
                 let _ = writeln!(out, "    Note over {span}: {}", wrap(&text, 70));
             }
-            TraceEvent::ResourceOwner { line } => {
-                let _ = writeln!(out, "    RO->>AS: {}", wrap(&n.apply(line), 70));
+            TraceEvent::ResourceOwner { what } => {
+                let _ = writeln!(out, "    RO->>AS: {}", wrap(&n.apply(&lang::resource_owner(lang, what)), 70));
             }
             TraceEvent::Exchange(x) => {
                 let client = alias(&x.client_id);
@@ -377,7 +369,7 @@ fn mermaid(recorded: &Recorded, n: &mut Normaliser) -> String {
                     let _ = write!(request, " {}", auth.split(" (").next().unwrap_or(auth));
                 }
                 let mut response = format!("({}) {}", x.response_letter, x.status);
-                if let Some(error) = error_code(x) {
+                if let Some(error) = &x.error {
                     let _ = write!(response, " {error}");
                 }
                 for key in ["access_token", "refresh_token"] {
@@ -389,15 +381,17 @@ fn mermaid(recorded: &Recorded, n: &mut Normaliser) -> String {
                 let _ = writeln!(out, "    {client}->>{server}: {}", mermaid_escape(&n.apply(&request)));
                 let _ = writeln!(out, "    {server}{arrow}{client}: {}", mermaid_escape(&n.apply(&response)));
             }
-            TraceEvent::Network { line } => {
-                let _ = writeln!(out, "    Note over AS: {}", wrap(&format!("⚡ {}", n.apply(line)), 50));
+            TraceEvent::Network { what } => {
+                let line = n.apply(&lang::happening(lang, what));
+                let _ = writeln!(out, "    Note over AS: {}", wrap(&format!("⚡ {line}"), 50));
             }
             TraceEvent::Clock { advanced_by, t } => {
                 let text = format!("clock +{advanced_by}s → {}", relative(*t));
                 let _ = writeln!(out, "    Note over {span}: {}", mermaid_escape(&text));
             }
-            TraceEvent::Check { ok: false, message } => {
-                let _ = writeln!(out, "    Note over {span}: {}", wrap(&format!("✘ {}", n.apply(message)), 70));
+            TraceEvent::Check { ok: false, check } => {
+                let line = n.apply(&lang::expectation(lang, check));
+                let _ = writeln!(out, "    Note over {span}: {}", wrap(&format!("✘ {line}"), 70));
             }
             TraceEvent::Check { .. } => {}
             TraceEvent::Done { passed, steps, exchanges, .. } => {
@@ -410,7 +404,7 @@ fn mermaid(recorded: &Recorded, n: &mut Normaliser) -> String {
     out
 }
 
-fn citations_md(letter: char) -> String {
+fn citations_md(letter: FlowStep) -> String {
     lang::citations(letter).iter().map(|c| format!("[{}]({})", c.label, c.url)).collect::<Vec<_>>().join(", ")
 }
 
@@ -430,9 +424,10 @@ fn markdown(recorded: &Recorded, lang: Lang, n: &mut Normaliser) -> String {
     let s = &recorded.scenario;
     let mut out = String::new();
     let _ = writeln!(out, "<!-- Generated by `figure2 export-docs` from {}: do not edit by hand. -->", recorded.source);
-    let _ = writeln!(out, "# {}: {}\n", s.id, s.title);
-    if !s.description.trim().is_empty() {
-        let description = s.description.split_whitespace().collect::<Vec<_>>().join(" ");
+    let _ = writeln!(out, "# {}: {}\n", s.id, lang::text(lang, &s.title));
+    let description = lang::text(lang, &s.description);
+    if !description.trim().is_empty() {
+        let description = description.split_whitespace().collect::<Vec<_>>().join(" ");
         let _ = writeln!(out, "{description}\n");
     }
     if !s.rfc.is_empty() {
@@ -452,35 +447,36 @@ fn markdown(recorded: &Recorded, lang: Lang, n: &mut Normaliser) -> String {
          (`authorization-server`, `at#1`, `rt#1`, `key-1`, `jti-1`), each token by the fingerprint the trace gives it. \
          Passwords and client secrets are never shown.\n"
     );
-    let _ = writeln!(out, "## Sequence\n\n```mermaid\n{}```\n", mermaid(recorded, n));
-    let mut explained: Vec<char> = Vec::new();
+    let _ = writeln!(out, "## Sequence\n\n```mermaid\n{}```\n", mermaid(recorded, lang, n));
+    let mut explained: Vec<FlowStep> = Vec::new();
     let mut previous_jwt: Option<(String, serde_json::Value, serde_json::Value)> = None;
     let mut shown: Vec<String> = Vec::new();
     for event in &recorded.events {
         match event {
             TraceEvent::Scenario { .. } => {}
-            TraceEvent::Step { number, label, note, t } => {
+            TraceEvent::Step { number, action, note, t } => {
                 if !out.ends_with("\n\n") {
                     out.push('\n');
                 }
-                let _ = writeln!(out, "## {number}. {} · {}\n", n.apply(label), relative(*t));
+                let _ = writeln!(out, "## {number}. {} · {}\n", n.apply(&lang::action(lang, action)), relative(*t));
                 if let Some(note) = note {
-                    let _ = writeln!(out, "> {}\n", n.apply(note));
+                    let _ = writeln!(out, "> {}\n", n.apply(lang::text(lang, note)));
                 }
             }
-            TraceEvent::ResourceOwner { line } => {
-                let _ = writeln!(out, "- *resource owner's browser:* {}\n", n.apply(line));
+            TraceEvent::ResourceOwner { what } => {
+                let who = lang::phrase(lang, lang::Phrase::ResourceOwner, &[]);
+                let _ = writeln!(out, "- *{who}:* {}\n", n.apply(&lang::resource_owner(lang, what)));
             }
-            TraceEvent::Network { line } => {
-                let _ = writeln!(out, "- ⚡ {}\n", n.apply(line));
+            TraceEvent::Network { what } => {
+                let _ = writeln!(out, "- ⚡ {}\n", n.apply(&lang::happening(lang, what)));
             }
             TraceEvent::Clock { advanced_by, t } => {
                 let by = advanced_by.to_string();
                 let to = relative(*t);
                 let _ = writeln!(out, "- {}\n", lang::phrase(lang, lang::Phrase::ClockMoves, &[&by, &to]));
             }
-            TraceEvent::Check { ok, message } => {
-                let _ = writeln!(out, "- {} {}", if *ok { "✔" } else { "✘" }, n.apply(message));
+            TraceEvent::Check { ok, check } => {
+                let _ = writeln!(out, "- {} {}", if *ok { "✔" } else { "✘" }, n.apply(&lang::expectation(lang, check)));
             }
             TraceEvent::Exchange(x) => {
                 if !out.ends_with("\n\n") {
@@ -503,6 +499,11 @@ fn markdown(recorded: &Recorded, lang: Lang, n: &mut Normaliser) -> String {
                     }
                     let raw = if letter == x.request_letter { &x.raw.request } else { &x.raw.response };
                     let _ = writeln!(out, "```http\n{}```\n", n.apply(raw));
+                    if letter == x.response_letter
+                        && let Some(reason) = &x.rejection
+                    {
+                        let _ = writeln!(out, "⚠ {}\n", n.apply(&lang::rejection(lang, x.error.as_deref(), reason)));
+                    }
                 }
                 if let Some(jwt) = &x.access_token {
                     let token = n.apply(&jwt.token);
@@ -622,7 +623,7 @@ pub async fn docs_files(root: &Path) -> Result<BTreeMap<PathBuf, String>, String
             index,
             "| `{}` | {} | [{name}.md]({name}.md) | [{name}.mmd]({name}.mmd) |",
             scenario.id,
-            scenario.title.replace('|', "\\|")
+            scenario.title.en.replace('|', "\\|")
         );
     }
     files.insert(PathBuf::from(DOCS_DIR).join("README.md"), index);

@@ -5,6 +5,9 @@
 //! The RFC text is summarised in our own words, each summary with a link to the section
 //! it comes from (RFC 6749 §1.5 and §6, RFC 6750 §2.1 and §3).
 
+use figure2_protocol::FlowStep;
+use figure2_runner::scenario::{Action, GrantKind, Text};
+use figure2_runner::trace::{Expectation, Failure, Happening, ResourceOwnerAct, letters};
 use serde_json::{Value, json};
 
 /// A language of the narration.
@@ -41,43 +44,41 @@ impl std::str::FromStr for Lang {
 
 /// Figure 2's steps in a sentence each (RFC 6749 §1.5, in our words). `ok` says whether
 /// the answer was a success (it changes B, D and H).
-pub fn narration(lang: Lang, letter: char, ok: bool) -> &'static str {
+pub fn narration(lang: Lang, step: FlowStep, ok: bool) -> &'static str {
     match lang {
-        Lang::En => match (letter, ok) {
-            ('A', _) => "The client authenticates and presents an authorization grant to the authorization server.",
-            ('B', true) => {
+        Lang::En => match (step, ok) {
+            (FlowStep::A, _) => "The client authenticates and presents an authorization grant to the authorization server.",
+            (FlowStep::B, true) => {
                 "The authorization server validates the grant and issues an access token and a refresh token."
             }
-            ('B', false) => "The authorization server refuses the grant (RFC 6749 §5.2).",
-            ('C', _) => "The client presents the access token to the resource server.",
-            ('D', true) => "The resource server validates the access token locally and serves the request.",
-            ('D', false) => "The resource server refuses the request.",
-            ('E', _) => "Steps C and D repeat until the access token expires; the client presents it once more.",
-            ('F', _) => {
+            (FlowStep::B, false) => "The authorization server refuses the grant (RFC 6749 §5.2).",
+            (FlowStep::C, _) => "The client presents the access token to the resource server.",
+            (FlowStep::D, true) => "The resource server validates the access token locally and serves the request.",
+            (FlowStep::D, false) => "The resource server refuses the request.",
+            (FlowStep::E, _) => "Steps C and D repeat until the access token expires; the client presents it once more.",
+            (FlowStep::F, _) => {
                 "The access token is no longer valid: the resource server answers invalid_token (RFC 6750 §3.1)."
             }
-            ('G', _) => {
+            (FlowStep::G, _) => {
                 "The client authenticates and presents the refresh token to the authorization server (RFC 6749 §6)."
             }
-            ('H', true) => {
+            (FlowStep::H, true) => {
                 "The authorization server validates the refresh token and issues a new access token (and, optionally, a new refresh token)."
             }
-            ('H', false) => "The authorization server refuses the refresh token (RFC 6749 §5.2).",
-            _ => "",
+            (FlowStep::H, false) => "The authorization server refuses the refresh token (RFC 6749 §5.2).",
         },
-        Lang::Zh => match (letter, ok) {
-            ('A', _) => "客户端向授权服务器认证自己的身份，并出示授权许可。",
-            ('B', true) => "授权服务器验证授权许可，签发访问令牌和刷新令牌。",
-            ('B', false) => "授权服务器拒绝了该授权许可（RFC 6749 §5.2）。",
-            ('C', _) => "客户端向资源服务器出示访问令牌。",
-            ('D', true) => "资源服务器在本地验证访问令牌，并处理请求。",
-            ('D', false) => "资源服务器拒绝了该请求。",
-            ('E', _) => "步骤 C 和 D 一直重复，直到访问令牌过期；客户端又一次出示了这个令牌。",
-            ('F', _) => "访问令牌已经失效：资源服务器返回 invalid_token（RFC 6750 §3.1）。",
-            ('G', _) => "客户端向授权服务器认证自己的身份，并出示刷新令牌（RFC 6749 §6）。",
-            ('H', true) => "授权服务器验证刷新令牌，签发新的访问令牌（也可以同时签发新的刷新令牌）。",
-            ('H', false) => "授权服务器拒绝了该刷新令牌（RFC 6749 §5.2）。",
-            _ => "",
+        Lang::Zh => match (step, ok) {
+            (FlowStep::A, _) => "客户端向授权服务器认证自己的身份，并出示授权许可。",
+            (FlowStep::B, true) => "授权服务器验证授权许可，签发访问令牌和刷新令牌。",
+            (FlowStep::B, false) => "授权服务器拒绝了该授权许可（RFC 6749 §5.2）。",
+            (FlowStep::C, _) => "客户端向资源服务器出示访问令牌。",
+            (FlowStep::D, true) => "资源服务器在本地验证访问令牌，并处理请求。",
+            (FlowStep::D, false) => "资源服务器拒绝了该请求。",
+            (FlowStep::E, _) => "步骤 C 和 D 一直重复，直到访问令牌过期；客户端又一次出示了这个令牌。",
+            (FlowStep::F, _) => "访问令牌已经失效：资源服务器返回 invalid_token（RFC 6750 §3.1）。",
+            (FlowStep::G, _) => "客户端向授权服务器认证自己的身份，并出示刷新令牌（RFC 6749 §6）。",
+            (FlowStep::H, true) => "授权服务器验证刷新令牌，签发新的访问令牌（也可以同时签发新的刷新令牌）。",
+            (FlowStep::H, false) => "授权服务器拒绝了该刷新令牌（RFC 6749 §5.2）。",
         },
     }
 }
@@ -92,10 +93,10 @@ pub fn no_answer(lang: Lang) -> &'static str {
 }
 
 /// The narration of an exchange's response letter given its status.
-pub fn response_narration(lang: Lang, letter: char, status: u16) -> &'static str {
+pub fn response_narration(lang: Lang, step: FlowStep, status: u16) -> &'static str {
     match status {
         500.. => no_answer(lang),
-        s => narration(lang, letter, s < 400),
+        s => narration(lang, step, s < 400),
     }
 }
 
@@ -119,101 +120,198 @@ const RFC6750_3_1: Citation =
     Citation { label: "RFC 6750 §3.1", url: "https://www.rfc-editor.org/rfc/rfc6750#section-3.1" };
 
 /// The sections a Figure 2 step comes from.
-pub fn citations(letter: char) -> &'static [Citation] {
-    match letter {
-        'A' => &[RFC6749_1_5, RFC6749_4],
-        'B' => &[RFC6749_1_5, RFC6749_5_1],
-        'C' => &[RFC6749_1_5, RFC6750_2_1],
-        'D' | 'E' => &[RFC6749_1_5],
-        'F' => &[RFC6749_1_5, RFC6750_3, RFC6750_3_1],
-        'G' | 'H' => &[RFC6749_1_5, RFC6749_6],
-        _ => &[],
+pub fn citations(step: FlowStep) -> &'static [Citation] {
+    match step {
+        FlowStep::A => &[RFC6749_1_5, RFC6749_4],
+        FlowStep::B => &[RFC6749_1_5, RFC6749_5_1],
+        FlowStep::C => &[RFC6749_1_5, RFC6750_2_1],
+        FlowStep::D | FlowStep::E => &[RFC6749_1_5],
+        FlowStep::F => &[RFC6749_1_5, RFC6750_3, RFC6750_3_1],
+        FlowStep::G | FlowStep::H => &[RFC6749_1_5, RFC6749_6],
     }
 }
 
 /// What the RFCs say about a step, in a few sentences of our own.
-pub fn rfc_text(lang: Lang, letter: char) -> &'static str {
+pub fn rfc_text(lang: Lang, step: FlowStep) -> &'static str {
     match lang {
-        Lang::En => match letter {
-            'A' => {
+        Lang::En => match step {
+            FlowStep::A => {
                 "The client asks the authorization server for tokens by presenting an authorization grant: an authorization code, the resource owner's password or the client's own credentials (§4). A confidential client authenticates itself in the same request."
             }
-            'B' => {
+            FlowStep::B => {
                 "The authorization server authenticates the client, checks the grant and answers with an access token and, usually, a refresh token. The answer is JSON and must not be cached (Cache-Control: no-store, §5.1). The refresh token is for the authorization server only: the client never sends it to a resource server."
             }
-            'C' => {
+            FlowStep::C => {
                 "The client asks the resource server for a protected resource and shows it may have it by presenting the access token, here in the Authorization: Bearer header (RFC 6750 §2.1)."
             }
-            'D' => {
+            FlowStep::D => {
                 "The resource server validates the access token and, if it is valid, serves the request. Here it checks the JWT's signature, issuer, audience, expiry and scope locally, with the keys the authorization server publishes."
             }
-            'E' => {
+            FlowStep::E => {
                 "Steps C and D repeat until the access token expires. A client that knows the token has expired (from expires_in) skips straight to step G; this one does not, so it presents the old token once more."
             }
-            'F' => {
+            FlowStep::F => {
                 "The token is no longer valid, so the resource server refuses the request: 401 with a WWW-Authenticate: Bearer challenge carrying error=\"invalid_token\" (RFC 6750 §3, §3.1). It tells the client that a new access token may help."
             }
-            'G' => {
+            FlowStep::G => {
                 "The client authenticates to the authorization server and sends grant_type=refresh_token with its refresh token (§6). It may ask for a narrower scope, never a wider one than was originally granted."
             }
-            'H' => {
+            FlowStep::H => {
                 "The authorization server checks that the refresh token is valid and was issued to this client, then issues a new access token. It may also issue a new refresh token: then the client must drop the old one, and the server may revoke it (rotation)."
             }
-            _ => "",
         },
-        Lang::Zh => match letter {
-            'A' => {
+        Lang::Zh => match step {
+            FlowStep::A => {
                 "客户端向授权服务器出示授权许可，以换取令牌。授权许可可以是授权码、资源所有者的密码，或者客户端自己的凭据（§4）。机密客户端在同一个请求里还要证明自己的身份。"
             }
-            'B' => {
+            FlowStep::B => {
                 "授权服务器认证客户端、校验授权许可，然后返回访问令牌，通常还有一个刷新令牌。响应是 JSON 格式，并且不得被缓存（Cache-Control: no-store，§5.1）。刷新令牌只发给授权服务器使用，客户端绝不会把它发送给资源服务器。"
             }
-            'C' => {
+            FlowStep::C => {
                 "客户端向资源服务器请求受保护的资源，并出示访问令牌来证明自己有权访问；这里令牌放在 Authorization: Bearer 请求头中（RFC 6750 §2.1）。"
             }
-            'D' => {
+            FlowStep::D => {
                 "资源服务器验证访问令牌，令牌有效就处理请求。这里资源服务器用授权服务器公布的公钥，在本地检查 JWT 的签名、签发者、受众、过期时间和权限范围。"
             }
-            'E' => {
+            FlowStep::E => {
                 "步骤 C 和 D 会一直重复，直到访问令牌过期。如果客户端知道令牌已经过期（根据 expires_in），就会直接跳到步骤 G；这个客户端并不知道，所以又一次出示了旧令牌。"
             }
-            'F' => {
+            FlowStep::F => {
                 "令牌已经失效，资源服务器拒绝请求：返回 401，并在 WWW-Authenticate: Bearer 质询中带上 error=\"invalid_token\"（RFC 6750 §3、§3.1）。这告诉客户端：换一个新的访问令牌也许就能成功。"
             }
-            'G' => {
+            FlowStep::G => {
                 "客户端向授权服务器认证自己的身份，发送 grant_type=refresh_token 和刷新令牌（§6）。它可以请求更小的权限范围，但绝不能超出最初授予的范围。"
             }
-            'H' => {
+            FlowStep::H => {
                 "授权服务器确认刷新令牌有效、并且确实是签发给这个客户端的，然后签发新的访问令牌。它也可以同时签发新的刷新令牌：这时客户端必须丢弃旧的刷新令牌，服务器也可以将旧令牌作废（即令牌轮换）。"
             }
-            _ => "",
         },
     }
 }
 
 /// The label of an arrow of Figure 2, as the RFC's figure writes it.
-pub fn arrow_label(lang: Lang, letter: char) -> &'static str {
+pub fn arrow_label(lang: Lang, step: FlowStep) -> &'static str {
     match lang {
-        Lang::En => match letter {
-            'A' => "Authorization Grant",
-            'B' => "Access Token & Refresh Token",
-            'C' | 'E' => "Access Token",
-            'D' => "Protected Resource",
-            'F' => "Invalid Token Error",
-            'G' => "Refresh Token",
-            'H' => "Access Token & Optional Refresh Token",
-            _ => "",
+        Lang::En => step.arrow(),
+        Lang::Zh => match step {
+            FlowStep::A => "授权许可",
+            FlowStep::B => "访问令牌和刷新令牌",
+            FlowStep::C | FlowStep::E => "访问令牌",
+            FlowStep::D => "受保护的资源",
+            FlowStep::F => "无效令牌错误",
+            FlowStep::G => "刷新令牌",
+            FlowStep::H => "访问令牌和可选的刷新令牌",
         },
-        Lang::Zh => match letter {
-            'A' => "授权许可",
-            'B' => "访问令牌和刷新令牌",
-            'C' | 'E' => "访问令牌",
-            'D' => "受保护的资源",
-            'F' => "无效令牌错误",
-            'G' => "刷新令牌",
-            'H' => "访问令牌和可选的刷新令牌",
-            _ => "",
-        },
+    }
+}
+
+/// A scenario's own words (title, description, notes) in `lang`; English when the
+/// scenario has no translation.
+pub fn text(lang: Lang, text: &Text) -> &str {
+    match lang {
+        Lang::Zh if !text.zh.trim().is_empty() => &text.zh,
+        _ => &text.en,
+    }
+}
+
+/// A step's one-line description.
+pub fn action(lang: Lang, action: &Action) -> String {
+    if lang == Lang::En {
+        return action.to_string();
+    }
+    let mut line = match action {
+        Action::Authorize { client, grant, .. } => {
+            let grant = match grant {
+                GrantKind::Password => "密码授权（RFC 6749 §4.3，旧式）",
+                GrantKind::AuthorizationCode => "带 PKCE 的授权码授权（RFC 6749 §4.1、RFC 7636）",
+                GrantKind::ClientCredentials => "客户端凭据授权（RFC 6749 §4.4）",
+            };
+            format!("{client} 通过{grant}获取令牌")
+        }
+        Action::Call { client, resource, .. } => format!("{client} 访问 {} 资源", resource.as_str()),
+        Action::Refresh { client, scope: Some(s), .. } => format!("{client} 刷新令牌，请求权限范围 \"{s}\""),
+        Action::Refresh { client, scope: None, .. } => format!("{client} 刷新令牌"),
+        Action::Replay { client, of, generation, .. } => format!("{client} 出示 {of} 的第 #{generation} 个刷新令牌"),
+        Action::Revoke { client, generation, .. } => format!("{client} 撤销自己的第 #{generation} 个刷新令牌（RFC 7009）"),
+        Action::Advance { seconds } => format!("时间流逝：{seconds} 秒"),
+        Action::RotateKey => "授权服务器轮换签名密钥".into(),
+        Action::Restart => "授权服务器在同一个数据库上重启".into(),
+    };
+    if action.loses_response() {
+        line.push_str("（令牌响应将会丢失）");
+    }
+    line
+}
+
+/// An expectation and what was found.
+pub fn expectation(lang: Lang, check: &Expectation) -> String {
+    if lang == Lang::En {
+        return check.to_string();
+    }
+    let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "无".into());
+    match check {
+        Expectation::Outcome { want, got } => format!("结果为 {want}（实际 {got}）"),
+        Expectation::Succeeds { got } => format!("步骤失败：{got}"),
+        Expectation::Status { want, got } => {
+            format!("状态码 {want}（实际 {}）", got.map_or("没有交换".into(), |s| s.to_string()))
+        }
+        Expectation::Error { want, got } => format!("错误码 {want}（实际 {}）", or_none(got)),
+        Expectation::Steps { want, got } => format!("图 2 步骤 {}（实际 {}）", letters(want), letters(got)),
+        Expectation::Has { field } => format!("令牌响应包含 {field}"),
+        Expectation::Lacks { field } => format!("令牌响应不含 {field}"),
+        Expectation::Changed { field } => format!("{field} 已改变"),
+        Expectation::Unchanged { field } => format!("{field} 未改变"),
+        Expectation::Scope { want, got } => format!("权限范围 \"{want}\"（实际 {}）", or_none(got)),
+    }
+}
+
+/// An unmet expectation, with its step.
+pub fn failure(lang: Lang, f: &Failure) -> String {
+    match lang {
+        Lang::En => f.to_string(),
+        Lang::Zh => format!("第 {} 步（{}）：{}", f.step, action(lang, &f.action), expectation(lang, &f.check)),
+    }
+}
+
+/// Something that happened outside the client's exchanges.
+pub fn happening(lang: Lang, what: &Happening) -> String {
+    if lang == Lang::En {
+        return what.to_string();
+    }
+    match what {
+        Happening::ResponseLost { status, path, refresh_token } => {
+            let rt = refresh_token.as_ref().map(|t| format!("，新的刷新令牌 {t}")).unwrap_or_default();
+            format!("授权服务器已应答 {status} {path}{rt} 并已提交，但响应在途中丢失：客户端从未收到")
+        }
+        Happening::KeyRotated { kid } => format!("新的签名密钥 kid={kid}；旧密钥仍留在 JWKS 中，供已签发的令牌验证"),
+        Happening::Restarted => "授权服务器停止后在同一个 SQLite 文件上重新启动".into(),
+        Happening::Revoked { client_id, refresh_token, status } => {
+            format!("{client_id} → 授权服务器：POST /revoke token={refresh_token} → {status}")
+        }
+    }
+}
+
+/// What the resource owner's browser did.
+pub fn resource_owner(lang: Lang, act: &ResourceOwnerAct) -> String {
+    if lang == Lang::En {
+        return act.to_string();
+    }
+    match act {
+        ResourceOwnerAct::OpensAuthorizationPage { client_id, state, status } => {
+            format!("GET /authorize（client_id={client_id}，PKCE S256，{state}）→ {status} 登录和授权同意页面")
+        }
+        ResourceOwnerAct::Approves { user, status, redirect_uri, code } => {
+            format!("以 {user} 身份 POST /authorize 并同意 → {status} 重定向到 {redirect_uri}，带上 {code}")
+        }
+    }
+}
+
+/// The role's internal reason for a refusal, next to the wire's error code.
+pub fn rejection(lang: Lang, error: Option<&str>, reason: &str) -> String {
+    let error = error.unwrap_or("—");
+    match lang {
+        Lang::En => format!("{error} on the wire; the role's reason: {reason}"),
+        Lang::Zh => format!("线上错误码 {error}；角色内部原因：{reason}"),
     }
 }
 
@@ -227,6 +325,12 @@ pub enum Phrase {
     /// `{0}` unmet expectations.
     Failed,
     ResourceOwner,
+    /// Scenario `{0}`: title `{1}`.
+    Scenario,
+    /// The RFC sections `{0}`.
+    Shows,
+    /// The authorization server's address `{0}`, the resource server's `{1}`.
+    Servers,
 }
 
 /// A phrase of the text trace with its `{0}`, `{1}` placeholders filled in.
@@ -240,6 +344,12 @@ pub fn phrase(lang: Lang, phrase: Phrase, args: &[&str]) -> String {
         (Lang::Zh, Phrase::Failed) => "失败：有 {0} 项预期未满足",
         (Lang::En, Phrase::ResourceOwner) => "resource owner",
         (Lang::Zh, Phrase::ResourceOwner) => "资源所有者",
+        (Lang::En, Phrase::Scenario) => "scenario {0}: {1}",
+        (Lang::Zh, Phrase::Scenario) => "场景 {0}：{1}",
+        (Lang::En, Phrase::Shows) => "shows {0}",
+        (Lang::Zh, Phrase::Shows) => "演示 {0}",
+        (Lang::En, Phrase::Servers) => "authorization server {0}   resource server {1}",
+        (Lang::Zh, Phrase::Servers) => "授权服务器 {0}   资源服务器 {1}",
     };
     let mut out = template.to_owned();
     for (i, a) in args.iter().enumerate() {
@@ -376,7 +486,7 @@ pub fn i18n_json() -> Value {
     for lang in Lang::ALL {
         let ui: serde_json::Map<String, Value> = ui(lang).iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
         let mut letters = serde_json::Map::new();
-        for letter in ['A', 'B', 'C', 'D', 'E', 'F', 'G', 'H'] {
+        for letter in FlowStep::ALL {
             let cites: Vec<Value> = citations(letter).iter().map(|c| json!({"label": c.label, "url": c.url})).collect();
             letters.insert(
                 letter.to_string(),
@@ -428,7 +538,7 @@ mod tests {
     #[test]
     fn every_letter_is_said_in_both_languages() {
         for lang in Lang::ALL {
-            for letter in ['A', 'B', 'C', 'D', 'E', 'F', 'G', 'H'] {
+            for letter in FlowStep::ALL {
                 assert!(!narration(lang, letter, true).is_empty(), "{lang:?} {letter}");
                 assert!(!narration(lang, letter, false).is_empty(), "{lang:?} {letter}");
                 assert!(!rfc_text(lang, letter).is_empty(), "{lang:?} {letter}");

@@ -9,7 +9,8 @@
 //! server's [`RefreshPolicy`] says when tokens expire and whether there is a grace period.
 
 use figure2_protocol::refresh::RefreshPolicy;
-use figure2_runner::trace::{TraceEvent, TracedExchange};
+use figure2_protocol::FlowStep;
+use figure2_runner::trace::{Happening, TraceEvent, TracedExchange};
 use serde::Serialize;
 
 /// Where a refresh token stands.
@@ -121,13 +122,6 @@ fn field<'x>(list: &'x [(String, String)], name: &str) -> Option<&'x str> {
     list.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-/// The first `rt#` + 8 hex digits in a line.
-fn refresh_token_in(line: &str) -> Option<String> {
-    let start = line.find("rt#")?;
-    let hex: String = line[start + 3..].chars().take_while(|c| c.is_ascii_hexdigit()).collect();
-    (hex.len() == 8).then(|| format!("rt#{hex}"))
-}
-
 impl Builder<'_> {
     fn observe(&mut self, event: &TraceEvent) {
         match event {
@@ -140,7 +134,7 @@ impl Builder<'_> {
                 self.expire(x.t);
                 self.exchange(x);
             }
-            TraceEvent::Network { line } => self.network(line),
+            TraceEvent::Network { what } => self.network(what),
             _ => {}
         }
     }
@@ -182,7 +176,7 @@ impl Builder<'_> {
     fn exchange(&mut self, x: &TracedExchange) {
         let issued = field(&x.response, "refresh_token").filter(|v| v.starts_with("rt#")).map(str::to_owned);
         match x.request_letter {
-            'A' => {
+            FlowStep::A => {
                 if let (200, Some(token)) = (x.status, issued) {
                     let number = self.lineage.families.len() + 1;
                     self.lineage.families.push(Family {
@@ -197,7 +191,7 @@ impl Builder<'_> {
                     self.issue(number - 1, token, x.t, true);
                 }
             }
-            'G' => {
+            FlowStep::G => {
                 let Some(presented) = field(&x.request, "refresh_token").map(str::to_owned) else { return };
                 match x.status {
                     200 => self.refreshed(&presented, issued, x.t, true),
@@ -258,21 +252,19 @@ impl Builder<'_> {
 
     /// The runner's account of things the client did not see: a lost token response
     /// (it names the refresh token the server issued) and RFC 7009 revocations.
-    fn network(&mut self, line: &str) {
-        if line.contains("POST /revoke") && line.ends_with("→ 200") {
-            if let Some(token) = refresh_token_in(line)
-                && let Some((f, _)) = self.lineage.find(&token)
-            {
-                self.lineage.families[f].end(FamilyState::Revoked, GenerationStatus::Revoked, self.now);
+    fn network(&mut self, what: &Happening) {
+        match what {
+            Happening::Revoked { refresh_token, status: 200, .. } => {
+                if let Some((f, _)) = self.lineage.find(refresh_token) {
+                    self.lineage.families[f].end(FamilyState::Revoked, GenerationStatus::Revoked, self.now);
+                }
             }
-            return;
-        }
-        if let Some((presented, t)) = self.lost_refresh.take()
-            && line.contains("lost")
-            && line.contains(" 200 ")
-        {
-            let issued = line.split("new refresh token").nth(1).and_then(refresh_token_in);
-            self.refreshed(&presented, issued, t, false);
+            Happening::ResponseLost { status: 200, refresh_token, .. } => {
+                if let Some((presented, t)) = self.lost_refresh.take() {
+                    self.refreshed(&presented, refresh_token.clone(), t, false);
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -283,7 +275,7 @@ mod tests {
     use figure2_runner::wire::RawHttp;
 
     fn x(
-        letter: char,
+        letter: FlowStep,
         client: &str,
         status: u16,
         request: &[(&str, &str)],
@@ -294,13 +286,15 @@ mod tests {
         TraceEvent::Exchange(TracedExchange {
             client_id: client.into(),
             request_letter: letter,
-            response_letter: (letter as u8 + 1) as char,
+            response_letter: FlowStep::ALL[FlowStep::ALL.iter().position(|s| *s == letter).unwrap_or(0) + 1],
             to: "authorization server",
             method: "POST".into(),
             path: "/token".into(),
             request: pairs(request),
             status,
             response: pairs(response),
+            error: None,
+            rejection: None,
             t,
             raw: RawHttp::default(),
             access_token: None,
@@ -319,9 +313,9 @@ mod tests {
     fn rotation_then_reuse_revokes_the_family() {
         use GenerationStatus::*;
         let events = vec![
-            x('A', "c", 200, &[], &[("refresh_token", RT1)], 0),
-            x('G', "c", 200, &[("refresh_token", RT1)], &[("refresh_token", RT2)], 10),
-            x('G', "c", 400, &[("refresh_token", RT1)], &[("error", "invalid_grant")], 20),
+            x(FlowStep::A, "c", 200, &[], &[("refresh_token", RT1)], 0),
+            x(FlowStep::G, "c", 200, &[("refresh_token", RT1)], &[("refresh_token", RT2)], 10),
+            x(FlowStep::G, "c", 400, &[("refresh_token", RT1)], &[("error", "invalid_grant")], 20),
         ];
         let policy = RefreshPolicy::default();
         let l = Lineage::from_events(&events[..2], &policy);
@@ -337,15 +331,13 @@ mod tests {
         use GenerationStatus::*;
         let grace = RefreshPolicy { refresh_token_reuse_interval: 30, ..RefreshPolicy::default() };
         let events = vec![
-            x('A', "c", 200, &[], &[("refresh_token", RT1)], 0),
-            x('G', "c", 504, &[("refresh_token", RT1)], &[], 1),
+            x(FlowStep::A, "c", 200, &[], &[("refresh_token", RT1)], 0),
+            x(FlowStep::G, "c", 504, &[("refresh_token", RT1)], &[], 1),
             TraceEvent::Network {
-                line: format!(
-                    "the authorization server answered 200 /token, new refresh token {RT2} and committed it, but the response was lost on the way: the client never saw it"
-                ),
+                what: Happening::ResponseLost { status: 200, path: "/token".into(), refresh_token: Some(RT2.into()) },
             },
-            x('G', "c", 200, &[("refresh_token", RT1)], &[("refresh_token", RT3)], 11),
-            x('G', "other", 400, &[("refresh_token", RT3)], &[("error", "invalid_grant")], 12),
+            x(FlowStep::G, "c", 200, &[("refresh_token", RT1)], &[("refresh_token", RT3)], 11),
+            x(FlowStep::G, "other", 400, &[("refresh_token", RT3)], &[("error", "invalid_grant")], 12),
         ];
         let l = Lineage::from_events(&events, &grace);
         assert_eq!(statuses(&l), [AcceptedDuringGrace, Used, Active]);

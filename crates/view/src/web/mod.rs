@@ -19,8 +19,9 @@
 use crate::lineage::Lineage;
 use bytes::Bytes;
 use figure2_protocol::refresh::RefreshPolicy;
-use figure2_runner::run::{Session, label};
-use figure2_runner::scenario::{Action, Scenario, Step};
+use crate::lang::{self, Lang};
+use figure2_runner::run::Session;
+use figure2_runner::scenario::{Action, Resource, Scenario, Step, Text};
 use figure2_runner::trace::TraceEvent;
 use figure2_runner::world::SCENARIO_EPOCH;
 use http::{Method, Request, Response, StatusCode, header};
@@ -90,7 +91,7 @@ pub enum Command {
     Restart,
     /// The client calls a resource (C/D, or E/F/G/H/C/D when its token expired).
     Call {
-        resource: String,
+        resource: Resource,
     },
     Refresh,
 }
@@ -124,10 +125,12 @@ impl Command {
             "revoke" => Command::Revoke,
             "restart" => Command::Restart,
             "call" => {
-                let resource = param("resource").unwrap_or_else(|| "read".into());
-                if !matches!(resource.as_str(), "read" | "write" | "admin") {
-                    return Err("resource: read, write or admin".into());
-                }
+                let resource = match param("resource").as_deref().unwrap_or("read") {
+                    "read" => Resource::Read,
+                    "write" => Resource::Write,
+                    "admin" => Resource::Admin,
+                    _ => return Err("resource: read, write or admin".into()),
+                };
                 Command::Call { resource }
             }
             "refresh" => Command::Refresh,
@@ -186,37 +189,37 @@ impl Live {
                     self.play(&mut state, &step).await;
                 }
             }
-            Command::Advance { seconds } => {
-                let mut step = Step::new(Action::Advance);
-                step.seconds = Some(seconds);
-                self.play(&mut state, &step).await;
-            }
+            Command::Advance { seconds } => self.play(&mut state, &Step::new(Action::Advance { seconds })).await,
             Command::Replay { generation } => {
-                let mut step = Step::new(Action::Replay);
-                step.client = Some(state.client.clone());
-                step.generation = Some(generation);
-                step.note = Some("Presented again from the client's history, as an attacker who copied it would: with rotation, a retired refresh token coming back is reuse (RFC 9700 §4.14.2).".into());
+                let client = state.client.clone();
+                let mut step = Step::new(Action::Replay {
+                    of: client.clone(),
+                    client,
+                    generation,
+                    scope: None,
+                    lose_response: false,
+                });
+                step.note = Some(Text {
+                    en: "Presented again from the client's history, as an attacker who copied it would: with rotation, a retired refresh token coming back is reuse (RFC 9700 §4.14.2).".into(),
+                    zh: "从客户端的历史中再次出示，就像复制了它的攻击者那样：启用轮换时，已退役的刷新令牌再次出现就是重用（RFC 9700 §4.14.2）。".into(),
+                });
                 step.expect.status = Some(400);
                 step.expect.error = Some("invalid_grant".into());
                 self.play(&mut state, &step).await;
             }
             Command::Revoke => {
-                let mut step = Step::new(Action::Revoke);
-                step.client = Some(state.client.clone());
-                step.generation = Some(-1);
-                self.play(&mut state, &step).await;
+                let client = state.client.clone();
+                let action = Action::Revoke { of: client.clone(), client, generation: -1 };
+                self.play(&mut state, &Step::new(action)).await;
             }
             Command::Restart => self.play(&mut state, &Step::new(Action::Restart)).await,
             Command::Call { resource } => {
-                let mut step = Step::new(Action::Call);
-                step.client = Some(state.client.clone());
-                step.resource = Some(resource);
-                self.play(&mut state, &step).await;
+                let action = Action::Call { client: state.client.clone(), resource, lose_response: false };
+                self.play(&mut state, &Step::new(action)).await;
             }
             Command::Refresh => {
-                let mut step = Step::new(Action::Refresh);
-                step.client = Some(state.client.clone());
-                self.play(&mut state, &step).await;
+                let action = Action::Refresh { client: state.client.clone(), scope: None, lose_response: false };
+                self.play(&mut state, &Step::new(action)).await;
             }
         }
         Ok(())
@@ -235,7 +238,7 @@ impl Live {
         let first = session.scenario_event(&self.scenario);
         state.session = Some(session);
         self.hub.reset();
-        let steps: Vec<String> = self.scenario.steps.iter().map(label).collect();
+        let steps: Vec<Value> = self.scenario.steps.iter().map(|s| bilingual(|lang| lang::action(lang, &s.action))).collect();
         self.hub.publish(
             "reset",
             &json!({
@@ -256,8 +259,8 @@ impl Live {
     }
 
     async fn play(&self, state: &mut State, step: &Step) {
-        if let Some(client) = &step.client {
-            state.client = client.clone();
+        if let Some(client) = step.action.client() {
+            state.client = client.to_owned();
         }
         self.publish_state(state, true);
         let Some(session) = state.session.as_mut() else { return };
@@ -276,7 +279,13 @@ impl Live {
     }
 
     fn emit(&self, state: &mut State, event: TraceEvent) {
-        self.hub.publish("trace", &json!({ "index": state.events.len(), "event": event }));
+        let mut value = serde_json::to_value(&event).unwrap_or_default();
+        // Each learner-visible line, rendered in both languages: the page switches
+        // between them without asking again.
+        if let Value::Object(fields) = &mut value {
+            fields.insert("text".into(), event_text(&event));
+        }
+        self.hub.publish("trace", &json!({ "index": state.events.len(), "event": value }));
         state.events.push(event);
     }
 
@@ -294,10 +303,12 @@ impl Live {
             "busy": busy,
             "cursor": state.cursor,
             "total": total,
-            "next": self.scenario.steps.get(state.cursor).map(label),
+            "next": self.scenario.steps.get(state.cursor).map(|s| bilingual(|lang| lang::action(lang, &s.action))),
             "t": t,
             "client": state.client,
-            "failures": state.session.as_ref().map(|s| s.failures().to_vec()).unwrap_or_default(),
+            "failures": state.session.as_ref().map(|s| {
+                s.failures().iter().map(|f| bilingual(|lang| lang::failure(lang, f))).collect::<Vec<_>>()
+            }).unwrap_or_default(),
         })
     }
 
@@ -489,4 +500,34 @@ mod tests {
         assert!(Command::parse("call", "resource=../etc").is_err());
         assert!(Command::parse("rm", "").is_err());
     }
+}
+
+/// `{"en": …, "zh": …}`: one line in every language.
+fn bilingual(line: impl Fn(Lang) -> String) -> Value {
+    Value::Object(Lang::ALL.iter().map(|l| (l.code().to_owned(), json!(line(*l)))).collect())
+}
+
+/// The lines of an event the page shows, in every language: `{"en": {"line": …,
+/// "note": …, "failures": […]}, "zh": {…}}`.
+fn event_text(event: &TraceEvent) -> Value {
+    let render = |lang: Lang| -> Value {
+        match event {
+            TraceEvent::Scenario { title, .. } => json!({ "line": lang::text(lang, title) }),
+            TraceEvent::Step { action, note, .. } => json!({
+                "line": lang::action(lang, action),
+                "note": note.as_ref().map(|n| lang::text(lang, n)),
+            }),
+            TraceEvent::ResourceOwner { what } => json!({ "line": lang::resource_owner(lang, what) }),
+            TraceEvent::Network { what } => json!({ "line": lang::happening(lang, what) }),
+            TraceEvent::Check { check, .. } => json!({ "line": lang::expectation(lang, check) }),
+            TraceEvent::Exchange(x) => json!({
+                "line": x.rejection.as_ref().map(|r| lang::rejection(lang, x.error.as_deref(), r)),
+            }),
+            TraceEvent::Done { failures, .. } => json!({
+                "failures": failures.iter().map(|f| lang::failure(lang, f)).collect::<Vec<_>>(),
+            }),
+            TraceEvent::Clock { .. } => json!({}),
+        }
+    };
+    Value::Object(Lang::ALL.iter().map(|l| (l.code().to_owned(), render(*l))).collect())
 }

@@ -217,7 +217,7 @@ async fn drive(client: &Client, url: &str) -> Result<(), String> {
 
     // Chinese: the narration and the lineage change language.
     click(client, "#lang-zh").await?;
-    let zh_a = lang::narration(Lang::Zh, 'A', true);
+    let zh_a = lang::narration(Lang::Zh, figure2_protocol::FlowStep::A, true);
     let zh_revoked = "因重用被吊销";
     wait_for("the Chinese narration", limit, || async {
         js(

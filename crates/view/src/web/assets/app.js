@@ -47,13 +47,13 @@ const field = (list, name) => {
   return found ? found[1] : null;
 };
 
-function errorOf(x) {
-  const e = field(x.response, "error");
-  if (e) return e;
-  const challenge = field(x.response, "WWW-Authenticate");
-  const m = challenge && /error="([^"]+)"/.exec(challenge);
-  return m ? m[1] : "";
-}
+// The OAuth error code on the wire (typed in the trace; no header is parsed here).
+const errorOf = (x) => x.error || "";
+
+// An event's own lines (step label, note, check, network line, role's reason), rendered
+// by the server in every language.
+const said = (event) => (event.text && event.text[state.lang]) || {};
+const inLang = (both) => (both && typeof both === "object" ? both[state.lang] || both.en : both || "");
 
 function statusClass(status) {
   if (status >= 500) return "grey";
@@ -93,6 +93,9 @@ function setLang(lang) {
 // ---------------------------------------------------------------- rendering
 
 function renderAll() {
+  if (state.scenario) {
+    document.getElementById("scenario-title").textContent = `${state.scenario.id}: ${inLang(state.scenario.title)}`;
+  }
   renderStatus();
   renderTimeline();
   renderDetails();
@@ -107,7 +110,7 @@ function renderStatus() {
   conn.textContent = state.connected ? ui("connected") : ui("disconnected");
   document.getElementById("clock").textContent = s ? `${ui("clock")} ${rel(s.t)}` : "";
   const next = document.getElementById("next");
-  if (s && s.next) next.textContent = `${ui("next")} ${s.cursor + 1}/${s.total}: ${s.next}`;
+  if (s && s.next) next.textContent = `${ui("next")} ${s.cursor + 1}/${s.total}: ${inLang(s.next)}`;
   else if (s) next.textContent = ui("finished");
   else next.textContent = "";
   const verdict = document.getElementById("verdict");
@@ -147,8 +150,8 @@ function renderTimeline() {
         const s = ensureStep();
         s.node.setAttribute("data-number", event.number);
         s.node.prepend(
-          el("div", { class: "step-head" }, `${event.number}. ${event.label}`, el("span", { class: "t", text: rel(event.t) })),
-          event.note ? el("p", { class: "note", text: event.note }) : "",
+          el("div", { class: "step-head" }, `${event.number}. ${said(event).line}`, el("span", { class: "t", text: rel(event.t) })),
+          said(event).note ? el("p", { class: "note", text: said(event).note }) : "",
         );
         break;
       }
@@ -172,15 +175,16 @@ function renderTimeline() {
           el("span", { class: "what", text: `${x.client_id} → ${x.to}: ${x.method} ${x.path}` }),
           el("span", { class: "status", text: error ? `${x.status} ${error}` : String(x.status) }),
           el("span", { class: "narration", text: `${words().letters[x.request_letter].ok} ${responseNarration(x)}` }),
+          said(x).line ? el("span", { class: "rejection", text: `⚠ ${said(x).line}` }) : "",
         );
         s.exchanges.append(row);
         break;
       }
       case "resource_owner":
-        ensureStep().node.append(el("div", { class: "extra owner", text: `(${words().phrases.resource_owner}) ${event.line}` }));
+        ensureStep().node.append(el("div", { class: "extra owner", text: `(${words().phrases.resource_owner}) ${said(event).line}` }));
         break;
       case "network":
-        ensureStep().node.append(el("div", { class: "extra network", text: event.line }));
+        ensureStep().node.append(el("div", { class: "extra network", text: said(event).line }));
         break;
       case "clock":
         ensureStep().node.append(el("div", { class: "extra clock", text: fill(words().phrases.clock, [event.advanced_by, rel(event.t)]) }));
@@ -191,14 +195,14 @@ function renderTimeline() {
           s.checks = el("div", { class: "checks" });
           s.node.append(s.checks);
         }
-        s.checks.append(el("span", { class: event.ok ? "check" : "check fail", text: `${event.ok ? "✔" : "✘"} ${event.message}` }));
+        s.checks.append(el("span", { class: event.ok ? "check" : "check fail", text: `${event.ok ? "✔" : "✘"} ${said(event).line}` }));
         break;
       }
       case "done": {
         current = null;
         const text = event.passed
           ? "✔ " + fill(words().phrases.passed, [event.steps, event.exchanges])
-          : "✘ " + fill(words().phrases.failed, [event.failures.length]) + ": " + event.failures.join("; ");
+          : "✘ " + fill(words().phrases.failed, [event.failures.length]) + ": " + said(event).failures.join("; ");
         items.push(el("li", { class: `done-line ${event.passed ? "passed" : "failed"}`, text }));
         break;
       }
@@ -249,7 +253,8 @@ function renderDetails() {
     el("p", { class: "title", text: `(${x.request_letter}) → (${x.response_letter})  ${x.client_id} → ${x.to}  ${x.method} ${x.path}  ${x.status}${error ? " " + error : ""}  · ${rel(x.t)}` }),
     el("div", { class: "says" },
       el("p", {}, el("b", { text: `(${x.request_letter}) ` }), L[x.request_letter].ok),
-      el("p", {}, el("b", { text: `(${x.response_letter}) ` }), responseNarration(x))),
+      el("p", {}, el("b", { text: `(${x.response_letter}) ` }), responseNarration(x)),
+      said(x).line ? el("p", { class: "rejection", text: `⚠ ${said(x).line}` }) : ""),
     el("h3", { text: ui("rfc") }),
     el("div", { class: "rfc" },
       [x.request_letter, x.response_letter].map((letter) =>
@@ -425,7 +430,6 @@ function onReset(data) {
     g.classList.remove("ok", "bad", "grey", "done", "active", "selected");
     g.querySelector("text.badge").textContent = "";
   }
-  document.getElementById("scenario-title").textContent = `${data.scenario.id}: ${data.scenario.title}`;
   document.getElementById("failure").textContent = "";
   renderAll();
 }
