@@ -763,7 +763,11 @@ async fn run_scenarios(scenarios: &[figure2_runner::Scenario]) -> (f64, Vec<Stri
     for s in scenarios {
         match figure2_runner::run(s, &mut |_| {}).await {
             Ok(report) if report.passed => {}
-            Ok(report) => failed.push(format!("{}: {}", s.id, report.failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))),
+            Ok(report) => failed.push(format!(
+                "{}: {}",
+                s.id,
+                report.failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+            )),
             Err(e) => failed.push(format!("{}: {e}", s.id)),
         }
     }

@@ -4,16 +4,16 @@
 
 use crate::scenario::{Action, Expect, GrantKind, Resource, Scenario, Step};
 use crate::trace::{Expectation, Failure, Happening, ResourceOwnerAct, TraceEvent, TracedExchange, error_of};
+use crate::wire::short_refresh_token;
 use crate::world::{DEMO_USERS, World, WorldError};
 use figure2_client::{Client, ClientError, Exchange, Step as FigureStep};
-use crate::wire::short_refresh_token;
-use figure2_protocol::{FlowStep, Scope};
 use figure2_protocol::client_auth::ClientAuthentication;
 use figure2_protocol::form::{FormParams, encode};
 use figure2_protocol::pkce::CodeVerifier;
 use figure2_protocol::refresh::RefreshPolicy;
 use figure2_protocol::secret::{Secret, fingerprint};
 use figure2_protocol::token_request::{RefreshTokenRequest, TokenRequest};
+use figure2_protocol::{FlowStep, Scope};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -234,7 +234,8 @@ impl Session {
     }
 
     async fn act(&mut self, action: &Action, client_id: &str, events: &mut Vec<TraceEvent>) -> Result<Outcome, String> {
-        let scope_of = |scope: &Option<String>| scope.as_deref().map(Scope::parse).transpose().map_err(|e| e.to_string());
+        let scope_of =
+            |scope: &Option<String>| scope.as_deref().map(Scope::parse).transpose().map_err(|e| e.to_string());
         match action {
             Action::Advance { seconds } => {
                 let t = self.world.clock.advance(*seconds);
@@ -253,8 +254,7 @@ impl Session {
             }
             Action::Authorize { grant, user, scope: asked, .. } => {
                 let scope = scope_of(asked)?;
-                let password =
-                    DEMO_USERS.iter().find(|(u, _)| u == user).map(|(_, p)| *p).unwrap_or("wrong-password");
+                let password = DEMO_USERS.iter().find(|(u, _)| u == user).map(|(_, p)| *p).unwrap_or("wrong-password");
                 let request = match grant {
                     GrantKind::Password => {
                         TokenRequest::Password { username: user.clone(), password: Secret::new(password), scope }
@@ -371,7 +371,7 @@ impl Session {
         events.push(TraceEvent::ResourceOwner {
             what: ResourceOwnerAct::OpensAuthorizationPage {
                 client_id: client_id.to_owned(),
-                state: format!("state={state}"),
+                state: state.clone(),
                 status: page.status,
             },
         });

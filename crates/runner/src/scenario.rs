@@ -3,7 +3,8 @@
 //!
 //! ```toml
 //! id = "figure2"
-//! title = { en = "Refreshing an expired access token", zh = "刷新过期的访问令牌" }
+//! title.en = "Refreshing an expired access token"
+//! title.zh = "刷新过期的访问令牌"
 //! rfc = ["RFC 6749 §1.5"]
 //! [config]
 //! access_token_lifetime = 300
@@ -53,8 +54,8 @@ pub struct Scenario {
 }
 
 /// A sentence the learner reads, in English and Chinese. In a file either
-/// `title = { en = "…", zh = "…" }` or a plain string (English only: shipped scenarios
-/// must not do that, a test checks).
+/// `title.en = "…"` and `title.zh = "…"` (or `title = { en = "…", zh = "…" }`), or a
+/// plain string (English only: shipped scenarios must not do that, a test checks).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "TextInFile")]
 pub struct Text {
@@ -67,10 +68,7 @@ pub struct Text {
 #[serde(untagged)]
 enum TextInFile {
     English(String),
-    Both {
-        en: String,
-        zh: String,
-    },
+    Both { en: String, zh: String },
 }
 
 impl From<TextInFile> for Text {
@@ -404,7 +402,8 @@ mod tests {
                 .is_err()
         );
         assert!(Scenario::from_toml("x", "id='x'\ntitle='t'\n[[step]]\ndo='advance'\nseconds=1").is_ok());
-        let wrong_key = Scenario::from_toml("x", "id='x'\ntitle='t'\n[[step]]\ndo='advance'\nseconds=1\nresource='read'");
+        let wrong_key =
+            Scenario::from_toml("x", "id='x'\ntitle='t'\n[[step]]\ndo='advance'\nseconds=1\nresource='read'");
         assert!(wrong_key.unwrap_err().to_string().contains("advance takes no resource"));
     }
 

@@ -2,14 +2,14 @@
 //! fields (tokens shortened to fingerprints, JWT claims decoded) and one line of
 //! narration saying which step of RFC 6749 §1.5 it is.
 
+use crate::scenario::{Action, Text};
 use crate::wire::{DecodedJwt, RawHttp, short_access_token, short_refresh_token};
 use crate::world::SCENARIO_EPOCH;
 use figure2_client::{Exchange, Step};
+use figure2_protocol::FlowStep;
 use figure2_protocol::access_token::decode_unverified;
 use figure2_protocol::bearer::BearerChallenge;
 use figure2_protocol::form::FormParams;
-use crate::scenario::{Action, Text};
-use figure2_protocol::FlowStep;
 use figure2_protocol::secret::fingerprint;
 use serde::Serialize;
 
@@ -63,7 +63,8 @@ pub enum TraceEvent {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "act", rename_all = "snake_case")]
 pub enum ResourceOwnerAct {
-    /// `GET /authorize`: the login and consent page.
+    /// `GET /authorize`: the login and consent page. `state` is the fingerprint the
+    /// client sent as its RFC 6749 §10.12 `state`.
     OpensAuthorizationPage { client_id: String, state: String, status: u16 },
     /// `POST /authorize`: logged in and approved; redirected back with a code.
     Approves { user: String, status: u16, redirect_uri: String, code: String },
@@ -89,18 +90,43 @@ pub enum Happening {
 #[serde(tag = "expected", rename_all = "snake_case")]
 pub enum Expectation {
     /// `outcome`: `ok`, `reauthorize` or `failed`.
-    Outcome { want: String, got: String },
+    Outcome {
+        want: String,
+        got: String,
+    },
     /// No status or outcome expected: the step must simply succeed.
-    Succeeds { got: String },
-    Status { want: u16, got: Option<u16> },
+    Succeeds {
+        got: String,
+    },
+    Status {
+        want: u16,
+        got: Option<u16>,
+    },
     /// The OAuth error code on the wire.
-    Error { want: String, got: Option<String> },
-    Steps { want: Vec<FlowStep>, got: Vec<FlowStep> },
-    Has { field: String },
-    Lacks { field: String },
-    Changed { field: String },
-    Unchanged { field: String },
-    Scope { want: String, got: Option<String> },
+    Error {
+        want: String,
+        got: Option<String>,
+    },
+    Steps {
+        want: Vec<FlowStep>,
+        got: Vec<FlowStep>,
+    },
+    Has {
+        field: String,
+    },
+    Lacks {
+        field: String,
+    },
+    Changed {
+        field: String,
+    },
+    Unchanged {
+        field: String,
+    },
+    Scope {
+        want: String,
+        got: Option<String>,
+    },
 }
 
 /// An unmet expectation and the step it belongs to.
@@ -138,7 +164,9 @@ impl std::fmt::Display for Happening {
             Self::KeyRotated { kid } => {
                 write!(f, "new signing key kid={kid}; the old key stays in the JWKS for its tokens")
             }
-            Self::Restarted => f.write_str("the authorization server stopped and started again on the same SQLite file"),
+            Self::Restarted => {
+                f.write_str("the authorization server stopped and started again on the same SQLite file")
+            }
             Self::Revoked { client_id, refresh_token, status } => {
                 write!(f, "{client_id} → authorization server: POST /revoke token={refresh_token} → {status}")
             }

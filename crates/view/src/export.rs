@@ -12,9 +12,9 @@
 use crate::lang::{self, Lang};
 use crate::lineage::{FamilyState, GenerationStatus, Lineage};
 use crate::text::print_text_in;
+use figure2_protocol::FlowStep;
 use figure2_protocol::refresh::RefreshPolicy;
 use figure2_runner::Scenario;
-use figure2_protocol::FlowStep;
 use figure2_runner::trace::{Failure, Happening, TraceEvent, relative};
 use figure2_runner::world::WorldError;
 use std::collections::{BTreeMap, HashMap};
@@ -464,7 +464,7 @@ fn markdown(recorded: &Recorded, lang: Lang, n: &mut Normaliser) -> String {
                 }
             }
             TraceEvent::ResourceOwner { what } => {
-                let who = lang::phrase(lang, lang::Phrase::ResourceOwner, &[]);
+                let who = lang::phrase(lang, lang::Phrase::Browser, &[]);
                 let _ = writeln!(out, "- *{who}:* {}\n", n.apply(&lang::resource_owner(lang, what)));
             }
             TraceEvent::Network { what } => {

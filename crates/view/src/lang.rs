@@ -47,7 +47,9 @@ impl std::str::FromStr for Lang {
 pub fn narration(lang: Lang, step: FlowStep, ok: bool) -> &'static str {
     match lang {
         Lang::En => match (step, ok) {
-            (FlowStep::A, _) => "The client authenticates and presents an authorization grant to the authorization server.",
+            (FlowStep::A, _) => {
+                "The client authenticates and presents an authorization grant to the authorization server."
+            }
             (FlowStep::B, true) => {
                 "The authorization server validates the grant and issues an access token and a refresh token."
             }
@@ -55,7 +57,9 @@ pub fn narration(lang: Lang, step: FlowStep, ok: bool) -> &'static str {
             (FlowStep::C, _) => "The client presents the access token to the resource server.",
             (FlowStep::D, true) => "The resource server validates the access token locally and serves the request.",
             (FlowStep::D, false) => "The resource server refuses the request.",
-            (FlowStep::E, _) => "Steps C and D repeat until the access token expires; the client presents it once more.",
+            (FlowStep::E, _) => {
+                "Steps C and D repeat until the access token expires; the client presents it once more."
+            }
             (FlowStep::F, _) => {
                 "The access token is no longer valid: the resource server answers invalid_token (RFC 6750 §3.1)."
             }
@@ -232,7 +236,9 @@ pub fn action(lang: Lang, action: &Action) -> String {
         Action::Refresh { client, scope: Some(s), .. } => format!("{client} 刷新令牌，请求权限范围 \"{s}\""),
         Action::Refresh { client, scope: None, .. } => format!("{client} 刷新令牌"),
         Action::Replay { client, of, generation, .. } => format!("{client} 出示 {of} 的第 #{generation} 个刷新令牌"),
-        Action::Revoke { client, generation, .. } => format!("{client} 撤销自己的第 #{generation} 个刷新令牌（RFC 7009）"),
+        Action::Revoke { client, generation, .. } => {
+            format!("{client} 撤销自己的第 #{generation} 个刷新令牌（RFC 7009）")
+        }
         Action::Advance { seconds } => format!("时间流逝：{seconds} 秒"),
         Action::RotateKey => "授权服务器轮换签名密钥".into(),
         Action::Restart => "授权服务器在同一个数据库上重启".into(),
@@ -298,7 +304,7 @@ pub fn resource_owner(lang: Lang, act: &ResourceOwnerAct) -> String {
     }
     match act {
         ResourceOwnerAct::OpensAuthorizationPage { client_id, state, status } => {
-            format!("GET /authorize（client_id={client_id}，PKCE S256，{state}）→ {status} 登录和授权同意页面")
+            format!("GET /authorize（client_id={client_id}，PKCE S256，state={state}）→ {status} 登录和授权同意页面")
         }
         ResourceOwnerAct::Approves { user, status, redirect_uri, code } => {
             format!("以 {user} 身份 POST /authorize 并同意 → {status} 重定向到 {redirect_uri}，带上 {code}")
@@ -325,6 +331,8 @@ pub enum Phrase {
     /// `{0}` unmet expectations.
     Failed,
     ResourceOwner,
+    /// Whose browser it is, in a transcript.
+    Browser,
     /// Scenario `{0}`: title `{1}`.
     Scenario,
     /// The RFC sections `{0}`.
@@ -344,6 +352,8 @@ pub fn phrase(lang: Lang, phrase: Phrase, args: &[&str]) -> String {
         (Lang::Zh, Phrase::Failed) => "失败：有 {0} 项预期未满足",
         (Lang::En, Phrase::ResourceOwner) => "resource owner",
         (Lang::Zh, Phrase::ResourceOwner) => "资源所有者",
+        (Lang::En, Phrase::Browser) => "resource owner's browser",
+        (Lang::Zh, Phrase::Browser) => "资源所有者的浏览器",
         (Lang::En, Phrase::Scenario) => "scenario {0}: {1}",
         (Lang::Zh, Phrase::Scenario) => "场景 {0}：{1}",
         (Lang::En, Phrase::Shows) => "shows {0}",

@@ -8,8 +8,8 @@
 //! revokes the family (RFC 9700 §4.14.2), an RFC 7009 revocation ends it, and the
 //! server's [`RefreshPolicy`] says when tokens expire and whether there is a grace period.
 
-use figure2_protocol::refresh::RefreshPolicy;
 use figure2_protocol::FlowStep;
+use figure2_protocol::refresh::RefreshPolicy;
 use figure2_runner::trace::{Happening, TraceEvent, TracedExchange};
 use serde::Serialize;
 

@@ -16,10 +16,10 @@
 //! stays open, so this module runs its own small hyper loop with a streaming body
 //! ([`SseBody`]), with the same limits as the roles' servers.
 
+use crate::lang::{self, Lang};
 use crate::lineage::Lineage;
 use bytes::Bytes;
 use figure2_protocol::refresh::RefreshPolicy;
-use crate::lang::{self, Lang};
 use figure2_runner::run::Session;
 use figure2_runner::scenario::{Action, Resource, Scenario, Step, Text};
 use figure2_runner::trace::TraceEvent;
@@ -238,7 +238,8 @@ impl Live {
         let first = session.scenario_event(&self.scenario);
         state.session = Some(session);
         self.hub.reset();
-        let steps: Vec<Value> = self.scenario.steps.iter().map(|s| bilingual(|lang| lang::action(lang, &s.action))).collect();
+        let steps: Vec<Value> =
+            self.scenario.steps.iter().map(|s| bilingual(|lang| lang::action(lang, &s.action))).collect();
         self.hub.publish(
             "reset",
             &json!({
