@@ -6,7 +6,7 @@ use figure2_http::{HttpClient, ReceivedResponse};
 use figure2_protocol::bearer::{BearerChallenge, BearerErrorCode, is_b64token};
 use figure2_protocol::client_auth::{ClientAuthentication, TokenEndpointAuthMethod};
 use figure2_protocol::metadata::AuthorizationServerMetadata;
-use figure2_protocol::secret::Secret;
+use figure2_protocol::secret::{ClientSecret, RefreshToken};
 use figure2_protocol::token_request::{RefreshTokenRequest, TokenRequest};
 use figure2_protocol::token_response::AccessTokenResponse;
 use figure2_protocol::{Clock, ErrorCode, ErrorResponse, FlowStep, Scope};
@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub client_id: String,
-    pub client_secret: Option<Secret>,
+    pub client_secret: Option<ClientSecret>,
     /// RFC 6749 §2.3.1: Basic (default with a secret), secret in the body, or a public
     /// client that only names itself.
     pub auth_method: TokenEndpointAuthMethod,
@@ -29,7 +29,11 @@ pub struct ClientConfig {
 impl ClientConfig {
     /// `client_secret_basic` when there is a secret (§2.3.1: every server supports it),
     /// a public client (`none`) otherwise; no expiry margin.
-    pub fn new(client_id: impl Into<String>, client_secret: Option<Secret>, token_endpoint: impl Into<String>) -> Self {
+    pub fn new(
+        client_id: impl Into<String>,
+        client_secret: Option<ClientSecret>,
+        token_endpoint: impl Into<String>,
+    ) -> Self {
         let auth_method = match client_secret {
             Some(_) => TokenEndpointAuthMethod::ClientSecretBasic,
             None => TokenEndpointAuthMethod::None,
@@ -277,7 +281,7 @@ impl Client {
     fn store(
         &self,
         answer: AccessTokenResponse,
-        previous_refresh_token: Option<Secret>,
+        previous_refresh_token: Option<RefreshToken>,
         requested_scope: Option<Scope>,
     ) -> TokenSet {
         let now = self.inner.clock.now();
@@ -285,8 +289,8 @@ impl Client {
         let mut state = lock(&self.inner.state);
         state.generation += 1;
         let tokens = TokenSet {
-            access_token: Secret::new(answer.access_token),
-            refresh_token: answer.refresh_token.map(Secret::new).or(previous_refresh_token),
+            access_token: answer.access_token,
+            refresh_token: answer.refresh_token.or(previous_refresh_token),
             expires_at: answer.expires_in.map(|s| now.saturating_add(s)),
             scope: answer.scope.or(requested_scope),
             generation: state.generation,
@@ -296,7 +300,7 @@ impl Client {
         drop(state);
         tracing::info!(
             at = %tokens.access_token.fingerprint(),
-            rt = tokens.refresh_token.as_ref().map(Secret::fingerprint),
+            rt = tokens.refresh_token.as_ref().map(RefreshToken::fingerprint),
             rotated,
             expires_at = tokens.expires_at,
             generation = tokens.generation,
@@ -379,7 +383,7 @@ fn read_token_response(response: &ReceivedResponse) -> Result<AccessTokenRespons
         return Err(ClientError::Protocol(format!("token_type {token_type:?} is not Bearer (RFC 6750)")));
     }
     // RFC 6750 §2.1: it must fit `b64token` to go in the Authorization header.
-    if !is_b64token(&answer.access_token) {
+    if !is_b64token(answer.access_token.expose()) {
         return Err(ClientError::Protocol("access_token is not an RFC 6750 §2.1 b64token".into()));
     }
     Ok(answer)

@@ -3,6 +3,7 @@
 //! prints them must shorten the tokens (see [`Exchange::summary`]).
 
 use figure2_protocol::bearer::{BearerChallenge, BearerErrorCode};
+#[cfg(test)]
 use figure2_protocol::secret::fingerprint;
 use figure2_protocol::token_response::AccessTokenResponse;
 use figure2_protocol::{ErrorResponse, FlowStep, UnixTime};
@@ -117,10 +118,10 @@ impl Exchange {
                 let what = if self.step == Step::Refresh { "refresh" } else { "grant" };
                 let mut line = format!("{letters} {what} {}", self.status);
                 if let Ok(ok) = serde_json::from_str::<AccessTokenResponse>(&self.response_body) {
-                    line.push_str(&format!(" at#{}", fingerprint(&ok.access_token)));
+                    line.push_str(&format!(" at#{}", ok.access_token.fingerprint()));
                     match (&ok.refresh_token, self.step) {
-                        (Some(rt), Step::Refresh) => line.push_str(&format!(" rotated rt#{}", fingerprint(rt))),
-                        (Some(rt), _) => line.push_str(&format!(" rt#{}", fingerprint(rt))),
+                        (Some(rt), Step::Refresh) => line.push_str(&format!(" rotated rt#{}", rt.fingerprint())),
+                        (Some(rt), _) => line.push_str(&format!(" rt#{}", rt.fingerprint())),
                         // RFC 6749 §6: no new refresh token, the client keeps the old one.
                         (None, Step::Refresh) => line.push_str(" refresh token kept"),
                         (None, _) => {}

@@ -225,12 +225,23 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// A response received by [`HttpClient`].
-#[derive(Debug, Clone)]
+/// A response received by [`HttpClient`]. `Debug` shows the status and the header
+/// names only: the body and the header values may hold tokens.
+#[derive(Clone)]
 pub struct ReceivedResponse {
     pub status: u16,
     pub headers: HeaderMap,
     pub body: Bytes,
+}
+
+impl std::fmt::Debug for ReceivedResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceivedResponse")
+            .field("status", &self.status)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("body", &format_args!("[{} bytes]", self.body.len()))
+            .finish()
+    }
 }
 
 impl ReceivedResponse {

@@ -48,6 +48,69 @@ impl std::fmt::Display for Secret {
     }
 }
 
+/// A secret in the RFC's words: a string that never prints (`Debug` and `Display` show
+/// `[redacted]`), is not comparable with `==` (use `ct_eq`, constant time), and keeps
+/// its JSON form (`#[serde(transparent)]`), so the wire format does not change.
+macro_rules! secret_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn new(s: impl Into<String>) -> Self {
+                Self(s.into())
+            }
+
+            /// The secret itself, for putting on the wire.
+            pub fn expose(&self) -> &str {
+                &self.0
+            }
+
+            /// Constant-time comparison.
+            pub fn ct_eq(&self, other: &str) -> bool {
+                constant_time_eq(self.0.as_bytes(), other.as_bytes())
+            }
+
+            /// Loggable stand-in (see [`fingerprint`]).
+            pub fn fingerprint(&self) -> String {
+                fingerprint(&self.0)
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($name), "([redacted])"))
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("[redacted]")
+            }
+        }
+    };
+}
+
+secret_type!(
+    /// RFC 6749 §1.4: the credential presented to the resource server (steps C, E).
+    AccessToken
+);
+secret_type!(
+    /// RFC 6749 §1.5: the credential presented to the authorization server for a new
+    /// access token (step G).
+    RefreshToken
+);
+secret_type!(
+    /// RFC 6749 §4.1.2: the one-time code the authorization endpoint returns (step A).
+    AuthorizationCode
+);
+secret_type!(
+    /// RFC 6749 §2.3.1: the password of a confidential client.
+    ClientSecret
+);
+
 /// The SHA-256 digest of a token, the form in which tokens and client secrets are stored.
 pub type TokenDigest = [u8; 32];
 
@@ -105,6 +168,16 @@ mod tests {
         assert_eq!(format!("{s:?} {s}"), "Secret([redacted]) [redacted]");
         assert!(s.ct_eq("hunter2"));
         assert!(!s.ct_eq("hunter3"));
+    }
+
+    #[test]
+    fn secrets_in_the_rfc_words_never_print_and_keep_their_json() {
+        let t = RefreshToken::new("tGzv3JOkF0XG5Qx2TlKWIA");
+        assert_eq!(format!("{t:?} {t}"), "RefreshToken([redacted]) [redacted]");
+        assert_eq!(format!("{:?}", AccessToken::new("x")), "AccessToken([redacted])");
+        assert_eq!(serde_json::to_string(&t).unwrap(), "\"tGzv3JOkF0XG5Qx2TlKWIA\"");
+        let back: RefreshToken = serde_json::from_str("\"tGzv3JOkF0XG5Qx2TlKWIA\"").unwrap();
+        assert!(back.ct_eq(t.expose()) && !back.ct_eq("other"));
     }
 
     #[test]

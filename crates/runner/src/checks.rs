@@ -10,7 +10,7 @@ use figure2_client::{Client, ClientConfig, ClientError};
 use figure2_conformance::client::{Ending, Env, Subject, join_all, worst};
 use figure2_conformance::{CatalogueFile, ConformanceReport, Forge, server, server_catalogue};
 use figure2_http::HttpClient;
-use figure2_protocol::secret::Secret;
+use figure2_protocol::secret::{ClientSecret, Secret};
 use figure2_protocol::token_request::TokenRequest;
 use figure2_protocol::{Clock, Scope};
 use std::sync::Arc;
@@ -83,8 +83,11 @@ pub fn client_library() -> Subject {
 /// clock: the password grant (steps A, B), then the calls (C to H as needed).
 async fn drive_library(env: Env) -> Ending {
     let clock = env.clock.clone();
-    let config =
-        ClientConfig::new(env.client_id.clone(), Some(Secret::new(env.client_secret.clone())), env.token_endpoint);
+    let config = ClientConfig::new(
+        env.client_id.clone(),
+        Some(ClientSecret::new(env.client_secret.clone())),
+        env.token_endpoint,
+    );
     let client = Client::new(config, Arc::new(clock.clone()), HttpClient::new());
     let grant = TokenRequest::Password {
         username: env.username,

@@ -11,7 +11,7 @@ use figure2_protocol::client_auth::ClientAuthentication;
 use figure2_protocol::form::{FormParams, encode};
 use figure2_protocol::pkce::CodeVerifier;
 use figure2_protocol::refresh::RefreshPolicy;
-use figure2_protocol::secret::{Secret, fingerprint};
+use figure2_protocol::secret::{AuthorizationCode, RefreshToken, Secret, fingerprint};
 use figure2_protocol::token_request::{RefreshTokenRequest, TokenRequest};
 use figure2_protocol::{FlowStep, Scope};
 use std::collections::HashMap;
@@ -287,7 +287,7 @@ impl Session {
                 let scope = scope_of(scope)?;
                 let token = self.historic_refresh_token(of, *generation)?;
                 let request =
-                    TokenRequest::RefreshToken(RefreshTokenRequest { refresh_token: Secret::new(token), scope });
+                    TokenRequest::RefreshToken(RefreshTokenRequest { refresh_token: RefreshToken::new(token), scope });
                 let client = self.actor(client_id)?.client.clone();
                 match client.send_token_request(&request, FigureStep::Refresh).await {
                     Ok(_) => Ok(Outcome::Ok),
@@ -413,7 +413,7 @@ impl Session {
             return Err("the redirect's iss is not the issuer (RFC 9207)".into());
         }
         Ok(TokenRequest::AuthorizationCode {
-            code: Secret::new(code),
+            code: AuthorizationCode::new(code),
             redirect_uri: Some(redirect_uri),
             code_verifier: Some(verifier),
         })

@@ -11,7 +11,7 @@ use figure2_authorization_server::{AuthorizationServer, Config, ConfigFile};
 use figure2_client::{Client, ClientConfig, Observer};
 use figure2_http::{HttpClient, HttpResponse, Incoming, Limits};
 use figure2_protocol::SimulatedClock;
-use figure2_protocol::secret::Secret;
+use figure2_protocol::secret::ClientSecret;
 use figure2_resource_server::{ResourceServer, ResourceServerConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -39,12 +39,18 @@ pub enum WorldError {
 }
 
 /// What the network did to a token response: it reached the server, the server answered,
-/// and the answer never reached the client.
-#[derive(Debug, Clone)]
+/// and the answer never reached the client. `Debug` leaves out the body: it holds tokens.
+#[derive(Clone)]
 pub struct LostResponse {
     pub path: String,
     pub status: u16,
     pub body: String,
+}
+
+impl std::fmt::Debug for LostResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LostResponse").field("path", &self.path).field("status", &self.status).finish_non_exhaustive()
+    }
 }
 
 /// Rewrites the authorization server's answers on their way back (the path is given):
@@ -236,7 +242,7 @@ impl World {
     /// A client of the demo configuration, sharing the world's clock.
     pub fn client(&self, client_id: &str, observer: Observer) -> Option<Client> {
         let (_, secret) = DEMO_CLIENTS.iter().find(|(id, _)| *id == client_id)?;
-        let config = ClientConfig::new(client_id, secret.map(Secret::new), format!("{}/token", self.issuer));
+        let config = ClientConfig::new(client_id, secret.map(ClientSecret::new), format!("{}/token", self.issuer));
         Some(Client::new(config, Arc::new(self.clock.clone()), self.http.clone()).with_observer(observer))
     }
 

@@ -14,7 +14,7 @@ use crate::AuthorizationServer;
 use crate::store::{Grant, NewRefreshToken};
 use figure2_protocol::access_token::{AccessTokenClaims, Audience};
 use figure2_protocol::client_auth::{GrantType, RegisteredClient};
-use figure2_protocol::secret::{digest, fingerprint};
+use figure2_protocol::secret::{AccessToken, RefreshToken, digest, fingerprint};
 use figure2_protocol::token_request::TokenRequest;
 use figure2_protocol::token_response::{AccessTokenResponse, BEARER};
 use figure2_protocol::{ErrorCode, ErrorResponse, Scope};
@@ -106,10 +106,10 @@ impl AuthorizationServer {
     ) -> Result<AccessTokenResponse, ErrorResponse> {
         let (access_token, expires_in) = self.issue_access_token(subject, client_id, &scope)?;
         Ok(AccessTokenResponse {
-            access_token,
+            access_token: AccessToken::new(access_token),
             token_type: BEARER.to_owned(),
             expires_in: Some(expires_in),
-            refresh_token,
+            refresh_token: refresh_token.map(RefreshToken::new),
             scope: Some(scope),
         })
     }

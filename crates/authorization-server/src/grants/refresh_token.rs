@@ -12,7 +12,7 @@ use crate::store::RefreshCommand;
 use figure2_protocol::ErrorResponse;
 use figure2_protocol::client_auth::RegisteredClient;
 use figure2_protocol::family::{ClientRegistration, RefreshRequest};
-use figure2_protocol::secret::{digest, fingerprint};
+use figure2_protocol::secret::{AccessToken, RefreshToken, digest, fingerprint};
 use figure2_protocol::token_request::RefreshTokenRequest;
 use figure2_protocol::token_response::{AccessTokenResponse, BEARER};
 
@@ -60,10 +60,10 @@ pub(crate) async fn refresh(
     let scope = granted.access_token_scope;
     let (access_token, expires_in) = server.issue_access_token(&outcome.subject, &client.client_id, &scope)?;
     Ok(AccessTokenResponse {
-        access_token,
+        access_token: AccessToken::new(access_token),
         token_type: BEARER.to_owned(),
         expires_in: Some(expires_in),
-        refresh_token: new_refresh,
+        refresh_token: new_refresh.map(RefreshToken::new),
         // §5.1: scope is REQUIRED if it differs from the requested one (a narrowed
         // registration); Figure2 always sends it.
         scope: Some(scope),
