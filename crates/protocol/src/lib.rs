@@ -36,6 +36,7 @@
 //! | [`revocation`], [`introspection`] | after H | RFC 7009, RFC 7662 |
 //! | [`flow`] | the names A to H themselves | RFC 6749 §1.5 |
 //! | [`secret`], [`clock`] | all | RFC 6749 §10.10, RFC 9700 |
+//! | [`syntax`] | B, F, H (headers) | RFC 9110 §5.6.4 |
 
 pub mod access_token;
 pub mod authorization;
@@ -55,6 +56,7 @@ pub mod refresh;
 pub mod revocation;
 pub mod scope;
 pub mod secret;
+pub mod syntax;
 pub mod token_request;
 pub mod token_response;
 
