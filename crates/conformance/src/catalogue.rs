@@ -66,7 +66,8 @@ mod tests {
     #[test]
     fn the_built_in_catalogue_parses() {
         for file in CatalogueFile::SERVERS {
-            let catalogue: ServerCatalogue = toml::from_str(file.builtin()).expect(file.file_name());
+            let catalogue: ServerCatalogue =
+                toml::from_str(file.builtin()).unwrap_or_else(|e| panic!("{}: {e}", file.file_name()));
             assert!(!catalogue.checks.is_empty());
         }
         let client: ClientCatalogue = toml::from_str(CatalogueFile::Client.builtin()).expect("client.toml");

@@ -1,12 +1,21 @@
-//! Conformance: a catalogue of checks, each citing the RFC requirement it tests with the
-//! requirement's own key word, runnable against Figure2's roles in-process (simulated
-//! clock) or against anyone's authorization server, resource server or client.
+//! # figure2-conformance: a checker for anyone's Figure 2
+//!
+//! A catalogue of checks, each citing the RFC requirement it tests with the requirement's
+//! own key word, runnable against anyone's authorization server (steps B, H), resource
+//! server (D, F) or client (A, C, E, G) over real HTTP, or against Figure2's own roles
+//! in-process on a simulated clock.
+//!
+//! The checker depends on `figure2-protocol` and `figure2-http` only. Figure2's roles are
+//! injected from above (by `figure2-runner`): the authorization server's signing key, for
+//! tokens only it could sign, through [`Forge`]; the client library as a
+//! [`client::Subject::InProcess`] driver.
 //!
 //! The catalogue is data: `crates/conformance/catalogue/*.toml`, one file per role under
-//! test, read by [`catalogue`].
-//! Server checks are sequences of raw HTTP steps with expectations ([`server`]); client
-//! checks put a client in front of a scripted authorization server and resource server
-//! and look at what it did ([`client`]).
+//! test, read by [`catalogue`]. Server checks are sequences of raw HTTP steps with
+//! expectations ([`server`]); client checks put a client in front of a scripted
+//! authorization server and resource server and look at what it did ([`client`]).
+//!
+//! Read first: `catalogue/authorization-server.toml`, then [`server`].
 
 pub mod catalogue;
 pub mod client;

@@ -488,21 +488,6 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>, shutdown: impl Future
     served
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commands_are_bounded() {
-        assert_eq!(Command::parse("advance", "seconds=301"), Ok(Command::Advance { seconds: 301 }));
-        assert!(Command::parse("advance", "seconds=-1").is_err());
-        assert!(Command::parse("advance", "seconds=99999999999").is_err());
-        assert_eq!(Command::parse("replay", ""), Ok(Command::Replay { generation: 0 }));
-        assert!(Command::parse("call", "resource=../etc").is_err());
-        assert!(Command::parse("rm", "").is_err());
-    }
-}
-
 /// `{"en": …, "zh": …}`: one line in every language.
 fn bilingual(line: impl Fn(Lang) -> String) -> Value {
     Value::Object(Lang::ALL.iter().map(|l| (l.code().to_owned(), json!(line(*l)))).collect())
@@ -531,4 +516,19 @@ fn event_text(event: &TraceEvent) -> Value {
         }
     };
     Value::Object(Lang::ALL.iter().map(|l| (l.code().to_owned(), render(*l))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_bounded() {
+        assert_eq!(Command::parse("advance", "seconds=301"), Ok(Command::Advance { seconds: 301 }));
+        assert!(Command::parse("advance", "seconds=-1").is_err());
+        assert!(Command::parse("advance", "seconds=99999999999").is_err());
+        assert_eq!(Command::parse("replay", ""), Ok(Command::Replay { generation: 0 }));
+        assert!(Command::parse("call", "resource=../etc").is_err());
+        assert!(Command::parse("rm", "").is_err());
+    }
 }
