@@ -16,6 +16,9 @@ async fn rfc7662_2_2_live_refresh_token_is_active_with_client_scope_and_sub() {
     assert_eq!(answer["iss"], server.issuer.as_str());
     assert_eq!(answer["iat"], START);
     assert_eq!(answer["exp"], START + 14 * 24 * 3600);
+    // RFC 7662 §2.2: token_type is an RFC 6749 §7.1 type, never the RFC 7009 hint value
+    // `refresh_token`; a refresh token has no such type, so the OPTIONAL member is absent.
+    assert_eq!(answer.get("token_type"), None, "{answer}");
 }
 
 #[tokio::test]
