@@ -93,8 +93,9 @@ pub async fn introspect(server: &AuthorizationServer, request: http::Request<Inc
             username: Some(claims.sub.clone()),
             // RFC 7662 §2.2 / RFC 6749 §7.1: our access tokens are Bearer tokens (RFC 6750).
             token_type: Some(figure2_protocol::token_response::BEARER.into()),
-            exp: Some(claims.exp),
-            iat: Some(claims.iat),
+            // RFC 7662 §2.2: integer timestamps; rounded down, as the checks round them.
+            exp: Some(claims.exp.whole_seconds()),
+            iat: Some(claims.iat.whole_seconds()),
             sub: Some(claims.sub.clone()),
             aud: Some(server.config.audience.clone()),
             iss: Some(claims.iss.clone()),

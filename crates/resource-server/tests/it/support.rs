@@ -64,6 +64,15 @@ impl Signer {
     pub fn sign_with_header(&self, header: &Header, claims: &impl serde::Serialize) -> String {
         jsonwebtoken::encode(header, claims, &self.encoding).expect("sign")
     }
+
+    /// Signs a payload given as raw JSON text, byte for byte (e.g. `"exp":1.7e9`, which
+    /// a JSON serialiser would rewrite).
+    pub fn sign_raw_payload(&self, payload: &str) -> String {
+        let header = serde_json::to_string(&access_token::header(Algorithm::ES256, &self.kid)).expect("header");
+        let message = format!("{}.{}", b64(header), b64(payload));
+        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &self.encoding, Algorithm::ES256).expect("sign");
+        format!("{message}.{signature}")
+    }
 }
 
 pub fn jwks(signers: &[&Signer]) -> Value {
@@ -129,8 +138,8 @@ impl Harness {
             iss: self.issuer(),
             sub: "alice".into(),
             aud: Audience::One(AUDIENCE.into()),
-            exp: now + 300,
-            iat: now,
+            exp: (now + 300).into(),
+            iat: now.into(),
             nbf: None,
             jti: format!("jti-{}", JTI.fetch_add(1, Ordering::Relaxed)),
             client_id: "demo-client".into(),
