@@ -117,6 +117,8 @@ pub struct HttpExpect {
     pub status: Option<StatusSpec>,
     /// §5.2 `error` in a JSON body.
     pub error: Option<String>,
+    /// Any answer but this §5.2 `error` (the status and the rest are free).
+    pub error_not: Option<String>,
     /// RFC 6750 `error` in `WWW-Authenticate: Bearer`; `""` means a challenge with no error.
     pub bearer_error: Option<String>,
     /// Headers that must be present, with a value containing this (case-insensitive).
@@ -133,6 +135,11 @@ pub struct HttpExpect {
     pub json_exactly: Option<String>,
     /// The granted scope, compared as a set.
     pub scope: Option<String>,
+    /// `token_type`, if present, is an access token type of RFC 6749 §7.1 (the IANA
+    /// "OAuth Access Token Types" registry: `Bearer`, `N_A`, `PoP`, `DPoP`), not an
+    /// RFC 7009 `token_type_hint` value such as `refresh_token` (RFC 7662 §2.2).
+    #[serde(default)]
+    pub token_type_is_access_token_type: bool,
     pub refresh_token_changed: Option<bool>,
     pub access_token_changed: Option<bool>,
     pub jwt: Option<JwtExpect>,
@@ -568,6 +575,11 @@ impl<'t> Run<'t> {
                 return fail(format!("expected error {want}"));
             }
         }
+        if let Some(unwanted) = &expect.error_not
+            && json.as_ref().and_then(|j| j.get("error")).and_then(|e| e.as_str()) == Some(unwanted.as_str())
+        {
+            return fail(format!("expected any answer but error {unwanted}"));
+        }
         if let Some(want) = &expect.bearer_error {
             let challenges: Vec<&str> =
                 r.headers.get_all("www-authenticate").iter().filter_map(|v| v.to_str().ok()).collect();
@@ -630,6 +642,17 @@ impl<'t> Run<'t> {
             // RFC 6749 §5.1: scope may be omitted only if identical to the requested one.
             if got.as_ref() != Some(&want) {
                 return fail(format!("expected scope \"{want}\""));
+            }
+        }
+        if expect.token_type_is_access_token_type
+            && let Some(got) = json.as_ref().and_then(|j| j.get("token_type"))
+        {
+            let registered = ["Bearer", "N_A", "PoP", "DPoP"];
+            let ok = got.as_str().is_some_and(|t| registered.iter().any(|r| r.eq_ignore_ascii_case(t)));
+            if !ok {
+                return fail(format!(
+                    "token_type {got} is not an RFC 6749 §7.1 access token type (refresh_token and access_token are RFC 7009 token_type_hint values)"
+                ));
             }
         }
         let history = &self.refresh_tokens;

@@ -192,3 +192,21 @@ async fn a_client_that_forgets_the_rotated_token_fails_the_rotation_check() {
     assert!(failed.contains("CL-6-keeps-rotated-token"), "{}", report.render(conformance::Format::Table));
     assert!(!failed.contains("CL-6-keeps-token-without-rotation"), "{failed:?}");
 }
+
+#[tokio::test]
+async fn a_server_that_calls_a_refresh_token_type_refresh_token_fails_the_vocabulary_check() {
+    // Issue 10 kind 4: RFC 7662 §2.2 token_type is an RFC 6749 §7.1 type, not a hint value.
+    let mislabel: Mutator = Arc::new(|path, answer| {
+        if !path.ends_with("/introspect") || answer.status != 200 {
+            return;
+        }
+        let Ok(mut body) = serde_json::from_slice::<serde_json::Value>(&answer.body) else { return };
+        if body["active"] == true && body.get("token_type").is_none() {
+            body["token_type"] = serde_json::json!("refresh_token");
+            answer.body = serde_json::to_vec(&body).unwrap().into();
+            answer.headers.remove("content-length");
+        }
+    });
+    let report = run_broken(toml::Table::new(), Some(mislabel)).await;
+    assert_eq!(ids(&report, Verdict::Fail), set(&["AS-7662-token-type-vocabulary"]));
+}
