@@ -95,7 +95,10 @@ impl figure2_http::Handler for Network {
             .collect();
         let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         let url = format!("{backend}{path}");
-        let mut answer = match self.http.send(parts.method.clone(), &url, &pairs, Some(body)).await {
+        // figure2_http hands a HEAD over as GET; the hop forwards what the client sent.
+        let method =
+            if parts.extensions.get::<figure2_http::HeadRequest>().is_some() { http::Method::HEAD } else { parts.method.clone() };
+        let mut answer = match self.http.send(method, &url, &pairs, Some(body)).await {
             Ok(answer) => answer,
             // The authorization server is down (restarting): as a real network would.
             Err(e) => return figure2_http::text(502, "text/plain", format!("figure2 network: {e}"), &[]),
