@@ -210,3 +210,58 @@ async fn a_server_that_calls_a_refresh_token_type_refresh_token_fails_the_vocabu
     let report = run_broken(toml::Table::new(), Some(mislabel)).await;
     assert_eq!(ids(&report, Verdict::Fail), set(&["AS-7662-token-type-vocabulary"]));
 }
+
+/// Issue 10 kind 7's broken client: refreshes only on an explicit `invalid_token`, so a
+/// bare 401 leaves it presenting the refused token for ever.
+async fn refreshes_only_on_invalid_token(env: Env) -> Ending {
+    let http = figure2_http::HttpClient::new();
+    let basic =
+        figure2_protocol::client_auth::ClientAuthentication::basic_header_value(&env.client_id, &env.client_secret);
+    let headers = [("authorization", basic.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+    let grant = format!("grant_type=password&username={}&password={}", env.username, env.password);
+    let Ok(r) = http.send(http::Method::POST, &env.token_endpoint, &headers, Some(grant.into())).await else {
+        return Ending::Failed("grant".into());
+    };
+    let b: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    let mut at = b["access_token"].as_str().unwrap_or("").to_owned();
+    let rt = b["refresh_token"].as_str().unwrap_or("").to_owned();
+    for _ in &env.calls {
+        for attempt in 0..2 {
+            let auth = format!("Bearer {at}");
+            let Ok(r) = http.send(http::Method::GET, &env.resource_url, &[("authorization", auth.as_str())], None).await
+            else {
+                return Ending::Failed("transport".into());
+            };
+            if r.status == 200 {
+                break;
+            }
+            let invalid_token = r.header("www-authenticate").is_some_and(|c| c.contains("invalid_token"));
+            if attempt == 1 || !invalid_token {
+                return Ending::Failed(format!("the resource answered {}", r.status));
+            }
+            let form = format!("grant_type=refresh_token&refresh_token={rt}");
+            let Ok(r) = http.send(http::Method::POST, &env.token_endpoint, &headers, Some(form.into())).await else {
+                return Ending::Failed("refresh".into());
+            };
+            let b: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            at = b["access_token"].as_str().unwrap_or("").to_owned();
+        }
+    }
+    Ending::Ok
+}
+
+#[tokio::test]
+async fn a_client_that_ignores_bare_401_fails_the_bare_401_checks() {
+    let catalogue = conformance::client_catalogue().unwrap();
+    let subject = Subject::Custom(Arc::new(|env: Env| Box::pin(refreshes_only_on_invalid_token(env))));
+    let mut checks = catalogue.clone();
+    checks.checks.retain(|c| c.id.starts_with("CL-1.5-F-") || c.id == "CL-1.5-F-retry-once");
+    let report = ConformanceReport { results: client::run_catalogue(&checks, &subject).await };
+    let failed = ids(&report, Verdict::Fail);
+    assert_eq!(
+        failed,
+        set(&["CL-1.5-F-bare-401", "CL-1.5-F-401-without-challenge"]),
+        "{}",
+        report.render(conformance::Format::Table)
+    );
+}
