@@ -195,10 +195,9 @@ impl World {
         let (authorization_server, authorization) = start_authorization_server(&config, &clock, &network).await?;
 
         // The resource server finds the authorization server the way it would in
-        // production: RFC 8414 metadata, then the JWKS. Re-fetch without delay when a
-        // new kid appears (scenarios rotate keys).
-        let mut rs_config = ResourceServerConfig::new(issuer.clone(), config.audience.clone());
-        rs_config.jwks_refetch_min_interval = 0;
+        // production: RFC 8414 metadata, then the JWKS, with production settings (a new
+        // kid is re-fetched at once; the key set ages per the JWKS's max-age).
+        let rs_config = ResourceServerConfig::new(issuer.clone(), config.audience.clone());
         let resource_server = ResourceServer::discover(rs_config, Arc::new(clock.clone()), http.clone())
             .await
             .map_err(|e| WorldError::Start(e.to_string()))?;

@@ -186,6 +186,12 @@ impl Harness {
         mount_authorization_server(&self.mock, jwks).await;
     }
 
+    /// [`Harness::publish_jwks`] with headers on the JWKS response (e.g. `Cache-Control`).
+    pub async fn publish_jwks_with(&self, jwks: &Value, headers: &[(&str, &str)]) {
+        self.mock.reset().await;
+        mount_authorization_server_with(&self.mock, jwks, headers).await;
+    }
+
     /// Sends raw bytes on a fresh connection and returns what came back.
     pub async fn raw(&self, request: &[u8]) -> Vec<u8> {
         let mut stream = tokio::net::TcpStream::connect(self.addr).await.expect("connect");
@@ -198,6 +204,11 @@ impl Harness {
 }
 
 pub async fn mount_authorization_server(mock: &MockServer, jwks: &Value) {
+    mount_authorization_server_with(mock, jwks, &[]).await;
+}
+
+/// [`mount_authorization_server`] with extra headers on the JWKS response (caching).
+pub async fn mount_authorization_server_with(mock: &MockServer, jwks: &Value, jwks_headers: &[(&str, &str)]) {
     let issuer = mock.uri();
     let metadata = json!({
         "issuer": issuer,
@@ -213,7 +224,11 @@ pub async fn mount_authorization_server(mock: &MockServer, jwks: &Value) {
         .await;
     Mock::given(method("GET"))
         .and(path(JWKS_PATH))
-        .respond_with(ResponseTemplate::new(200).set_body_json(jwks.clone()))
+        .respond_with(
+            jwks_headers
+                .iter()
+                .fold(ResponseTemplate::new(200).set_body_json(jwks.clone()), |r, (n, v)| r.insert_header(*n, *v)),
+        )
         .mount(mock)
         .await;
 }

@@ -61,6 +61,12 @@ pub enum StepKind {
     Introspect,
     /// Let time pass: `seconds`, or `until = "access_token_expiry"`.
     Wait,
+    /// In-process only: the authorization server adds a signing key, which signs from now
+    /// on; the previous one is kept for `forge:retired-key`.
+    RotateKey,
+    /// In-process only: the authorization server stops publishing every key but the one
+    /// that signs (as `authorization-server retire-key` and a restart would).
+    RetireKeys,
 }
 
 /// How a step authenticates the client (RFC 6749 §2.3.1).
@@ -253,6 +259,8 @@ struct Run<'t> {
     refresh_tokens: Vec<String>,
     expires_in: Option<u64>,
     last_token_response: Option<serde_json::Value>,
+    /// The signing key a `rotate_key` step replaced.
+    retired_key: Option<Arc<figure2_authorization_server::keys::SigningKey>>,
 }
 
 enum StepError {
@@ -312,7 +320,14 @@ impl<'t> Run<'t> {
         set("username", target.user.as_ref().map(|(u, _)| u.as_str()));
         set("password", target.user.as_ref().map(|(_, p)| p.as_str()));
         set("unknown_token", Some("figure2-unknown-token-qY3mV8rTzK1wXb5nLp0sA7"));
-        Self { target, vars, refresh_tokens: Vec::new(), expires_in: None, last_token_response: None }
+        Self {
+            target,
+            vars,
+            refresh_tokens: Vec::new(),
+            expires_in: None,
+            last_token_response: None,
+            retired_key: None,
+        }
     }
 
     fn expand(&self, template: &str) -> Result<String, StepError> {
@@ -344,6 +359,28 @@ impl<'t> Run<'t> {
     async fn step(&mut self, step: &HttpStep, check: &ServerCheck) -> Result<(), StepError> {
         let response = match step.kind {
             StepKind::Wait => return self.wait(step).await,
+            StepKind::RotateKey | StepKind::RetireKeys => {
+                let server =
+                    self.target.forge.clone().ok_or_else(|| StepError::Skip(Need::Forge.describe().into()))?;
+                let fail = |e: figure2_authorization_server::ServerError| StepError::Fail(e.to_string());
+                if step.kind == StepKind::RotateKey {
+                    self.retired_key = Some(server.signing_key());
+                    server.rotate_signing_key().map_err(fail)?;
+                } else {
+                    let signing = server.signing_key().kid.clone();
+                    let kids: Vec<String> = server.jwks()["keys"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|k| k["kid"].as_str().map(str::to_owned))
+                        .filter(|kid| *kid != signing)
+                        .collect();
+                    for kid in kids {
+                        server.retire_signing_key(&kid).map_err(fail)?;
+                    }
+                }
+                return Ok(());
+            }
             StepKind::Grant => {
                 let answer = self.grant(step).await?;
                 if answer.status != 200 {
@@ -498,6 +535,17 @@ impl<'t> Run<'t> {
         let spec = step.token.as_deref().unwrap_or("{access_token}");
         match spec.strip_prefix("forge:") {
             None => self.expand(spec),
+            // A token with valid claims signed by the key a `rotate_key` step replaced.
+            Some("retired-key") => {
+                let key = self.retired_key.as_ref().ok_or_else(|| StepError::Fail("no rotate_key step before".into()))?;
+                let access_token = self.vars.get("access_token").cloned().unwrap_or_default();
+                let (_, mut claims) = decode_unverified(&access_token)
+                    .ok_or_else(|| StepError::Skip(Need::JwtAccessTokens.describe().into()))?;
+                let now = self.target.now();
+                claims["iat"] = serde_json::json!(now);
+                claims["exp"] = serde_json::json!(now + 600);
+                key.sign_jwt(&claims).map_err(|e| StepError::Fail(e.to_string()))
+            }
             Some(kind) => {
                 let access_token = self.vars.get("access_token").cloned().unwrap_or_default();
                 forge::craft(kind, &access_token, self.target, self.target.now()).await.map_err(StepError::Fail)

@@ -265,3 +265,47 @@ async fn a_client_that_ignores_bare_401_fails_the_bare_401_checks() {
         report.render(conformance::Format::Table)
     );
 }
+
+/// Issue 10 kind 3's broken resource server: trusts its key set for a day whatever the
+/// JWKS's max-age says. It fails exactly the retired-key check.
+#[tokio::test]
+async fn a_resource_server_whose_keys_never_age_fails_the_retired_key_check() {
+    use figure2_resource_server::{ResourceServer, ResourceServerConfig};
+    use figure2_scenario_runner::conformance::server::{self, Target, TimeSource};
+    let world = World::start(&conformance::in_process_config()).await.expect("world starts");
+    let mut config = ResourceServerConfig::new(world.issuer.clone(), "figure2-resource-server");
+    config.jwks_cache_floor = 86_400;
+    config.jwks_cache_ceiling = 86_400;
+    let rs = ResourceServer::discover(config, Arc::new(world.clock.clone()), world.http.clone()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/resource/read", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(figure2_resource_server::serve(listener, rs, async {
+        let _ = stopped.await;
+    }));
+    let target = Target {
+        issuer: world.issuer.clone(),
+        metadata: Target::discover(&world.http, &world.issuer).await.unwrap(),
+        client_id: "demo-client".into(),
+        client_secret: "demo-secret".into(),
+        other_client: None,
+        user: Some(("alice".into(), "alice-password".into())),
+        scope: Some("read write".into()),
+        resource: Some(url),
+        scope_limited_resource: None,
+        time: TimeSource::Simulated(world.clock.clone()),
+        forge: Some(world.authorization_server.clone()),
+        http: world.http.clone(),
+    };
+    let catalogue =
+        conformance::server_catalogue("resource-server.toml", conformance::RESOURCE_SERVER_CATALOGUE).unwrap();
+    let mut verdicts = Vec::new();
+    for id in ["RS-9068-4-new-key-at-once", "RS-9111-retired-key"] {
+        let check = catalogue.checks.iter().find(|c| c.id == id).expect(id);
+        verdicts.push(server::run_check(catalogue.role, check, &target).await.verdict);
+    }
+    assert_eq!(verdicts, [Verdict::Pass, Verdict::Fail]);
+    let _ = stop.send(());
+    let _ = served.await;
+    world.stop().await;
+}
