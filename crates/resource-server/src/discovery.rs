@@ -12,9 +12,13 @@
 //! `min(max(lifetime, floor), ceiling)` seconds after it was fetched.
 //!
 //! A token naming an unknown `kid` triggers a prompt re-fetch (the issuer may have just
-//! rotated its key). Only a re-fetch that did not find the `kid` (or failed) holds back
-//! the next one for `jwks_refetch_min_interval` seconds: the start-up fetch and the
-//! scheduled ones never delay a freshly published key.
+//! rotated its key). Only re-fetches that did not find their `kid` (or failed) count
+//! against the rate limit: after [`crate::ResourceServerConfig::jwks_refetch_max_misses`]
+//! of them within `jwks_refetch_min_interval` seconds, unknown kids wait until the oldest
+//! is that old (with the defaults, at most 5 wasted fetches per 30 s, whatever tokens an
+//! attacker sends). The start-up fetch and the scheduled ones never count, so a freshly
+//! published key is accepted at once unless that many misses just happened; then it
+//! waits at most the interval (or until the set goes stale).
 
 use crate::keys::KeySet;
 use crate::{ResourceServer, ResourceServerConfig};
@@ -56,11 +60,21 @@ impl DiscoveryError {
 
 /// When the key set was fetched and what the fetches since allow (guarded by the tokio
 /// mutex that serialises fetches).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct FetchState {
-    /// When the last unknown-`kid` re-fetch ran without finding its `kid` (or failed):
-    /// the next one waits `jwks_refetch_min_interval` seconds after it.
-    last_miss: Option<UnixTime>,
+    /// When the recent unknown-`kid` re-fetches that did not find their `kid` (or failed)
+    /// ran, oldest first; only those within `jwks_refetch_min_interval` are kept.
+    misses: std::collections::VecDeque<UnixTime>,
+}
+
+impl FetchState {
+    /// Whether another unknown-kid re-fetch may run at `now`.
+    fn may_refetch(&mut self, now: UnixTime, config: &ResourceServerConfig) -> bool {
+        while self.misses.front().is_some_and(|&miss| now.saturating_sub(miss) >= config.jwks_refetch_min_interval) {
+            self.misses.pop_front();
+        }
+        self.misses.len() < config.jwks_refetch_max_misses
+    }
 }
 
 impl ResourceServer {
@@ -95,7 +109,7 @@ impl ResourceServer {
             jwks_uri,
             keys: RwLock::new(Arc::new(keys)),
             keys_stale_at: AtomicU64::new(fetched_at.saturating_add(lifetime)),
-            jwks_fetch: tokio::sync::Mutex::new(FetchState { last_miss: None }),
+            jwks_fetch: tokio::sync::Mutex::new(FetchState::default()),
         }))
     }
 
@@ -141,10 +155,9 @@ impl ResourceServer {
         }
     }
 
-    /// Re-fetches the JWKS because a token named `kid`, which we do not know. Only a
-    /// re-fetch that did not find its `kid` (or failed) delays the next one by
-    /// `jwks_refetch_min_interval` seconds; concurrent callers queue on one lock, so a
-    /// burst of unknown-kid tokens costs one fetch.
+    /// Re-fetches the JWKS because a token named `kid`, which we do not know, unless too
+    /// many such re-fetches missed lately (see the module docs). Concurrent callers queue
+    /// on one lock, so a burst of tokens with one new kid costs one fetch.
     pub(crate) async fn keys_after_refetch(&self, kid: &str) -> Arc<KeySet> {
         let mut state = self.jwks_fetch.lock().await;
         // Another request may have fetched while this one waited for the lock.
@@ -153,8 +166,8 @@ impl ResourceServer {
             return keys;
         }
         let now = self.clock.now();
-        if state.last_miss.is_some_and(|miss| now.saturating_sub(miss) < self.config.jwks_refetch_min_interval) {
-            tracing::debug!(kid, "unknown kid; a re-fetch that missed ran too recently to fetch again");
+        if !state.may_refetch(now, &self.config) {
+            tracing::debug!(kid, "unknown kid; too many re-fetches missed lately to fetch again");
             return keys;
         }
         match self.fetch_with_timeout(now).await {
@@ -162,12 +175,12 @@ impl ResourceServer {
                 let found = fresh.contains_kid(kid);
                 tracing::info!(kid, found, keys = ?fresh, "unknown kid; JWKS re-fetched");
                 if !found {
-                    state.last_miss = Some(now);
+                    state.misses.push_back(now);
                 }
                 self.install(fresh, now, lifetime)
             }
             Err(e) => {
-                state.last_miss = Some(now);
+                state.misses.push_back(now);
                 tracing::warn!(kid, error = %e, "unknown kid; JWKS re-fetch failed, keeping the cached keys");
                 keys
             }

@@ -67,10 +67,13 @@ pub struct ResourceServerConfig {
     pub leeway: u64,
     /// Signature algorithms accepted in the token header.
     pub allowed_algorithms: Vec<jsonwebtoken::Algorithm>,
-    /// Seconds: after a JWKS re-fetch for an unknown `kid` that did not find it (or
-    /// failed), the next one waits this long. The start-up fetch and the scheduled
-    /// refreshes do not count. Also the retry delay of a failed scheduled refresh.
+    /// Seconds: the window of the unknown-`kid` re-fetch rate limit (at most
+    /// `jwks_refetch_max_misses` re-fetches that did not find their `kid`, or failed,
+    /// within it; the start-up fetch and the scheduled refreshes do not count). Also the
+    /// retry delay of a failed scheduled refresh.
     pub jwks_refetch_min_interval: u64,
+    /// Unknown-`kid` re-fetches that may miss within `jwks_refetch_min_interval`.
+    pub jwks_refetch_max_misses: usize,
     /// Seconds: the least time a fetched JWK Set is trusted before it is fetched again,
     /// whatever its `Cache-Control` says (`max-age=0`, `no-store`): bounds the load on
     /// the authorization server.
@@ -95,6 +98,7 @@ impl ResourceServerConfig {
             leeway: 0,
             allowed_algorithms: DEFAULT_ALLOWED_ALGORITHMS.to_vec(),
             jwks_refetch_min_interval: 30,
+            jwks_refetch_max_misses: 5,
             jwks_cache_floor: 30,
             jwks_cache_ceiling: 300,
             max_token_bytes: 8192,
