@@ -417,6 +417,11 @@ fn token_refused(status: u16, headers: &HeaderMap) -> bool {
     }
 }
 
+/// Locks a std mutex; a panic elsewhere while holding it leaves plain data, still usable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,9 +452,4 @@ mod tests {
         assert!(!refused(403, None));
         assert!(!refused(200, None));
     }
-}
-
-/// Locks a std mutex; a panic elsewhere while holding it leaves plain data, still usable.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -424,7 +424,9 @@ mod tests {
     impl Handler for GetOnly {
         async fn handle(self: Arc<Self>, request: Request<Incoming>) -> HttpResponse {
             match *request.method() {
-                Method::GET => text(200, "text/plain", "hello", &[("x-head", if is_head(&request) { "1" } else { "0" })]),
+                Method::GET => {
+                    text(200, "text/plain", "hello", &[("x-head", if is_head(&request) { "1" } else { "0" })])
+                }
                 _ => text(405, "text/plain", "no", &[("allow", "GET")]),
             }
         }

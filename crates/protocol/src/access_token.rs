@@ -227,7 +227,9 @@ mod tests {
         let c: AccessTokenClaims = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(c.exp.whole_seconds(), 1_795_989_379);
         assert_eq!(c.iat.whole_seconds(), 1_795_989_379);
-        for (claim, bad) in [("exp", serde_json::json!("1795989379")), ("exp", serde_json::json!(-1)), ("iat", serde_json::json!(-0.5))] {
+        for (claim, bad) in
+            [("exp", serde_json::json!("1795989379")), ("exp", serde_json::json!(-1)), ("iat", serde_json::json!(-0.5))]
+        {
             let mut j = json.clone();
             j[claim] = bad;
             assert!(serde_json::from_value::<AccessTokenClaims>(j).is_err(), "{claim}");

@@ -320,8 +320,11 @@ mod tests {
             AuthorizationRequestError::ShowToResourceOwner(_)
         ));
         assert!(matches!(
-            validate("response_type=code&client_id=c&redirect_uri=http://127.0.0.1/cb&redirect_uri=http://127.0.0.1/cb", true)
-                .unwrap_err(),
+            validate(
+                "response_type=code&client_id=c&redirect_uri=http://127.0.0.1/cb&redirect_uri=http://127.0.0.1/cb",
+                true
+            )
+            .unwrap_err(),
             AuthorizationRequestError::ShowToResourceOwner(_)
         ));
         // Another defined parameter twice: invalid_request on the redirect.

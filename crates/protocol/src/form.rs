@@ -43,10 +43,9 @@ impl FormParams {
     pub fn refuse_repeated(&self, defined: &[&str]) -> Result<(), ErrorResponse> {
         match defined.iter().find(|name| self.all(name).len() > 1) {
             None => Ok(()),
-            Some(name) => Err(ErrorResponse::new(
-                ErrorCode::InvalidRequest,
-                format!("parameter {} is repeated", printable(name)),
-            )),
+            Some(name) => {
+                Err(ErrorResponse::new(ErrorCode::InvalidRequest, format!("parameter {} is repeated", printable(name))))
+            }
         }
     }
 

@@ -40,7 +40,7 @@ impl NumericDate {
     /// A finite non-negative number of seconds, or `None`.
     pub fn from_f64(value: f64) -> Option<Self> {
         // 2^64 is exactly representable; anything at or above it overflows u64.
-        if !value.is_finite() || value < 0.0 || value >= 18_446_744_073_709_551_616.0 {
+        if !(0.0..18_446_744_073_709_551_616.0).contains(&value) {
             return None;
         }
         let seconds = value.trunc();
@@ -118,7 +118,8 @@ impl<'de> Deserialize<'de> for NumericDate {
                 u64::try_from(v).map(NumericDate::from_seconds).map_err(|_| E::custom("NumericDate out of range"))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
-                NumericDate::from_f64(v).ok_or_else(|| E::custom("NumericDate must be finite, non-negative, below 2^64"))
+                NumericDate::from_f64(v)
+                    .ok_or_else(|| E::custom("NumericDate must be finite, non-negative, below 2^64"))
             }
         }
         deserializer.deserialize_any(NumericDateVisitor)
@@ -150,7 +151,17 @@ mod tests {
 
     #[test]
     fn strings_negatives_and_overflow_are_refused() {
-        for bad in ["\"1795989379\"", "-1", "-0.5", "1e400", "18446744073709551616", "1.8446744073709552e19", "null", "true", "[1]"] {
+        for bad in [
+            "\"1795989379\"",
+            "-1",
+            "-0.5",
+            "1e400",
+            "18446744073709551616",
+            "1.8446744073709552e19",
+            "null",
+            "true",
+            "[1]",
+        ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
         assert_eq!(NumericDate::from_f64(f64::NAN), None);

@@ -179,10 +179,21 @@ mod tests {
     fn repeats_refused_only_for_the_grant_types_own_parameters() {
         // RFC 6749 §3.2: the once-only rule is about the request's own parameters.
         let repeated = |body: &str| parse(body).unwrap_err().error_description.unwrap_or_default();
-        assert_eq!(repeated("grant_type=refresh_token&refresh_token=a&refresh_token=b"), "parameter refresh_token is repeated");
-        assert_eq!(repeated("grant_type=password&grant_type=password&username=u&password=p"), "parameter grant_type is repeated");
+        assert_eq!(
+            repeated("grant_type=refresh_token&refresh_token=a&refresh_token=b"),
+            "parameter refresh_token is repeated"
+        );
+        assert_eq!(
+            repeated("grant_type=password&grant_type=password&username=u&password=p"),
+            "parameter grant_type is repeated"
+        );
         assert_eq!(repeated("grant_type=client_credentials&scope=a&scope=b"), "parameter scope is repeated");
-        assert_eq!(repeated("grant_type=authorization_code&code=c&code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk&code=d"), "parameter code is repeated");
+        assert_eq!(
+            repeated(
+                "grant_type=authorization_code&code=c&code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk&code=d"
+            ),
+            "parameter code is repeated"
+        );
         // Unrecognized parameters are ignored; RFC 8707 resource is multi-valued.
         for ok in [
             "grant_type=client_credentials&resource=https%3A%2F%2Fa.example%2F&resource=https%3A%2F%2Fb.example%2F",

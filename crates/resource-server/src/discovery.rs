@@ -264,8 +264,8 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     if response.status != 200 {
         return Err(DiscoveryError::Status { url: url.to_owned(), status: response.status });
     }
-    let value =
-        serde_json::from_slice(&response.body).map_err(|source| DiscoveryError::Json { url: url.to_owned(), source })?;
+    let value = serde_json::from_slice(&response.body)
+        .map_err(|source| DiscoveryError::Json { url: url.to_owned(), source })?;
     Ok((value, response.headers))
 }
 

@@ -41,9 +41,9 @@ pub use handler::{Resource, WRITE_BODY_LIMIT};
 pub use validation::TokenRejection;
 
 use figure2_http::{HttpClient, Limits};
+use figure2_protocol::Clock;
 use figure2_protocol::access_token::DEFAULT_ALLOWED_ALGORITHMS;
 use figure2_protocol::metadata::AuthorizationServerMetadata;
-use figure2_protocol::Clock;
 use keys::KeySet;
 use std::future::Future;
 use std::sync::{Arc, RwLock};

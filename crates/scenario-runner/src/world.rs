@@ -96,8 +96,11 @@ impl figure2_http::Handler for Network {
         let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         let url = format!("{backend}{path}");
         // figure2_http hands a HEAD over as GET; the hop forwards what the client sent.
-        let method =
-            if parts.extensions.get::<figure2_http::HeadRequest>().is_some() { http::Method::HEAD } else { parts.method.clone() };
+        let method = if parts.extensions.get::<figure2_http::HeadRequest>().is_some() {
+            http::Method::HEAD
+        } else {
+            parts.method.clone()
+        };
         let mut answer = match self.http.send(method, &url, &pairs, Some(body)).await {
             Ok(answer) => answer,
             // The authorization server is down (restarting): as a real network would.

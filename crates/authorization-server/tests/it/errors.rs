@@ -46,7 +46,14 @@ async fn rfc6749_3_2_repeated_unrecognized_parameters_are_ignored_everywhere() {
     let at = field(&ok_json(&server.send_raw(Method::POST, "/token", &headers, body).await), "access_token");
     let body = "grant_type=password&username=alice&password=alice-password&x=1&x=2";
     let rt = field(&ok_json(&server.send_raw(Method::POST, "/token", &headers, body).await), "refresh_token");
-    let body = form(&[("grant_type", "refresh_token"), ("refresh_token", &rt), ("x", "1"), ("x", "2"), ("code", "a"), ("code", "b")]);
+    let body = form(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", &rt),
+        ("x", "1"),
+        ("x", "2"),
+        ("code", "a"),
+        ("code", "b"),
+    ]);
     let rt = field(&ok_json(&server.send_raw(Method::POST, "/token", &headers, body).await), "refresh_token");
     // /introspect and /revoke alike.
     let body = form(&[("token", &at), ("audience", "a"), ("audience", "b")]);

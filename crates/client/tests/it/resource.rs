@@ -114,7 +114,12 @@ async fn f_any_401_to_a_presented_token_refreshes_once_and_retries_once() {
 async fn f_a_bare_401_again_after_the_refresh_is_returned_not_looped() {
     let h = Harness::new().await;
     h.authorize().await;
-    Mock::given(method("GET")).and(path(RESOURCE)).respond_with(ResponseTemplate::new(401)).expect(2).mount(&h.rs).await;
+    Mock::given(method("GET"))
+        .and(path(RESOURCE))
+        .respond_with(ResponseTemplate::new(401))
+        .expect(2)
+        .mount(&h.rs)
+        .await;
     refresh_mock("rt0", "at1", Some("rt1")).expect(1).mount(&h.auth).await;
     assert_eq!(h.call().await.unwrap().status, 401);
     assert_eq!(h.refresh_requests().await.len(), 1);
@@ -130,7 +135,8 @@ async fn known_non_token_errors_are_not_refreshed_even_on_401() {
             .await;
     }
     let challenge = BearerChallenge::error("figure2", BearerErrorCode::InvalidRequest, "two methods").to_header_value();
-    refused_without_refresh(ResponseTemplate::new(400).insert_header("www-authenticate", challenge.as_str()), 400).await;
+    refused_without_refresh(ResponseTemplate::new(400).insert_header("www-authenticate", challenge.as_str()), 400)
+        .await;
 }
 
 #[tokio::test]

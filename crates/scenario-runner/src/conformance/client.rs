@@ -239,8 +239,8 @@ impl figure2_http::Handler for Scripted {
             }
             "no_challenge_401_once" => figure2_http::text(401, "text/plain", "Unauthorized", &[]),
             "insufficient_scope" => {
-                let challenge =
-                    BearerChallenge::error("figure2", BearerErrorCode::InsufficientScope, "needs admin").with_scope("admin");
+                let challenge = BearerChallenge::error("figure2", BearerErrorCode::InsufficientScope, "needs admin")
+                    .with_scope("admin");
                 figure2_http::json(
                     403,
                     &serde_json::json!({"error": "insufficient_scope"}),

@@ -360,8 +360,7 @@ impl<'t> Run<'t> {
         let response = match step.kind {
             StepKind::Wait => return self.wait(step).await,
             StepKind::RotateKey | StepKind::RetireKeys => {
-                let server =
-                    self.target.forge.clone().ok_or_else(|| StepError::Skip(Need::Forge.describe().into()))?;
+                let server = self.target.forge.clone().ok_or_else(|| StepError::Skip(Need::Forge.describe().into()))?;
                 let fail = |e: figure2_authorization_server::ServerError| StepError::Fail(e.to_string());
                 if step.kind == StepKind::RotateKey {
                     self.retired_key = Some(server.signing_key());
@@ -537,7 +536,8 @@ impl<'t> Run<'t> {
             None => self.expand(spec),
             // A token with valid claims signed by the key a `rotate_key` step replaced.
             Some("retired-key") => {
-                let key = self.retired_key.as_ref().ok_or_else(|| StepError::Fail("no rotate_key step before".into()))?;
+                let key =
+                    self.retired_key.as_ref().ok_or_else(|| StepError::Fail("no rotate_key step before".into()))?;
                 let access_token = self.vars.get("access_token").cloned().unwrap_or_default();
                 let (_, mut claims) = decode_unverified(&access_token)
                     .ok_or_else(|| StepError::Skip(Need::JwtAccessTokens.describe().into()))?;

@@ -430,9 +430,7 @@ async fn handle(live: Arc<Live>, request: Request<Incoming>) -> Response<Body> {
         (&Method::GET, "/api/i18n") => json_response(200, &crate::lang::i18n_json()),
         (&Method::GET, "/api/state") => json_response(200, &live.snapshot().await),
         // RFC 9110 §9.3.2: HEAD (seen here as GET) gets the stream's head, no stream.
-        (&Method::GET, "/events") if figure2_http::is_head(&request) => {
-            full(200, "text/event-stream", Bytes::new())
-        }
+        (&Method::GET, "/events") if figure2_http::is_head(&request) => full(200, "text/event-stream", Bytes::new()),
         (&Method::GET, "/events") => match live.hub.subscribe() {
             Some(frames) => {
                 let start = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -463,9 +461,10 @@ async fn handle(live: Arc<Live>, request: Request<Incoming>) -> Response<Body> {
             }
         }
         // RFC 9110 §15.5.6: a 405 carries Allow (HEAD is added next to GET by figure2_http).
-        (_, "/" | "/index.html" | "/app.js" | "/style.css" | "/favicon.ico" | "/api/i18n" | "/api/state" | "/events") => {
-            allow(full(405, "text/plain", "method not allowed"), "GET")
-        }
+        (
+            _,
+            "/" | "/index.html" | "/app.js" | "/style.css" | "/favicon.ico" | "/api/i18n" | "/api/state" | "/events",
+        ) => allow(full(405, "text/plain", "method not allowed"), "GET"),
         (_, p) if p.starts_with("/api/") => allow(full(405, "text/plain", "method not allowed"), "POST"),
         _ => full(404, "text/plain", "not found"),
     }

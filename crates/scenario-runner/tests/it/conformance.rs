@@ -228,7 +228,8 @@ async fn refreshes_only_on_invalid_token(env: Env) -> Ending {
     for _ in &env.calls {
         for attempt in 0..2 {
             let auth = format!("Bearer {at}");
-            let Ok(r) = http.send(http::Method::GET, &env.resource_url, &[("authorization", auth.as_str())], None).await
+            let Ok(r) =
+                http.send(http::Method::GET, &env.resource_url, &[("authorization", auth.as_str())], None).await
             else {
                 return Ending::Failed("transport".into());
             };
