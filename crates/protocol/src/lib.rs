@@ -27,7 +27,7 @@
 //! |---|---|---|
 //! | [`token_request`], [`client_auth`], [`form`] | A, G | RFC 6749 §2.3.1, §3.2, §4, §6 |
 //! | [`token_response`], [`error`] | B, H | RFC 6749 §5.1, §5.2 |
-//! | [`refresh`] | G → H | RFC 6749 §6, RFC 9700 §4.14 |
+//! | [`family`], [`refresh`] | G → H | RFC 6749 §6, RFC 9700 §4.14 |
 //! | [`scope`] | A, G | RFC 6749 §3.3 |
 //! | [`pkce`], [`authorization`] | A | RFC 7636, RFC 6749 §4.1 |
 //! | [`access_token`], [`numeric_date`] | B, D, F, H | RFC 9068, RFC 7519 §2 |
@@ -42,6 +42,7 @@ pub mod bearer;
 pub mod client_auth;
 pub mod clock;
 pub mod error;
+pub mod family;
 pub mod form;
 #[doc(hidden)]
 pub mod fuzzing;
