@@ -75,6 +75,21 @@ pub async fn craft(kind: &str, genuine: &str, keys: Keys<'_>, now: u64) -> Resul
                     claims["exp"] = json!(now.saturating_sub(60));
                 }
                 "not-yet-valid" => claims["nbf"] = json!(now + 3600),
+                // RFC 7519 §2: NumericDate may be non-integer. Valid tokens, a
+                // fraction in exp, nbf and iat (each on the safe side of now).
+                "fractional-dates" => {
+                    claims["exp"] = json!(now as f64 + 600.5);
+                    claims["iat"] = json!(now as f64 - 0.5);
+                    claims["nbf"] = json!(now as f64 - 1.5);
+                }
+                // The same in exponent notation (`1.795989379e9`): written by hand below,
+                // as a JSON serialiser would print the number plainly.
+                "exponent-exp" => {
+                    let exp = (now + 600) * 10;
+                    claims["exp"] = json!("FIGURE2_EXP");
+                    let payload = claims.to_string().replace("\"FIGURE2_EXP\"", &format!("{exp}e-1"));
+                    return forge.sign_raw(&h, &payload);
+                }
                 "wrong-issuer" => claims["iss"] = json!("https://attacker.example"),
                 "wrong-audience" => claims["aud"] = json!("https://some-other-api.example"),
                 // An OpenID Connect ID token: typ JWT, aud = the client, no scope.

@@ -266,4 +266,16 @@ pub trait Forge: Send + Sync {
     /// A JWS compact serialisation (RFC 7515 §7.1) of `header` and `claims`, signed with
     /// that key (`header.alg` is the key's).
     fn sign(&self, header: &jsonwebtoken::Header, claims: &serde_json::Value) -> Result<String, String>;
+    /// The same for a payload given as JSON text, signed byte for byte (for claims a JSON
+    /// serialiser would not write, such as a NumericDate in exponent notation).
+    fn sign_raw(&self, header: &jsonwebtoken::Header, payload: &str) -> Result<String, String>;
+    /// Adds a signing key (a new `kid`) that signs from now on; the previous one stays
+    /// published and is remembered for [`Forge::sign_with_previous_key`].
+    fn rotate_key(&self) -> Result<(), String>;
+    /// Signs `claims` (with the standard RFC 9068 header) using the key that signed before
+    /// the last [`Forge::rotate_key`].
+    fn sign_with_previous_key(&self, claims: &serde_json::Value) -> Result<String, String>;
+    /// Stops publishing every key but the one that signs (as
+    /// `authorization-server retire-key` and a restart would).
+    fn retire_other_keys(&self) -> Result<(), String>;
 }

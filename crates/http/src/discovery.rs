@@ -34,17 +34,23 @@ impl DiscoveryError {
 /// that its `issuer` is identical to the one asked for (§3.3).
 pub async fn discover(http: &HttpClient, issuer: &str) -> Result<AuthorizationServerMetadata, DiscoveryError> {
     let url = metadata_url(issuer).ok_or_else(|| DiscoveryError::InvalidIssuer(issuer.to_owned()))?;
-    let metadata: AuthorizationServerMetadata = get_json(http, &url).await?;
+    let (metadata, _): (AuthorizationServerMetadata, _) = get_json(http, &url).await?;
     // RFC 8414 §3.3: the metadata's issuer MUST be identical to the one we asked for.
     metadata.validate_for_issuer(issuer)?;
     Ok(metadata)
 }
 
-/// GETs a JSON document (the metadata, a JWK Set) that must answer 200.
-pub async fn get_json<T: serde::de::DeserializeOwned>(http: &HttpClient, url: &str) -> Result<T, DiscoveryError> {
+/// GETs a JSON document (the metadata, a JWK Set) that must answer 200, with the
+/// response's headers (their caching directives say how long a JWK Set stays fresh).
+pub async fn get_json<T: serde::de::DeserializeOwned>(
+    http: &HttpClient,
+    url: &str,
+) -> Result<(T, http::HeaderMap), DiscoveryError> {
     let response = http.send(Method::GET, url, &[("accept", "application/json")], None).await?;
     if response.status != 200 {
         return Err(DiscoveryError::Status { url: url.to_owned(), status: response.status });
     }
-    serde_json::from_slice(&response.body).map_err(|source| DiscoveryError::Json { url: url.to_owned(), source })
+    let value = serde_json::from_slice(&response.body)
+        .map_err(|source| DiscoveryError::Json { url: url.to_owned(), source })?;
+    Ok((value, response.headers))
 }

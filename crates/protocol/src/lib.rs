@@ -30,7 +30,7 @@
 //! | [`family`], [`refresh`] | G → H | RFC 6749 §6, RFC 9700 §4.14 |
 //! | [`scope`] | A, G | RFC 6749 §3.3 |
 //! | [`pkce`], [`authorization`] | A | RFC 7636, RFC 6749 §4.1 |
-//! | [`access_token`] | B, D, F, H | RFC 9068 |
+//! | [`access_token`], [`numeric_date`] | B, D, F, H | RFC 9068, RFC 7519 §2 |
 //! | [`bearer`] | C, D, E, F | RFC 6750 §2.1, §3 |
 //! | [`metadata`] | discovery | RFC 8414 |
 //! | [`revocation`], [`introspection`] | after H | RFC 7009, RFC 7662 |
@@ -51,6 +51,7 @@ pub mod form;
 pub mod fuzzing;
 pub mod introspection;
 pub mod metadata;
+pub mod numeric_date;
 pub mod pkce;
 pub mod refresh;
 pub mod revocation;
@@ -63,4 +64,5 @@ pub mod token_response;
 pub use clock::{Clock, SIMULATION_EPOCH, SimulatedClock, SystemClock, UnixTime};
 pub use error::{ErrorCode, ErrorResponse};
 pub use flow::FlowStep;
+pub use numeric_date::NumericDate;
 pub use scope::Scope;

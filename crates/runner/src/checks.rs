@@ -6,6 +6,7 @@
 
 use crate::world::World;
 use figure2_authorization_server::AuthorizationServer;
+use figure2_authorization_server::keys::SigningKey;
 use figure2_client::{Client, ClientConfig, ClientError};
 use figure2_conformance::client::{Ending, Env, Subject, join_all, worst};
 use figure2_conformance::{CatalogueFile, ConformanceReport, Forge, server, server_catalogue};
@@ -13,19 +14,67 @@ use figure2_http::HttpClient;
 use figure2_protocol::secret::{ClientSecret, Secret};
 use figure2_protocol::token_request::TokenRequest;
 use figure2_protocol::{Clock, Scope};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-/// The authorization server's current signing key, lent to the checker.
-struct SigningKeyOf(Arc<AuthorizationServer>);
+/// The authorization server's signing keys, lent to the checker.
+struct SigningKeyOf {
+    server: Arc<AuthorizationServer>,
+    /// The key that signed before the last rotation.
+    previous: Mutex<Option<Arc<SigningKey>>>,
+}
 
 impl Forge for SigningKeyOf {
     fn signing_key(&self) -> (jsonwebtoken::Algorithm, String) {
-        let key = self.0.signing_key();
+        let key = self.server.signing_key();
         (key.alg, key.kid.clone())
     }
 
     fn sign(&self, header: &jsonwebtoken::Header, claims: &serde_json::Value) -> Result<String, String> {
-        self.0.signing_key().sign_jwt_with_header(header, claims).map_err(|e| e.to_string())
+        self.server.signing_key().sign_jwt_with_header(header, claims).map_err(|e| e.to_string())
+    }
+
+    fn sign_raw(&self, header: &jsonwebtoken::Header, payload: &str) -> Result<String, String> {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use jsonwebtoken::{Algorithm, EncodingKey};
+        let key = self.server.signing_key();
+        let encoding = match key.alg {
+            Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_der(key.pkcs8()),
+            Algorithm::EdDSA => EncodingKey::from_ed_der(key.pkcs8()),
+            other => return Err(format!("raw-payload forging is not implemented for {other:?} keys")),
+        };
+        let header = serde_json::to_string(header).map_err(|e| e.to_string())?;
+        let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &encoding, key.alg).map_err(|e| e.to_string())?;
+        Ok(format!("{message}.{signature}"))
+    }
+
+    fn rotate_key(&self) -> Result<(), String> {
+        let before = self.server.signing_key();
+        self.server.rotate_signing_key().map_err(|e| e.to_string())?;
+        *self.previous.lock().unwrap_or_else(PoisonError::into_inner) = Some(before);
+        Ok(())
+    }
+
+    fn sign_with_previous_key(&self, claims: &serde_json::Value) -> Result<String, String> {
+        let previous = self.previous.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        previous.ok_or("no key was rotated out")?.sign_jwt(claims).map_err(|e| e.to_string())
+    }
+
+    fn retire_other_keys(&self) -> Result<(), String> {
+        let signing = self.server.signing_key().kid.clone();
+        let kids: Vec<String> = self.server.jwks()["keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|k| k["kid"].as_str().map(str::to_owned))
+            .filter(|kid| *kid != signing)
+            .collect();
+        for kid in kids {
+            self.server.retire_signing_key(&kid).map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 }
 
@@ -51,7 +100,6 @@ pub async fn run_in_process(overrides: &toml::Table) -> Result<ConformanceReport
 /// Runs the authorization-server and resource-server catalogues against a started world.
 pub async fn run_against_world(world: &World) -> Result<ConformanceReport, String> {
     let metadata = figure2_http::discover(&world.http, &world.issuer).await.map_err(|e| e.to_string())?;
-    let forge: Arc<dyn Forge> = Arc::new(SigningKeyOf(world.authorization_server.clone()));
     let target = server::Target {
         issuer: world.issuer.clone(),
         metadata,
@@ -63,7 +111,7 @@ pub async fn run_against_world(world: &World) -> Result<ConformanceReport, Strin
         resource: Some(format!("{}/resource/read", world.resource_url)),
         scope_limited_resource: Some(format!("{}/resource/admin", world.resource_url)),
         time: server::TimeSource::Simulated(world.clock.clone()),
-        forge: Some(forge),
+        forge: Some(forge(world)),
         http: world.http.clone(),
     };
     let mut report = ConformanceReport::default();
@@ -72,6 +120,11 @@ pub async fn run_against_world(world: &World) -> Result<ConformanceReport, Strin
         report.results.extend(server::run_catalogue(&catalogue, &target).await);
     }
     Ok(report)
+}
+
+/// The world's authorization server's signing keys, for the checker's in-process checks.
+pub fn forge(world: &World) -> Arc<dyn Forge> {
+    Arc::new(SigningKeyOf { server: world.authorization_server.clone(), previous: Mutex::new(None) })
 }
 
 /// Figure2's own client library as the client under test, in-process.

@@ -6,11 +6,11 @@ use crate::scenario::{Action, Text};
 use crate::wire::{DecodedJwt, RawHttp, short_access_token, short_refresh_token};
 use crate::world::SCENARIO_EPOCH;
 use figure2_client::{Exchange, Step};
-use figure2_protocol::FlowStep;
 use figure2_protocol::access_token::decode_unverified;
 use figure2_protocol::bearer::BearerChallenge;
 use figure2_protocol::form::FormParams;
 use figure2_protocol::secret::fingerprint;
+use figure2_protocol::{FlowStep, NumericDate};
 use serde::Serialize;
 
 /// One thing that happened in a scenario, in order: typed, so that every view renders
@@ -250,7 +250,9 @@ pub fn jwt_summary(token: &str) -> Option<String> {
     if let Some(scope) = claims["scope"].as_str() {
         parts.push(format!("scope=\"{scope}\""));
     }
-    if let (Some(iat), Some(exp)) = (claims["iat"].as_u64(), claims["exp"].as_u64()) {
+    // RFC 7519 §2: any non-negative JSON number (shown to the second, rounded down).
+    let date = |v: &serde_json::Value| NumericDate::from_json(v).map(NumericDate::whole_seconds);
+    if let (Some(iat), Some(exp)) = (date(&claims["iat"]), date(&claims["exp"])) {
         parts.push(format!("iat={} exp={}", relative(iat), relative(exp)));
     }
     Some(parts.join(" "))

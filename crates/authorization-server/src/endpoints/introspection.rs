@@ -39,9 +39,11 @@ pub async fn handle(server: &AuthorizationServer, request: http::Request<Incomin
             scope: claims.scope.clone(),
             client_id: Some(claims.client_id.clone()),
             username: Some(claims.sub.clone()),
-            token_type: Some("Bearer".into()),
-            exp: Some(claims.exp),
-            iat: Some(claims.iat),
+            // RFC 7662 §2.2 / RFC 6749 §7.1: our access tokens are Bearer tokens (RFC 6750).
+            token_type: Some(figure2_protocol::token_response::BEARER.into()),
+            // RFC 7662 §2.2: integer timestamps; rounded down, as the checks round them.
+            exp: Some(claims.exp.whole_seconds()),
+            iat: Some(claims.iat.whole_seconds()),
             sub: Some(claims.sub.clone()),
             aud: Some(server.config.audience.clone()),
             iss: Some(claims.iss.clone()),
@@ -60,7 +62,12 @@ pub async fn handle(server: &AuthorizationServer, request: http::Request<Incomin
             iat: Some(info.issued_at),
             sub: Some(info.grant().subject.clone()),
             iss: Some(server.config.issuer.clone()),
-            token_type: Some("refresh_token".into()),
+            // RFC 7662 §2.2: `token_type` is a token type of RFC 6749 §7.1 / §5.1 (how an
+            // access token is presented to a resource server, e.g. `Bearer`), OPTIONAL.
+            // A refresh token is never presented to a resource server, so it has no such
+            // type: the member is left out. `refresh_token` is an RFC 7009 §2.1
+            // `token_type_hint` value, another vocabulary.
+            token_type: None,
             ..IntrospectionResponse::default()
         };
     }

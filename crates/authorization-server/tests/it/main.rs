@@ -16,7 +16,6 @@ mod errors;
 mod introspection;
 mod keys;
 mod limits;
-mod logging;
 mod migration;
 mod model;
 mod password;
