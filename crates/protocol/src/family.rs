@@ -18,7 +18,8 @@
 //!     decision (step H)                              effects (persisted, then H is sent)
 //!     Ok(scope, new token)   or                      RetireLive, IssueLive, SetGraceFloor,
 //!     Err(RefreshRejection → invalid_grant)          Touch, Revoke, RecordReuse,
-//!                                                    ForgetPresented, AccessTokenUsed
+//!                                                    ForgetPresented, AccessTokenUsed,
+//!                                                    DiscardLive
 //! ```
 //!
 //! Recovery (a retired token accepted again) and what reuse revokes are data of the
@@ -234,6 +235,8 @@ pub enum FamilyEffect {
     ForgetPresented,
     /// The live token's access token was seen in use (ends usage-based recovery).
     AccessTokenUsed { at: UnixTime },
+    /// Usage-based recovery: the live token, never used, is forgotten (not retired).
+    DiscardLive { digest: TokenDigest, generation: Generation },
 }
 
 /// The outcome of one event: the answer of step H and what to persist before sending it.
@@ -369,7 +372,14 @@ impl RefreshTokenFamily {
         let mut new_refresh_token = None;
         if rotate {
             let next = self.live.map_or(presented.generation, |live| live.generation.max(presented.generation)) + 1;
-            if let Some(live) = self.live {
+            if let Some(live) = self.live
+                && within_grace_period
+                && policy.reuse_while_successor_unused
+            {
+                // matrix-authentication-service: the successor was never used, so it was
+                // lost; it is revoked outright rather than kept as a predecessor.
+                effects.push(FamilyEffect::DiscardLive { digest: live.digest, generation: live.generation });
+            } else if let Some(live) = self.live {
                 effects.push(FamilyEffect::RetireLive { digest: live.digest, generation: live.generation, at: now });
                 if !within_grace_period {
                     // The retired live token is now the one immediate predecessor.
@@ -381,7 +391,8 @@ impl RefreshTokenFamily {
                 generation: next,
                 issued_at: now,
                 expires_at: policy.expiry_for_new_token(now, self.created_at),
-                access_token_id: request.access_token_id,
+                // Kept only where usage-based recovery needs it (one index write less).
+                access_token_id: request.access_token_id.filter(|_| policy.reuse_while_successor_unused),
                 access_token_used: false,
             };
             effects.push(FamilyEffect::IssueLive(token));
@@ -478,7 +489,7 @@ impl RefreshTokenFamily {
     /// Applies one effect to the in-memory family, as a store applies it to its rows.
     pub fn apply(&mut self, effect: &FamilyEffect) {
         match effect {
-            FamilyEffect::RetireLive { .. } => self.live = None,
+            FamilyEffect::RetireLive { .. } | FamilyEffect::DiscardLive { .. } => self.live = None,
             FamilyEffect::IssueLive(token) => self.live = Some(*token),
             FamilyEffect::SetGraceFloor(generation) => self.grace_floor = *generation,
             FamilyEffect::Touch { at } => self.last_used_at = *at,

@@ -214,6 +214,10 @@ impl History {
                 }),
                 FamilyEffect::RecordReuse { reuses } => self.tokens[t].reuses = *reuses,
                 FamilyEffect::ForgetPresented => self.forgotten.push(t),
+                FamilyEffect::DiscardLive { generation, .. } => {
+                    let discarded = self.tokens.iter().position(|t| t.generation == *generation);
+                    self.forgotten.extend(discarded);
+                }
                 _ => {}
             }
             self.family.apply(effect);
