@@ -53,6 +53,7 @@ pub mod introspection;
 pub mod metadata;
 pub mod numeric_date;
 pub mod pkce;
+pub mod presets;
 pub mod refresh;
 pub mod revocation;
 pub mod scope;

@@ -227,7 +227,7 @@ impl Builder<'_> {
     /// A refresh was refused (`invalid_grant`, or `invalid_scope`).
     fn refused(&mut self, presented: &str, client_id: &str, t: u64) {
         let Some((f, g)) = self.lineage.find(presented) else { return };
-        let revoke_on_reuse = self.policy.revoke_family_on_reuse;
+        let revoke_on_reuse = self.policy.revokes_family_on_reuse();
         let family = &mut self.lineage.families[f];
         if family.client_id != client_id {
             // §6: bound to the client it was issued to; nothing changes.

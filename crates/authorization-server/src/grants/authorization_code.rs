@@ -21,7 +21,7 @@ pub(crate) async fn exchange(
     code_verifier: Option<CodeVerifier>,
 ) -> Result<AccessTokenResponse, ErrorResponse> {
     let now = server.now();
-    let refresh = issues_refresh_tokens(client).then(|| new_refresh_token(server, now));
+    let refresh = issues_refresh_tokens(server, client).then(|| new_refresh_token(server, now));
     let command = RedeemCode {
         digest: digest(code.expose()),
         client_id: client.client_id.clone(),
