@@ -19,6 +19,7 @@
 //! | `GET /jwks.json` | [`endpoints::discovery`], [`keys`] | RFC 7517, RFC 9068 |
 //! | `POST /revoke` | [`endpoints::revocation`] | RFC 7009 |
 //! | `POST /introspect` | [`endpoints::introspection`] | RFC 7662 |
+//! | `DPoP` header at `POST /token` | `dpop` | RFC 9449 §4.3, §5, §8 |
 //!
 //! | grant (`grant_type`) | file | RFC |
 //! |---|---|---|
@@ -32,6 +33,7 @@
 //! decides in a [`store::Store`] and writes answers.
 
 pub mod config;
+mod dpop;
 pub mod endpoints;
 pub mod grants;
 pub mod keys;
@@ -74,6 +76,8 @@ pub struct AuthorizationServer {
     refresh_policy: Arc<figure2_protocol::refresh::RefreshPolicy>,
     /// Who is registered now (resource owners), for the refresh decision.
     directory: Arc<dyn store::Directory>,
+    /// RFC 9449: the `jti`s seen and the nonces of the token endpoint.
+    dpop: dpop::DpopState,
 }
 
 impl std::fmt::Debug for AuthorizationServer {
@@ -102,6 +106,7 @@ impl AuthorizationServer {
             .unwrap_or_default();
         let refresh_policy = Arc::new(config.refresh.clone());
         let directory = Arc::new(Users(config.users.keys().cloned().collect()));
+        let dpop = dpop::DpopState::new(&config.dpop);
         let server = Self {
             config,
             clock,
@@ -111,6 +116,7 @@ impl AuthorizationServer {
             passwords: passwords::PasswordVerifier::new(),
             refresh_policy,
             directory,
+            dpop,
         };
         server.load_keys()?;
         if server.keys.read().map(|k| k.is_empty()).unwrap_or(true) {

@@ -623,14 +623,15 @@ impl JtiReplayCheck for ReplayCache {
     }
 }
 
-/// Server nonces (§8, §9) as data: the current nonce and the one before it, each valid
-/// for `lifetime` seconds from when it was made; the caller supplies fresh random values.
-/// A client that just received the current nonce keeps working across one rotation.
+/// Server nonces (§8, §9) as data: the current nonce and the one before it. A nonce is
+/// current for `lifetime` seconds from when it was made; the previous one is accepted
+/// until `2 × lifetime` after it was made, so a client that just received it keeps working
+/// across one rotation. The caller supplies fresh random values.
 #[derive(Debug, Clone)]
 pub struct Nonces {
     lifetime: u64,
     current: Option<(String, UnixTime)>,
-    previous: Option<String>,
+    previous: Option<(String, UnixTime)>,
 }
 
 impl Nonces {
@@ -645,20 +646,21 @@ impl Nonces {
             Some((nonce, made)) if now < made.saturating_add(self.lifetime) => nonce.clone(),
             _ => {
                 let nonce = fresh();
-                self.previous = self.current.take().map(|(n, _)| n);
+                self.previous = self.current.take();
                 self.current = Some((nonce.clone(), now));
                 nonce
             }
         }
     }
 
-    /// Whether a proof's nonce is the current or the previous one.
+    /// Whether a proof's nonce is the current or the previous one, within their time.
     pub fn accepts(&self, nonce: &str, now: UnixTime) -> bool {
-        let current = self.current.as_ref().is_some_and(|(n, made)| {
-            now < made.saturating_add(self.lifetime) && crate::secret::constant_time_eq(n.as_bytes(), nonce.as_bytes())
-        });
-        current
-            || self.previous.as_deref().is_some_and(|p| crate::secret::constant_time_eq(p.as_bytes(), nonce.as_bytes()))
+        let matches = |entry: &Option<(String, UnixTime)>, span: u64| {
+            entry.as_ref().is_some_and(|(n, made)| {
+                now < made.saturating_add(span) && crate::secret::constant_time_eq(n.as_bytes(), nonce.as_bytes())
+            })
+        };
+        matches(&self.current, self.lifetime) || matches(&self.previous, self.lifetime.saturating_mul(2))
     }
 }
 
@@ -889,6 +891,11 @@ mod tests {
         assert!(nonces.accepts(&n1, 131) && nonces.accepts(&n2, 131));
         nonces.current(160, || "n3".into());
         assert!(!nonces.accepts(&n1, 161));
+        // A nonce never rotated out still dies after twice its lifetime.
+        let mut quiet = Nonces::new(30);
+        let n = quiet.current(0, || "q1".into());
+        quiet.current(61, || "q2".into());
+        assert!(!quiet.accepts(&n, 61));
     }
 
     #[test]

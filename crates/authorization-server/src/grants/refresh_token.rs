@@ -14,12 +14,13 @@ use figure2_protocol::client_auth::RegisteredClient;
 use figure2_protocol::family::{ClientRegistration, RefreshRequest};
 use figure2_protocol::secret::{digest, fingerprint};
 use figure2_protocol::token_request::RefreshTokenRequest;
-use figure2_protocol::token_response::{AccessTokenResponse, BEARER};
+use figure2_protocol::token_response::AccessTokenResponse;
 
 pub(crate) async fn refresh(
     server: &AuthorizationServer,
     client: &RegisteredClient,
     request: RefreshTokenRequest,
+    dpop_jkt: Option<String>,
 ) -> Result<AccessTokenResponse, ErrorResponse> {
     let new_token = crate::random_token();
     let command = RefreshCommand {
@@ -33,6 +34,8 @@ pub(crate) async fn refresh(
             // Filled in by the store once it knows the family's resource owner.
             subject_registered: false,
             requested_scope: request.scope.clone(),
+            // RFC 9449 §5: the machine checks it against the family's binding.
+            dpop_jkt: dpop_jkt.clone(),
             replacement: digest(&new_token),
             now: server.now(),
         },
@@ -58,10 +61,13 @@ pub(crate) async fn refresh(
         grace = granted.within_grace_period, "refresh granted"
     );
     let scope = granted.access_token_scope;
-    let (access_token, expires_in) = server.issue_access_token(&outcome.subject, &client.client_id, &scope)?;
+    // RFC 9449 §5: with a proof, the new access token is bound to its key (for a bound
+    // family, the family's key: the machine checked they are the same).
+    let (access_token, expires_in) =
+        server.issue_access_token(&outcome.subject, &client.client_id, &scope, dpop_jkt.as_deref())?;
     Ok(AccessTokenResponse {
         access_token,
-        token_type: BEARER.to_owned(),
+        token_type: super::token_type(dpop_jkt.as_deref()).to_owned(),
         expires_in: Some(expires_in),
         refresh_token: new_refresh,
         // §5.1: scope is REQUIRED if it differs from the requested one (a narrowed

@@ -8,6 +8,8 @@
 //! - **2** — the lean schema: the family row holds its live token, and `refresh_tokens`
 //!   maps every digest ever issued to its family. A rotation writes three pages: the new
 //!   token's row, the retired token's `retired_at`, and the family row.
+//! - **3** — RFC 9449 §5: `families.dpop_jkt`, the thumbprint of the DPoP key a family's
+//!   refresh tokens are bound to (NULL: not bound; every family written before).
 
 use rusqlite_migration::{M, Migrations};
 
@@ -87,9 +89,13 @@ DROP TABLE refresh_tokens;
 ALTER TABLE refresh_tokens_v2 RENAME TO refresh_tokens;
 ";
 
+const V3: &str = "
+ALTER TABLE families ADD COLUMN dpop_jkt TEXT;
+";
+
 /// Every migration, oldest first. Append; never edit one that has shipped.
 pub(super) fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3)])
 }
 
 #[cfg(test)]

@@ -161,7 +161,7 @@ impl Model {
     fn grant(&mut self, id: i64, scope: Scope, secret: Option<String>) -> &Family {
         let secret = secret.unwrap_or_else(|| self.mint());
         let expires_at = self.policy.expiry_for_new_token(self.now, self.now);
-        let grant = Grant { client_id: C1.into(), subject: "alice".into(), scope };
+        let grant = Grant { client_id: C1.into(), subject: "alice".into(), scope, dpop_jkt: None };
         let machine = RefreshTokenFamily::new(grant, Some((digest(&secret), expires_at)), self.now);
         let token = Token { secret, generation: 0, expires_at, retired_at: None };
         self.families.push(Family { id, machine, tokens: vec![token] });
@@ -182,6 +182,7 @@ impl Model {
             },
             subject_registered: true,
             requested_scope: requested.cloned(),
+            dpop_jkt: None,
             replacement: digest(replacement),
             now: self.now,
         }
