@@ -35,6 +35,11 @@ pub const MAX_BATCH: usize = 256;
 /// million families finds its pages in memory.
 const CACHE_KIB: i64 = 64 * 1024;
 
+/// Bytes of the database file SQLite reads through a memory map instead of `pread`
+/// (measured: reads were 8 % of the writer's CPU with 1M families). Only reads: writes go
+/// through the WAL as before, so durability is unchanged.
+const MMAP_BYTES: i64 = 1 << 30;
+
 /// One unit of work for the writer.
 trait Job: Send {
     /// Runs inside the batch's transaction (in its own savepoint). Returns whether it
@@ -109,6 +114,7 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+        conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
         migrations().to_latest(&mut conn)?;
         // Query planner stability: plans no longer depend on bound values, so the lookups
         // by digest are not re-prepared on every run.
