@@ -273,16 +273,16 @@ impl RefreshTokenFamily {
     ///
     /// The checks run in this order, and the first that fails decides:
     /// 1. §6: the token was issued to the authenticated client;
-    /// 1b. RFC 9449 §5: a DPoP-bound family's token comes with a proof of its key. Checked
+    /// 2. RFC 9449 §5: a DPoP-bound family's token comes with a proof of its key. Checked
     ///    before reuse detection, without effects: a thief without the key can neither use
     ///    the token nor get the holder's family revoked;
-    /// 2. the family is not revoked;
-    /// 3. the resource owner is still registered (else the family is revoked);
-    /// 4. RFC 9700 §4.14.2: a retired token is reuse (the family is revoked if the policy
+    /// 3. the family is not revoked;
+    /// 4. the resource owner is still registered (else the family is revoked);
+    /// 5. RFC 9700 §4.14.2: a retired token is reuse (the family is revoked if the policy
     ///    says so), unless it is an immediate predecessor of the live token within the
     ///    grace period;
-    /// 5. the token's lifetime and the family's idle lifetime;
-    /// 6. §6: the scope is "equal or lesser" than the grant, and within what the client
+    /// 6. the token's lifetime and the family's idle lifetime;
+    /// 7. §6: the scope is "equal or lesser" than the grant, and within what the client
     ///    may be granted today.
     pub fn refresh(&self, presented: &PresentedToken, request: &RefreshRequest, policy: &RefreshPolicy) -> Transition {
         let now = request.now;
