@@ -76,6 +76,8 @@ pub struct AuthorizationServer {
     refresh_policy: Arc<figure2_protocol::refresh::RefreshPolicy>,
     /// Who is registered now (resource owners), for the refresh decision.
     directory: Arc<dyn store::Directory>,
+    /// The key idempotent retries derive successors with (see `grants::refresh_token`).
+    successor_key: aws_lc_rs::hmac::Key,
     /// RFC 9449: the `jti`s seen and the nonces of the token endpoint.
     dpop: dpop::DpopState,
 }
@@ -106,6 +108,8 @@ impl AuthorizationServer {
             .unwrap_or_default();
         let refresh_policy = Arc::new(config.refresh.clone());
         let directory = Arc::new(Users(config.users.keys().cloned().collect()));
+        let successor_key =
+            aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &store.server_secret("refresh-successor")?);
         let dpop = dpop::DpopState::new(&config.dpop);
         let server = Self {
             config,
@@ -116,6 +120,7 @@ impl AuthorizationServer {
             passwords: passwords::PasswordVerifier::new(),
             refresh_policy,
             directory,
+            successor_key,
             dpop,
         };
         server.load_keys()?;
@@ -139,6 +144,13 @@ impl AuthorizationServer {
 
     fn now(&self) -> u64 {
         self.clock.now()
+    }
+
+    /// The successor of `refresh_token` under an idempotent-retry policy: HMAC-SHA-256
+    /// under the server's successor key, encoded as every refresh token (256 bits).
+    fn derive_successor(&self, refresh_token: &str) -> String {
+        let tag = aws_lc_rs::hmac::sign(&self.successor_key, refresh_token.as_bytes());
+        figure2_protocol::secret::encode_token(tag.as_ref())
     }
 
     fn client(&self, client_id: &str) -> Option<&RegisteredClient> {

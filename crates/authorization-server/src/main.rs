@@ -29,6 +29,11 @@ struct Cli {
     /// Rotation: issue a new refresh token on every refresh (overrides the file).
     #[arg(long, env = "FIGURE2_ALWAYS_ISSUE_NEW_REFRESH_TOKEN")]
     always_issue_new_refresh_token: Option<bool>,
+    /// Refresh-token policy of a real server (overrides `preset` in the file; options set
+    /// in the file still apply): figure2, oidc-provider, hydra, hydra-graceful, keycloak,
+    /// keycloak-revoke, dex, rauthy, kanidm, mas, duende, duende-onetime, spring, auth0.
+    #[arg(long, env = "FIGURE2_PRESET")]
+    preset: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -97,13 +102,19 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         file.access_token_lifetime = l;
     }
     if let Some(l) = cli.refresh_token_lifetime {
-        file.refresh_token_lifetime = l;
+        file.refresh_token_lifetime = Some(l);
     }
     if let Some(r) = cli.always_issue_new_refresh_token {
-        file.always_issue_new_refresh_token = r;
+        file.always_issue_new_refresh_token = Some(r);
+    }
+    if cli.preset.is_some() {
+        file.preset = cli.preset;
     }
     let listen = cli.listen.or(file.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".into());
     let config = file.resolve()?;
+    if let Some(preset) = &config.preset {
+        tracing::info!(preset, policy = ?config.refresh, "refresh-token preset");
+    }
     let server = AuthorizationServer::new(config, Arc::new(SystemClock))?;
     match cli.command {
         Some(Command::RotateKey) => {

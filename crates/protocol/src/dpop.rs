@@ -528,7 +528,7 @@ impl DpopChallenge {
                 out.push_str(sep);
                 out.push_str(name);
                 out.push_str("=\"");
-                out.push_str(&crate::bearer::escape_quoted(value));
+                out.push_str(&crate::syntax::escape_quoted(value));
                 out.push('"');
                 sep = ", ";
             }

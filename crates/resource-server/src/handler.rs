@@ -12,6 +12,7 @@ use crate::ResourceServer;
 use crate::validation::TokenRejection;
 use bytes::Bytes;
 use figure2_http::{BodyError, Handler, HttpResponse, has_content_type, json, read_body, text};
+use figure2_protocol::FlowStep;
 use figure2_protocol::access_token::AccessTokenClaims;
 use figure2_protocol::bearer::{self, BearerChallenge, BearerErrorCode};
 use figure2_protocol::dpop::{self, DpopChallenge, DpopChallengeError, DpopRejection};
@@ -185,11 +186,11 @@ impl ResourceServer {
             Ok(None) => {
                 // RFC 6750 §3.1: a request with no authentication gets a bare challenge
                 // (RFC 9449 §7.1: one per scheme, DPoP's with `algs`).
-                tracing::info!(figure2.step = "D", outcome = "no_token", "401: no access token presented");
+                tracing::info!(step = %FlowStep::D, outcome = "no_token", "401: no access token presented");
                 return self.bare_challenge();
             }
             Err(description) => {
-                tracing::info!(figure2.step = "D", outcome = "invalid_request", description, "400: malformed request");
+                tracing::info!(step = %FlowStep::D, outcome = "invalid_request", description, "400: malformed request");
                 return self.refuse(Refusal::new(Scheme::Bearer, DpopChallengeError::InvalidRequest, description));
             }
         };
@@ -218,7 +219,7 @@ impl ResourceServer {
             }
             // §7.2: a DPoP-bound token presented as a bearer token MUST be refused.
             (None, Some(_)) => {
-                tracing::info!(figure2.step = "F", token = %token_fp, "401: DPoP-bound token presented as Bearer");
+                tracing::info!(step = %FlowStep::F, token = %token_fp, "401: DPoP-bound token presented as Bearer");
                 let description = "The access token is DPoP-bound: present it with the DPoP scheme and a proof";
                 return self.refuse(Refusal::new(Scheme::Bearer, DpopChallengeError::InvalidToken, description));
             }
@@ -230,7 +231,7 @@ impl ResourceServer {
         let granted = claims.scope();
         if !granted.contains(needed) {
             tracing::info!(
-                figure2.step = "D",
+                step = %FlowStep::D,
                 outcome = "insufficient_scope",
                 token = %token_fp,
                 sub = %claims.sub,
@@ -248,7 +249,7 @@ impl ResourceServer {
         }
 
         tracing::info!(
-            figure2.step = "D",
+            step = %FlowStep::D,
             outcome = "served",
             token = %token_fp,
             sub = %claims.sub,
@@ -266,14 +267,14 @@ impl ResourceServer {
 
     /// Step F: RFC 6750 §3.1 `invalid_token`, 401.
     fn invalid_token(&self, scheme: Scheme, token_fp: &Fingerprint<'_>, rejection: TokenRejection) -> HttpResponse {
-        tracing::info!(figure2.step = "F", token = %token_fp, reason = %rejection, "401: invalid_token");
+        tracing::info!(step = %FlowStep::F, token = %token_fp, reason = %rejection, "401: invalid_token");
         self.refuse(Refusal::new(scheme, DpopChallengeError::InvalidToken, rejection.description()))
     }
 
     /// RFC 9449 §7.1 / §9: a refused proof (`invalid_dpop_proof`, `use_dpop_nonce` with a
     /// fresh nonce) or key binding (`invalid_token`).
     fn dpop_refused(&self, token_fp: &Fingerprint<'_>, rejection: DpopRejection) -> HttpResponse {
-        tracing::info!(figure2.step = "F", token = %token_fp, reason = %rejection, "401: DPoP proof refused");
+        tracing::info!(step = %FlowStep::F, token = %token_fp, reason = %rejection, "401: DPoP proof refused");
         let description = match rejection {
             DpopRejection::UseNonce => "Resource server requires nonce in DPoP proof",
             DpopRejection::KeyNotBound => "Invalid DPoP key binding",

@@ -7,7 +7,7 @@ use crate::store::RedeemCode;
 use figure2_protocol::ErrorResponse;
 use figure2_protocol::client_auth::RegisteredClient;
 use figure2_protocol::pkce::CodeVerifier;
-use figure2_protocol::secret::{Secret, digest, fingerprint};
+use figure2_protocol::secret::{AuthorizationCode, digest, fingerprint};
 use figure2_protocol::token_response::AccessTokenResponse;
 
 /// §4.1.3: the store checks the code (`figure2_protocol::authorization::check_code`: bound
@@ -16,13 +16,13 @@ use figure2_protocol::token_response::AccessTokenResponse;
 pub(crate) async fn exchange(
     server: &AuthorizationServer,
     client: &RegisteredClient,
-    code: &Secret,
+    code: &AuthorizationCode,
     redirect_uri: Option<String>,
     code_verifier: Option<CodeVerifier>,
     dpop_jkt: Option<String>,
 ) -> Result<AccessTokenResponse, ErrorResponse> {
     let now = server.now();
-    let refresh = issues_refresh_tokens(client).then(|| new_refresh_token(server, now));
+    let refresh = issues_refresh_tokens(server, client).then(|| new_refresh_token(server, now));
     let command = RedeemCode {
         digest: digest(code.expose()),
         client_id: client.client_id.clone(),

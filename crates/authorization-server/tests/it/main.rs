@@ -20,6 +20,7 @@ mod limits;
 mod migration;
 mod model;
 mod password;
+mod presets;
 mod refresh;
 mod registration;
 mod restart;
