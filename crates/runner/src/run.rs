@@ -2,7 +2,7 @@
 //! the client library (or as the resource owner's browser), recording every exchange
 //! and checking each step's expectations. [`run`] plays a whole scenario file.
 
-use crate::scenario::{Action, Expect, GrantKind, Resource, Scenario, Step};
+use crate::scenario::{Action, Expect, GrantKind, Resource, Role, Scenario, Step};
 use crate::trace::{Expectation, Failure, Happening, ResourceOwnerAct, TraceEvent, TracedExchange, error_of};
 use crate::wire::short_refresh_token;
 use crate::world::{DEMO_USERS, World, WorldError};
@@ -83,7 +83,7 @@ impl Session {
     /// Starts the world a scenario asks for; no step has run yet.
     pub async fn start(scenario: &Scenario) -> Result<Self, WorldError> {
         Ok(Self {
-            world: World::start(&scenario.config).await?,
+            world: World::start_with(&scenario.config, &scenario.resource_server).await?,
             actors: HashMap::new(),
             recorded: Arc::new(Mutex::new(Vec::new())),
             client_tracks_expiry: scenario.client_tracks_expiry,
@@ -138,6 +138,9 @@ impl Session {
         let before = self.actors.get(&client_id).and_then(|a| a.last_token_response.clone());
         if step.action.loses_response() {
             self.world.network.lose_next_token_response();
+        }
+        if matches!(step.action, Action::Refresh { sent_twice: true, .. }) {
+            self.world.network.duplicate_next_token_request();
         }
         let outcome = match self.act(&step.action, &client_id, &mut events).await {
             Ok(outcome) => outcome,
@@ -204,9 +207,15 @@ impl Session {
     }
 
     fn actor(&mut self, client_id: &str) -> Result<&mut Actor, String> {
-        if !self.actors.contains_key(client_id) {
+        self.actor_on(client_id, client_id)
+    }
+
+    /// The actor `key` playing `client_id`: the client itself (`key` = `client_id`) or
+    /// another device or install of it (`client/device`).
+    fn actor_on(&mut self, key: &str, client_id: &str) -> Result<&mut Actor, String> {
+        if !self.actors.contains_key(key) {
             let recorded = self.recorded.clone();
-            let id = client_id.to_owned();
+            let id = key.to_owned();
             let observer = Arc::new(move |x: &Exchange| {
                 if let Ok(mut r) = recorded.lock() {
                     r.push((id.clone(), x.clone()));
@@ -216,10 +225,17 @@ impl Session {
                 .world
                 .client(client_id, observer)
                 .ok_or_else(|| format!("unknown client {client_id:?} (not in the demo configuration)"))?;
-            self.actors
-                .insert(client_id.to_owned(), Actor { client, refresh_tokens: Vec::new(), last_token_response: None });
+            self.actors.insert(key.to_owned(), Actor { client, refresh_tokens: Vec::new(), last_token_response: None });
         }
-        self.actors.get_mut(client_id).ok_or_else(|| "actor vanished".to_owned())
+        self.actors.get_mut(key).ok_or_else(|| "actor vanished".to_owned())
+    }
+
+    /// A fresh client for `device`, a second device or install of `client_id` (its
+    /// history is kept under `client_id/device`).
+    fn device(&mut self, client_id: &str, device: &str) -> Result<Client, String> {
+        let key = format!("{client_id}/{device}");
+        self.actors.remove(&key);
+        Ok(self.actor_on(&key, client_id)?.client.clone())
     }
 
     /// A refresh token from a client's history: `generation` 0 is the first, -1 the newest.
@@ -251,6 +267,47 @@ impl Session {
                 self.world.restart_authorization_server().await.map_err(|e| e.to_string())?;
                 events.push(TraceEvent::Network { what: Happening::Restarted });
                 Ok(Outcome::Ok)
+            }
+            Action::Outage { endpoint, seconds } => {
+                self.world.network.cut_off(*endpoint, *seconds);
+                Ok(Outcome::Ok)
+            }
+            Action::ProxyAnswers { status } => {
+                self.world.network.proxy_answers_next_token_request(*status);
+                Ok(Outcome::Ok)
+            }
+            Action::Skew { role, offset } => {
+                match role {
+                    Role::ResourceServer => self.world.resource_server_clock.set_offset(*offset),
+                    Role::Client => self.world.client_clock.set_offset(*offset),
+                }
+                Ok(Outcome::Ok)
+            }
+            Action::Install { device, generation, .. } => {
+                let token = self.historic_refresh_token(client_id, *generation)?;
+                let tokens = self.actor(client_id)?.client.tokens();
+                let copy = self.device(client_id, device)?;
+                // A restored backup: its access token long expired, its refresh token old.
+                if let Some(mut tokens) = tokens {
+                    tokens.refresh_token = Some(RefreshToken::new(token));
+                    tokens.expires_at = Some(0);
+                    copy.set_tokens(Some(tokens));
+                }
+                Ok(outcome_of(copy.refresh(None).await.map(|_| ())))
+            }
+            Action::Race { device, .. } => {
+                let original = self.actor(client_id)?.client.clone();
+                let copy = self.device(client_id, device)?;
+                copy.set_tokens(original.tokens());
+                // Both send before either hears back; the original's request arrives
+                // first (an order the authorization server's single writer would also
+                // impose on truly simultaneous requests). The step ends with the loser.
+                let first = original.refresh(None).await.map(|_| ());
+                let second = copy.refresh(None).await.map(|_| ());
+                Ok(match (outcome_of(first), outcome_of(second)) {
+                    (Outcome::Ok, other) | (other, Outcome::Ok) => other,
+                    (first, _) => first,
+                })
             }
             Action::Authorize { grant, user, scope: asked, .. } => {
                 let scope = scope_of(asked)?;
