@@ -55,6 +55,33 @@ pub struct Session {
     steps: usize,
     exchanges: usize,
     failures: Vec<Failure>,
+    last_answer: Option<Answer>,
+}
+
+/// What the last step's last exchange answered, and how the step ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Answer {
+    /// HTTP status of the step's last exchange (none if the step sent nothing).
+    pub status: Option<u16>,
+    /// The OAuth error code of that answer (RFC 6749 §5.2 or RFC 6750 §3).
+    pub error: Option<String>,
+    /// `ok`, `reauthorize` or `failed`.
+    pub outcome: String,
+}
+
+/// A refresh token some client (or device) of the run was given, and where it stands.
+#[derive(Debug, Clone)]
+pub struct HeldRefreshToken {
+    /// `demo-client`, or `demo-client/tablet` for a second device.
+    pub holder: String,
+    /// Its place in the holder's history, 0 = the first one it received.
+    pub generation: usize,
+    /// Where it stands at the authorization server; `None` if unknown to it.
+    pub status: Option<figure2_protocol::family::RefreshTokenStatus>,
+    /// Its family, as the store names it (`Debug` of the id).
+    pub family: Option<String>,
+    /// Whether the holder's client currently holds this token.
+    pub current: bool,
 }
 
 /// Runs `scenario`, calling `emit` with every trace event as it happens.
@@ -90,6 +117,7 @@ impl Session {
             steps: 0,
             exchanges: 0,
             failures: Vec::new(),
+            last_answer: None,
         })
     }
 
@@ -180,6 +208,16 @@ impl Session {
             .rev()
             .find(|(_, x)| matches!(x.step, FigureStep::AuthorizationGrant | FigureStep::Refresh))
             .map(|(_, x)| x);
+        self.last_answer = Some(Answer {
+            status: exchanges.last().map(|(_, x)| x.status),
+            error: exchanges.last().and_then(|(_, x)| error_of(x)),
+            outcome: match &outcome {
+                Outcome::Ok => "ok",
+                Outcome::Reauthorize => "reauthorize",
+                Outcome::Failed(_) => "failed",
+            }
+            .to_owned(),
+        });
         let checks = check(step, &outcome, &exchanges, token_exchange, before.as_ref(), after.as_ref());
         for (ok, check) in checks {
             if !ok {
@@ -191,6 +229,60 @@ impl Session {
             self.forget_expiry();
         }
         events
+    }
+
+    /// What the last step answered.
+    pub fn last_answer(&self) -> Option<&Answer> {
+        self.last_answer.as_ref()
+    }
+
+    /// Every refresh token handed to a client of the run, with its status at the
+    /// authorization server (read from its store), sorted by holder and generation.
+    pub async fn held_refresh_tokens(&self) -> Vec<HeldRefreshToken> {
+        let mut holders: Vec<&String> = self.actors.keys().collect();
+        holders.sort();
+        let mut out = Vec::new();
+        for holder in holders {
+            let actor = &self.actors[holder];
+            let current = actor.client.tokens().and_then(|t| t.refresh_token);
+            for (generation, token) in actor.refresh_tokens.iter().enumerate() {
+                let info = self
+                    .world
+                    .authorization_server
+                    .store()
+                    .refresh_token_info(figure2_protocol::secret::digest(token))
+                    .await
+                    .ok()
+                    .flatten();
+                out.push(HeldRefreshToken {
+                    holder: holder.clone(),
+                    generation,
+                    status: info.as_ref().map(|i| i.status()),
+                    family: info.as_ref().map(|i| format!("{:?}", i.family_id)),
+                    current: current.as_ref().is_some_and(|c| c.ct_eq(token)),
+                });
+            }
+        }
+        out
+    }
+
+    /// Whether `client_id`'s resource owner must authorize again: the client holds no
+    /// tokens, or its refresh token is neither active nor the live token's immediate
+    /// predecessor (which a recovery policy may still accept) at the authorization server.
+    pub async fn must_reauthorize(&self, client_id: &str) -> bool {
+        let Some(actor) = self.actors.get(client_id) else { return false };
+        let Some(tokens) = actor.client.tokens() else { return true };
+        let Some(rt) = tokens.refresh_token else { return false };
+        let info = self
+            .world
+            .authorization_server
+            .store()
+            .refresh_token_info(figure2_protocol::secret::digest(rt.expose()))
+            .await
+            .ok()
+            .flatten();
+        use figure2_protocol::family::RefreshTokenStatus::{Active, Retired};
+        !info.is_some_and(|i| matches!(i.status(), Active | Retired { predecessor_of_live: true, .. }))
     }
 
     /// Makes every client forget when its access token expires, as a client that ignores
