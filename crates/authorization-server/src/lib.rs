@@ -19,6 +19,7 @@
 //! | `GET /jwks.json` | [`endpoints::discovery`], [`keys`] | RFC 7517, RFC 9068 |
 //! | `POST /revoke` | [`endpoints::revocation`] | RFC 7009 |
 //! | `POST /introspect` | [`endpoints::introspection`] | RFC 7662 |
+//! | `DPoP` header at `POST /token` | `dpop` | RFC 9449 §4.3, §5, §8 |
 //!
 //! | grant (`grant_type`) | file | RFC |
 //! |---|---|---|
@@ -32,6 +33,7 @@
 //! decides in a [`store::Store`] and writes answers.
 
 pub mod config;
+mod dpop;
 pub mod endpoints;
 pub mod grants;
 pub mod keys;
@@ -76,6 +78,8 @@ pub struct AuthorizationServer {
     directory: Arc<dyn store::Directory>,
     /// The key idempotent retries derive successors with (see `grants::refresh_token`).
     successor_key: aws_lc_rs::hmac::Key,
+    /// RFC 9449: the `jti`s seen and the nonces of the token endpoint.
+    dpop: dpop::DpopState,
 }
 
 impl std::fmt::Debug for AuthorizationServer {
@@ -106,6 +110,7 @@ impl AuthorizationServer {
         let directory = Arc::new(Users(config.users.keys().cloned().collect()));
         let successor_key =
             aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &store.server_secret("refresh-successor")?);
+        let dpop = dpop::DpopState::new(&config.dpop);
         let server = Self {
             config,
             clock,
@@ -116,6 +121,7 @@ impl AuthorizationServer {
             refresh_policy,
             directory,
             successor_key,
+            dpop,
         };
         server.load_keys()?;
         if server.keys.read().map(|k| k.is_empty()).unwrap_or(true) {

@@ -35,6 +35,13 @@ struct Args {
     /// The realm of the WWW-Authenticate challenge.
     #[arg(long, env = "FIGURE2_REALM", default_value = DEFAULT_REALM)]
     realm: String,
+    /// The URL clients reach this server at (e.g. https://api.example behind a proxy),
+    /// against which DPoP proofs' htu is checked; default http:// and the Host header.
+    #[arg(long, env = "FIGURE2_RS_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// RFC 9449 §9: require a server-provided nonce in DPoP proofs.
+    #[arg(long, env = "FIGURE2_RS_DPOP_NONCE")]
+    dpop_nonce: bool,
 }
 
 #[tokio::main]
@@ -58,6 +65,8 @@ async fn main() -> ExitCode {
     let mut config = ResourceServerConfig::new(args.issuer, args.audience);
     config.leeway = args.leeway;
     config.realm = args.realm;
+    config.public_url = args.public_url;
+    config.dpop_nonce = args.dpop_nonce;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let http = HttpClient::new().with_timeout(Duration::from_secs(5));
 

@@ -12,6 +12,7 @@ mod client_credentials;
 mod concurrency;
 mod crash;
 mod discovery;
+mod dpop;
 mod errors;
 mod introspection;
 mod keys;

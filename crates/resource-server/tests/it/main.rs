@@ -3,6 +3,7 @@
 
 mod attacks;
 mod discovery;
+mod dpop;
 mod requests;
 mod steps;
 mod support;
