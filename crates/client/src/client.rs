@@ -299,7 +299,9 @@ impl Client {
             Ok(answer) => Ok(self.store(answer, Some(refresh_token), scope.or(current.scope))),
             // RFC 6749 §5.2 invalid_grant: the refresh token is invalid, expired or
             // revoked. Only a new authorization grant helps: back to step A.
-            Err(ClientError::TokenEndpoint { error, .. }) if error.error == ErrorCode::InvalidGrant => {
+            // RFC 6749 §5.2 answers invalid_grant with 400; another status carrying it
+            // is not the server's verdict on the grant.
+            Err(ClientError::TokenEndpoint { error, status: 400 }) if error.error == ErrorCode::InvalidGrant => {
                 tracing::warn!(step = %FlowStep::H, rt = %refresh_token.fingerprint(), %error, "refresh token refused");
                 let mut state = lock(&self.inner.state);
                 if state.tokens.as_ref().is_some_and(|t| t.generation == current.generation) {
@@ -427,6 +429,15 @@ impl Client {
 /// Reads step B or H: RFC 6749 §5.1 on 200, a §5.2 error otherwise.
 fn read_token_response(response: &ReceivedResponse, dpop: bool) -> Result<AccessTokenResponse, ClientError> {
     let status = response.status;
+    // RFC 6585 §4 (429) and RFC 9110 §15.6 (5xx): a busy or broken server or proxy, not
+    // a verdict on the grant, whatever the body says (matrix-org/matrix-js-sdk#5495
+    // logged people out on a proxy's 429). The caller keeps its refresh token.
+    if status == 429 || status >= 500 {
+        // RFC 9110 §10.2.3: Retry-After in delay-seconds (an HTTP-date is not used here).
+        let retry_after =
+            response.headers.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+        return Err(ClientError::Unavailable { status, retry_after });
+    }
     if status != 200 {
         return match serde_json::from_slice::<ErrorResponse>(&response.body) {
             Ok(error) if status >= 400 => Err(ClientError::TokenEndpoint { status, error }),
