@@ -19,14 +19,20 @@
 //! | `GET /jwks.json` | [`discovery`], [`keys`] | RFC 7517, RFC 9068 |
 //! | `POST /revoke` | [`revocation`] | RFC 7009 |
 //! | `POST /introspect` | [`revocation`] | RFC 7662 |
+//! | `GET /.well-known/openid-configuration`, `/userinfo`, `/end_session` | [`oidc`] | OpenID Connect Core, Discovery, RP-Initiated Logout |
+//! | `GET /metrics` | [`metrics`] | Prometheus / OpenMetrics text |
+//! | `/control/*` (only with `--test-control`; never in production) | [`control`] | — |
 //!
 //! Every rule is decided in `figure2_protocol`; this crate reads requests, calls it, keeps
 //! state in a [`store::Store`] and writes answers.
 
 pub mod authorize;
 pub mod config;
+pub mod control;
 pub mod discovery;
 pub mod keys;
+pub mod metrics;
+pub mod oidc;
 pub mod revocation;
 pub mod store;
 pub mod token_endpoint;
@@ -60,6 +66,11 @@ pub struct AuthorizationServer {
     /// argon2 checks running at once. Each takes ~19 MiB and a core for tens of
     /// milliseconds: unbounded, a burst of logins could exhaust memory.
     password_checks: tokio::sync::Semaphore,
+    // Issue 13: metrics, OpenID Connect state, the test-control API and what it creates.
+    metrics: metrics::Metrics,
+    oidc: oidc::OidcStore,
+    control: std::sync::OnceLock<control::TestControl>,
+    directory: control::Directory,
 }
 
 impl std::fmt::Debug for AuthorizationServer {
@@ -88,7 +99,19 @@ impl AuthorizationServer {
             .unwrap_or_default();
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let password_checks = tokio::sync::Semaphore::new(2 * cores);
-        let server = Self { config, clock, store, keys: RwLock::new(Vec::new()), base_path, password_checks };
+        let oidc = oidc::OidcStore::open(&config.database)?;
+        let server = Self {
+            config,
+            clock,
+            store,
+            keys: RwLock::new(Vec::new()),
+            base_path,
+            password_checks,
+            metrics: metrics::Metrics::default(),
+            oidc,
+            control: std::sync::OnceLock::new(),
+            directory: control::Directory::default(),
+        };
         server.load_keys()?;
         if server.keys.read().map(|k| k.is_empty()).unwrap_or(true) {
             server.rotate_signing_key()?;
@@ -113,7 +136,12 @@ impl AuthorizationServer {
     }
 
     fn client(&self, client_id: &str) -> Option<&RegisteredClient> {
-        self.config.clients.get(client_id)
+        self.config.clients.get(client_id).or_else(|| self.directory.client(client_id))
+    }
+
+    /// The server's metrics (what `GET /metrics` shows).
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.metrics
     }
 
     /// Checks a resource owner's password (the password grant, the login page). argon2
@@ -122,7 +150,7 @@ impl AuthorizationServer {
     /// does not reveal which usernames exist.
     pub(crate) async fn verify_resource_owner(&self, username: &str, password: String) -> bool {
         let Ok(_permit) = self.password_checks.acquire().await else { return false };
-        let phc = self.config.users.get(username).cloned();
+        let phc = self.config.users.get(username).cloned().or_else(|| self.directory.password_hash(username));
         tokio::task::spawn_blocking(move || match phc {
             Some(phc) => config::verify_password(&password, &phc),
             None => {
@@ -213,6 +241,13 @@ impl figure2_http::Handler for AuthorizationServer {
         let route = self.route(&path).unwrap_or("");
         match route {
             p if p == well_known => discovery::metadata(&self, &method),
+            oidc::DISCOVERY_PATH if path == format!("{}{}", self.base_path, oidc::DISCOVERY_PATH) => {
+                oidc::openid_configuration(&self, &method)
+            }
+            "/userinfo" => oidc::userinfo(&self, request).await,
+            "/end_session" => oidc::end_session(&self, request).await,
+            "/metrics" => metrics::handle(&self, &method),
+            p if p.starts_with("/control/") => control::handle(&self, p, request).await,
             "/jwks.json" => discovery::jwks(&self, &method),
             "/token" => token_endpoint::handle(&self, request).await,
             "/authorize" => authorize::handle(&self, request).await,

@@ -122,6 +122,26 @@ pub trait Store: Send + Sync {
 
     /// Number of refresh-token families not revoked (for the operator and benchmarks).
     fn live_family_count(&self) -> Result<u64, StoreError>;
+
+    /// Families of `subject` and/or `client_id` (all if both are `None`), newest first, at
+    /// most `limit` (test control's listing; `end_session` revokes a user's families).
+    fn families(
+        &self,
+        subject: Option<&str>,
+        client_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<FamilySummary>, StoreError>;
+}
+
+/// A family as the operator sees it (no token digests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilySummary {
+    pub id: i64,
+    pub grant: Grant,
+    pub created_at: UnixTime,
+    pub last_used_at: UnixTime,
+    pub revoked_at: Option<UnixTime>,
+    pub revoked_reason: Option<String>,
 }
 
 const SCHEMA: &str = "
@@ -647,6 +667,45 @@ impl Store for SqliteStore {
     fn live_family_count(&self) -> Result<u64, StoreError> {
         let conn = self.lock();
         Ok(conn.query_row("SELECT COUNT(*) FROM families WHERE revoked_at IS NULL", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    fn families(
+        &self,
+        subject: Option<&str>,
+        client_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<FamilySummary>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, client_id, subject, scope, created_at, last_used_at, revoked_at, revoked_reason FROM families
+             WHERE (?1 IS NULL OR subject = ?1) AND (?2 IS NULL OR client_id = ?2) ORDER BY id DESC LIMIT ?3",
+        )?;
+        let rows = stmt
+            .query_map(params![subject, client_id, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, Option<i64>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(id, client_id, subject, scope, created_at, last_used_at, revoked_at, revoked_reason)| {
+                Ok(FamilySummary {
+                    id,
+                    grant: Grant { client_id, subject, scope: parse_scope(scope)? },
+                    created_at: created_at as u64,
+                    last_used_at: last_used_at as u64,
+                    revoked_at: revoked_at.map(|t| t as u64),
+                    revoked_reason,
+                })
+            })
+            .collect()
     }
 }
 

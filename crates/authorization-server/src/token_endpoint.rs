@@ -32,6 +32,12 @@ pub async fn handle(server: &AuthorizationServer, request: http::Request<Incomin
             return oauth_error(status, &error);
         }
     };
+    // Test control (never in production): a queued fault for this request.
+    let fault = match crate::control::before_token_request(server, &parts, &form).await {
+        Ok(fault) => fault,
+        Err(answer) => return answer,
+    };
+    let started = std::time::Instant::now();
     let result = async {
         let presented = ClientAuthentication::from_request(authorization_header(&parts)?, &form)?;
         // RFC 6749 §3.2.1 / §6: authenticate the client before looking at the grant.
@@ -50,13 +56,15 @@ pub async fn handle(server: &AuthorizationServer, request: http::Request<Incomin
         }
     }
     .await;
-    match result {
+    server.metrics.token_request(form.get("grant_type"), result.as_ref().err(), started.elapsed());
+    let response = match result {
         Ok(response) => figure2_http::json(200, &response, &NO_STORE_HEADERS),
         Err(error) => {
             tracing::info!(error = %error, "token request refused");
             oauth_error(error.http_status(), &error)
         }
-    }
+    };
+    crate::control::after_token_request(fault, response)
 }
 
 /// The scope granted for a new grant: §3.3 lets the server apply a default when the
@@ -128,6 +136,7 @@ impl AuthorizationServer {
             expires_in: Some(expires_in),
             refresh_token,
             scope: Some(scope),
+            id_token: None,
         })
     }
 
@@ -145,7 +154,8 @@ fn authorization_code(
     verifier: Option<&figure2_protocol::pkce::CodeVerifier>,
 ) -> Result<AccessTokenResponse, ErrorResponse> {
     let now = server.now();
-    let refresh = AuthorizationServer::issues_refresh_tokens(client).then(|| server.new_refresh_token(now));
+    let refresh = (AuthorizationServer::issues_refresh_tokens(client) && server.oidc_allows_refresh_token(&digest(code)))
+        .then(|| server.new_refresh_token(now));
     let redeemed = server
         .store
         .redeem_code(
@@ -165,7 +175,8 @@ fn authorization_code(
         rt = refresh_token.as_deref().map(fingerprint).unwrap_or_default(),
         "authorization code exchanged"
     );
-    server.respond(client, &grant.subject, grant.scope, refresh_token)
+    let id_token = server.oidc_id_token_for_code(&digest(code), family, client, &grant.subject, &grant.scope)?;
+    server.respond(client, &grant.subject, grant.scope, refresh_token).map(|r| AccessTokenResponse { id_token, ..r })
 }
 
 /// RFC 6749 §4.3 (legacy: RFC 9700 §2.4 says it MUST NOT be used; kept for teaching and
@@ -243,6 +254,7 @@ fn refresh_token(
             check_refresh(state, &client.client_id, request.scope.as_ref(), now, policy)
         })
         .map_err(server_error)?;
+    server.metrics.refresh_outcome(&outcome);
     let rt = request.refresh_token.fingerprint();
     let refreshed = match outcome {
         Ok(refreshed) => refreshed,
@@ -267,6 +279,7 @@ fn refresh_token(
         token_type: BEARER.to_owned(),
         expires_in: Some(expires_in),
         refresh_token: new_refresh,
+        id_token: server.oidc_id_token_on_refresh(&refreshed, client)?,
         scope: Some(refreshed.granted.access_token_scope),
     })
 }
