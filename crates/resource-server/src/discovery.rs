@@ -69,6 +69,7 @@ impl ResourceServer {
             jwks_uri,
             keys: RwLock::new(Arc::new(keys)),
             last_jwks_fetch: tokio::sync::Mutex::new(fetched_at),
+            metrics: crate::metrics::Metrics::default(),
         }))
     }
 

@@ -21,6 +21,8 @@
 //! | [`validation`] | header, key, signature and claim checks | RFC 9068 §4 |
 //! | [`keys`] | the issuer's JWK Set, parsed once into verification keys | RFC 7517 §5, RFC 8725 §3.1 |
 //! | [`discovery`] | metadata and JWKS fetch, rate-limited re-fetch on unknown `kid` | RFC 8414 §3 |
+//! | [`metrics`] | `GET /metrics`: answers by outcome and RFC 6750 error code, latency | OpenMetrics |
+//! | [`clock_follow`] | tests only: follow an authorization server's controlled clock | — |
 //! | `verified` | a bounded cache of tokens that passed every check (performance; changes no answer) | RFC 9068 §4 |
 //!
 //! Every rule itself lives in `figure2-protocol`; this crate reads requests, calls it with
@@ -30,9 +32,11 @@
 //! §2.4 discourages them), call introspection per request, or follow a token's `jku`/`jwk`
 //! header (keys come only from the discovered `jwks_uri`).
 
+pub mod clock_follow;
 pub mod discovery;
 pub mod handler;
 pub mod keys;
+pub mod metrics;
 pub mod validation;
 mod verified;
 
@@ -107,6 +111,8 @@ pub struct ResourceServer {
     last_jwks_fetch: tokio::sync::Mutex<UnixTime>,
     /// Tokens that passed every check, by digest (performance only).
     verified: verified::VerifiedTokens,
+    /// `GET /metrics` (issue 13).
+    metrics: metrics::Metrics,
 }
 
 impl std::fmt::Debug for ResourceServer {
@@ -127,6 +133,10 @@ impl ResourceServer {
     /// The authorization server metadata found by discovery (RFC 8414 §2).
     pub fn metadata(&self) -> &AuthorizationServerMetadata {
         &self.metadata
+    }
+
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.metrics
     }
 }
 
