@@ -321,10 +321,9 @@ impl AuthorizationServer {
         let issuer = &self.config.issuer;
         let mut doc = serde_json::to_value(self.metadata()).unwrap_or_else(|_| json!({}));
         let mut scopes = self.config.scopes_supported();
-        for s in [OPENID, "profile", "email", "address", "phone", OFFLINE_ACCESS] {
-            if !scopes.iter().any(|x| x == s) {
-                scopes.push(s.to_owned());
-            }
+        // Discovery §3: openid MUST be listed; the others as some client may request them.
+        if !scopes.iter().any(|x| x == OPENID) {
+            scopes.push(OPENID.to_owned());
         }
         let mut claims: Vec<String> = ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce"].map(String::from).into();
         for c in self.config.user_claims.values().flat_map(|m| m.keys()) {
