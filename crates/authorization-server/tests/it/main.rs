@@ -10,6 +10,7 @@ mod authorization_code;
 mod client_auth;
 mod client_credentials;
 mod concurrency;
+mod control;
 mod crash;
 mod discovery;
 mod errors;
