@@ -135,9 +135,8 @@ pub(crate) async fn before_token_request(
     let Some(control) = server.control.get() else { return Ok(Pending::None) };
     let grant_type = form.get("grant_type");
     let authorization = crate::authorization_header(parts).ok().flatten();
-    let client_id = ClientAuthentication::from_request(authorization, form)
-        .ok()
-        .and_then(|a| a.client_id().map(str::to_owned));
+    let client_id =
+        ClientAuthentication::from_request(authorization, form).ok().and_then(|a| a.client_id().map(str::to_owned));
     let fault = {
         let mut faults = control.faults.lock().unwrap_or_else(|e| e.into_inner());
         let index = faults.iter().position(|f| {

@@ -1,8 +1,8 @@
 //! `authorization-server`: the authorization server of Figure 2 as a standalone process.
 
 use clap::{Parser, Subcommand};
-use figure2_authorization_server::{AuthorizationServer, ConfigFile, serve};
 use figure2_authorization_server::control::ControlledClock;
+use figure2_authorization_server::{AuthorizationServer, ConfigFile, serve};
 use figure2_protocol::{Clock, SystemClock};
 use std::sync::Arc;
 

@@ -200,7 +200,9 @@ mod tests {
         assert!(text.contains("figure2_token_requests_total{grant_type=\"refresh_token\",outcome=\"success\"} 1"));
         assert!(text.contains("figure2_token_requests_total{grant_type=\"other\",outcome=\"success\"} 1"));
         assert!(text.contains("figure2_token_requests_total{grant_type=\"refresh_token\",outcome=\"other\"} 1"));
-        assert!(text.contains("figure2_token_request_duration_seconds_bucket{le=\"0.004\",grant_type=\"refresh_token\"} 1"));
+        assert!(
+            text.contains("figure2_token_request_duration_seconds_bucket{le=\"0.004\",grant_type=\"refresh_token\"} 1")
+        );
         assert!(text.contains("# TYPE figure2_refresh_outcomes counter"));
         assert!(text.ends_with("# EOF\n"));
     }

@@ -325,7 +325,8 @@ impl AuthorizationServer {
         if !scopes.iter().any(|x| x == OPENID) {
             scopes.push(OPENID.to_owned());
         }
-        let mut claims: Vec<String> = ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce"].map(String::from).into();
+        let mut claims: Vec<String> =
+            ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce"].map(String::from).into();
         for c in self.config.user_claims.values().flat_map(|m| m.keys()) {
             if !claims.contains(c) && !RESERVED.contains(&c.as_str()) {
                 claims.push(c.clone());
@@ -379,8 +380,9 @@ fn bearer_error(server: &AuthorizationServer, challenge: BearerChallenge, outcom
 /// §2.1) or, on POST, as a form-body `access_token` (§2.2); not both.
 pub async fn userinfo(server: &AuthorizationServer, request: http::Request<Incoming>) -> HttpResponse {
     let realm = crate::REALM;
-    let invalid_request =
-        |d: &str| bearer_error(server, BearerChallenge::error(realm, BearerErrorCode::InvalidRequest, d), "invalid_request");
+    let invalid_request = |d: &str| {
+        bearer_error(server, BearerChallenge::error(realm, BearerErrorCode::InvalidRequest, d), "invalid_request")
+    };
     let method = request.method().clone();
     if method != http::Method::GET && method != http::Method::POST {
         return figure2_http::text(405, "text/plain", "use GET or POST", &[("allow", "GET, POST")]);
@@ -400,7 +402,8 @@ pub async fn userinfo(server: &AuthorizationServer, request: http::Request<Incom
         return invalid_request("The Bearer credentials are malformed (RFC 6750 §2.1)");
     };
     let mut form_token = None;
-    if method == http::Method::POST && figure2_http::has_content_type(&parts.headers, "application/x-www-form-urlencoded")
+    if method == http::Method::POST
+        && figure2_http::has_content_type(&parts.headers, "application/x-www-form-urlencoded")
     {
         let Ok(body) = figure2_http::read_body(body, figure2_http::Limits::default().max_body_bytes).await else {
             return invalid_request("The request body is too large or unreadable");
@@ -417,15 +420,19 @@ pub async fn userinfo(server: &AuthorizationServer, request: http::Request<Incom
         (None, None) => return bearer_error(server, BearerChallenge::unauthenticated(realm), "no_token"),
     };
     let Some(claims) = server.verify_access_token(token) else {
-        let challenge = BearerChallenge::error(realm, BearerErrorCode::InvalidToken, "The access token is invalid or expired");
+        let challenge =
+            BearerChallenge::error(realm, BearerErrorCode::InvalidToken, "The access token is invalid or expired");
         return bearer_error(server, challenge, "invalid_token");
     };
     let scope = claims.scope();
     if !scope.contains(OPENID) {
         // Core §5.3: the UserInfo endpoint serves tokens of OpenID Connect requests only.
-        let challenge =
-            BearerChallenge::error(realm, BearerErrorCode::InsufficientScope, "The access token lacks the openid scope")
-                .with_scope(OPENID);
+        let challenge = BearerChallenge::error(
+            realm,
+            BearerErrorCode::InsufficientScope,
+            "The access token lacks the openid scope",
+        )
+        .with_scope(OPENID);
         return bearer_error(server, challenge, "insufficient_scope");
     }
     let mut body = server.user_claims(&claims.sub).map(|c| released_claims(&c, &scope)).unwrap_or_default();
@@ -470,13 +477,14 @@ pub async fn end_session(server: &AuthorizationServer, request: http::Request<In
             _ => return page(400, "Logout failed", "post_logout_redirect_uri is not registered for this client."),
         },
     };
-    let revoked = match server.revoke_families_where(None, Some(&id_token.sub), None, "end_session (RP-Initiated Logout)") {
-        Ok(n) => n,
-        Err(e) => {
-            tracing::error!(error = %e, "end_session could not revoke families");
-            return page(500, "Logout failed", "The server failed; try again.");
-        }
-    };
+    let revoked =
+        match server.revoke_families_where(None, Some(&id_token.sub), None, "end_session (RP-Initiated Logout)") {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "end_session could not revoke families");
+                return page(500, "Logout failed", "The server failed; try again.");
+            }
+        };
     tracing::info!(sub = %id_token.sub, client_id = %id_token.aud, revoked, "end_session: the user's grants are revoked");
     match redirect {
         Some(uri) => {

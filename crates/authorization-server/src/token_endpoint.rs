@@ -154,8 +154,9 @@ fn authorization_code(
     verifier: Option<&figure2_protocol::pkce::CodeVerifier>,
 ) -> Result<AccessTokenResponse, ErrorResponse> {
     let now = server.now();
-    let refresh = (AuthorizationServer::issues_refresh_tokens(client) && server.oidc_allows_refresh_token(&digest(code)))
-        .then(|| server.new_refresh_token(now));
+    let refresh = (AuthorizationServer::issues_refresh_tokens(client)
+        && server.oidc_allows_refresh_token(&digest(code)))
+    .then(|| server.new_refresh_token(now));
     let redeemed = server
         .store
         .redeem_code(

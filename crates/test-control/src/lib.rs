@@ -283,8 +283,7 @@ impl ControlClient {
     ) -> Result<figure2_http::ReceivedResponse, ControlClientError> {
         let url = format!("{}{path}", self.base);
         let body = body.map(|b| Bytes::from(serde_json::to_vec(b).unwrap_or_default()));
-        let headers: &[(&str, &str)] =
-            if body.is_some() { &[("content-type", "application/json")] } else { &[] };
+        let headers: &[(&str, &str)] = if body.is_some() { &[("content-type", "application/json")] } else { &[] };
         let response = self.http.send(method, &url, headers, body).await?;
         if response.status >= 400 {
             return Err(match serde_json::from_slice::<ControlError>(&response.body) {

@@ -217,9 +217,8 @@ async fn rp_initiated_logout_revokes_every_family_of_the_user() {
     let server = oidc_setup().start().await;
     let tokens = code_flow(&server, "openid read", None).await;
     let other_grant = server.password_grant(DEMO, Some("read")).await;
-    let bob = server
-        .token(DEMO, &[("grant_type", "password"), ("username", "bob"), ("password", "bob-password")])
-        .await;
+    let bob =
+        server.token(DEMO, &[("grant_type", "password"), ("username", "bob"), ("password", "bob-password")]).await;
     let bob = ok_json(&bob);
     let id_token = field(&tokens, "id_token");
 
@@ -238,12 +237,9 @@ async fn rp_initiated_logout_revokes_every_family_of_the_user() {
 
     // An expired ID Token is still a good hint (RP-Initiated Logout §2).
     server.clock.advance(7200);
-    let r = end(form(&[
-        ("id_token_hint", &id_token),
-        ("post_logout_redirect_uri", PUBLIC_REDIRECT),
-        ("state", "bye 1"),
-    ]))
-    .await;
+    let r =
+        end(form(&[("id_token_hint", &id_token), ("post_logout_redirect_uri", PUBLIC_REDIRECT), ("state", "bye 1")]))
+            .await;
     assert_eq!(r.status, 303, "{}", r.body_text());
     assert_eq!(r.header("location"), Some(format!("{PUBLIC_REDIRECT}?state=bye+1").as_str()));
     // Both of alice's grants are gone; bob's is not.

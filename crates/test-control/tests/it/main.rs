@@ -12,7 +12,7 @@ use figure2_protocol::token_request::TokenRequest;
 use figure2_protocol::{ErrorCode, Scope, SystemClock};
 use figure2_resource_server::clock_follow::{FollowedClock, serve_following};
 use figure2_resource_server::{ResourceServer, ResourceServerConfig};
-use figure2_test_control::{ControlClient, ControlClientError, Fault, FaultRequest, FamilyFilter, NewClient, NewUser};
+use figure2_test_control::{ControlClient, ControlClientError, FamilyFilter, Fault, FaultRequest, NewClient, NewUser};
 use http::Method;
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,7 +64,8 @@ impl World {
     /// Figure2's client as the client under test: demo-client, the system clock (it knows
     /// nothing of the control API), and `timeout` on every HTTP exchange.
     fn client(&self, timeout: Duration) -> Client {
-        let config = ClientConfig::new("demo-client", Some(Secret::new("demo-secret")), format!("{}/token", self.issuer));
+        let config =
+            ClientConfig::new("demo-client", Some(Secret::new("demo-secret")), format!("{}/token", self.issuer));
         Client::new(config, Arc::new(SystemClock), HttpClient::new().with_timeout(timeout))
     }
 
@@ -79,7 +80,8 @@ impl World {
     }
 
     async fn metric(&self, base: &str, series: &str) -> f64 {
-        let text = HttpClient::new().send(Method::GET, &format!("{base}/metrics"), &[], None).await.unwrap().body_text();
+        let text =
+            HttpClient::new().send(Method::GET, &format!("{base}/metrics"), &[], None).await.unwrap().body_text();
         text.lines()
             .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
             .map_or(0.0, |v| v.trim().parse().unwrap())
@@ -237,9 +239,13 @@ async fn users_and_clients_created_at_runtime_get_tokens_and_claims() {
         grant_types: vec!["client_credentials".into()],
         scope: "read".into(),
     };
-    assert!(matches!(world.control.create_client(&public_cc).await, Err(ControlClientError::Refused { status: 400, .. })));
+    assert!(matches!(
+        world.control.create_client(&public_cc).await,
+        Err(ControlClientError::Refused { status: 400, .. })
+    ));
 
-    let config = ClientConfig::new("app-under-test", Some(Secret::new("app-secret")), format!("{}/token", world.issuer));
+    let config =
+        ClientConfig::new("app-under-test", Some(Secret::new("app-secret")), format!("{}/token", world.issuer));
     let client = Client::new(config, Arc::new(SystemClock), HttpClient::new());
     client.request_token(password("carol", "carol-password")).await.expect("runtime client and user");
     assert_eq!(client.call(Method::GET, &world.read(), None).await.unwrap().status, 200);
