@@ -242,7 +242,7 @@ pub async fn handle(server: &AuthorizationServer, route: &str, request: http::Re
         },
         (&http::Method::GET, "/faults") => Ok(ok(200, &fault_list(control))),
         (&http::Method::POST, "/faults") => match read_json::<FaultRequest>(request).await {
-            Ok(f) => queue_fault(control, f),
+            Ok(f) => Ok(queue_fault(control, f)),
             Err(e) => Err(e),
         },
         (&http::Method::DELETE, "/faults") => {
@@ -254,12 +254,12 @@ pub async fn handle(server: &AuthorizationServer, route: &str, request: http::Re
             Err(e) => Err(e),
         },
         (&http::Method::POST, "/clients") => match read_json::<NewClient>(request).await {
-            Ok(c) => create_client(server, c),
+            Ok(c) => Ok(create_client(server, c)),
             Err(e) => Err(e),
         },
-        (&http::Method::GET, "/families") => list_families(server, &query),
+        (&http::Method::GET, "/families") => Ok(list_families(server, &query)),
         (&http::Method::POST, "/families/revoke") => match read_json::<FamilyFilter>(request).await {
-            Ok(f) => revoke_families(server, &f),
+            Ok(f) => Ok(revoke_families(server, &f)),
             Err(e) => Err(e),
         },
         (_, "/clock" | "/clock/advance" | "/faults" | "/users" | "/clients" | "/families" | "/families/revoke") => {
@@ -274,29 +274,29 @@ fn fault_list(control: &TestControl) -> FaultList {
     FaultList { faults: control.faults.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect() }
 }
 
-fn queue_fault(control: &TestControl, request: FaultRequest) -> Result<HttpResponse, HttpResponse> {
+fn queue_fault(control: &TestControl, request: FaultRequest) -> HttpResponse {
     if request.times == 0 {
-        return Err(error(400, "invalid_request", "times must be at least 1"));
+        return error(400, "invalid_request", "times must be at least 1");
     }
     match &request.fault {
         Fault::Error { error: code, status, .. } => {
             let valid_code = !code.is_empty() && code.bytes().all(|b| b == b'_' || b.is_ascii_lowercase());
             if !valid_code {
-                return Err(error(400, "invalid_request", "error must be an error code such as invalid_grant"));
+                return error(400, "invalid_request", "error must be an error code such as invalid_grant");
             }
             if status.is_some_and(|s| !(400..=599).contains(&s)) {
-                return Err(error(400, "invalid_request", "status must be 400 to 599"));
+                return error(400, "invalid_request", "status must be 400 to 599");
             }
         }
         Fault::Delay { delay_ms } if *delay_ms > 600_000 => {
-            return Err(error(400, "invalid_request", "delay_ms must be at most 600000 (ten minutes)"));
+            return error(400, "invalid_request", "delay_ms must be at most 600000 (ten minutes)");
         }
         _ => {}
     }
     let queued =
         QueuedFault { id: control.next_fault.fetch_add(1, Ordering::SeqCst), remaining: request.times, request };
     control.faults.lock().unwrap_or_else(|e| e.into_inner()).push_back(queued.clone());
-    Ok(ok(201, &queued))
+    ok(201, &queued)
 }
 
 async fn create_user(server: &AuthorizationServer, user: NewUser) -> Result<HttpResponse, HttpResponse> {
@@ -320,29 +320,35 @@ async fn create_user(server: &AuthorizationServer, user: NewUser) -> Result<Http
     Ok(figure2_http::text(201, "text/plain", "", &[]))
 }
 
-fn create_client(server: &AuthorizationServer, c: NewClient) -> Result<HttpResponse, HttpResponse> {
+fn create_client(server: &AuthorizationServer, c: NewClient) -> HttpResponse {
     let invalid = |m: String| error(400, "invalid_request", m);
     if c.client_id.is_empty() || c.client_id.len() > 256 {
-        return Err(invalid("client_id is required (at most 256 bytes)".into()));
+        return invalid("client_id is required (at most 256 bytes)".into());
     }
     if server.client(&c.client_id).is_some() {
-        return Err(error(409, "conflict", format!("client {} exists", c.client_id)));
+        return error(409, "conflict", format!("client {} exists", c.client_id));
     }
-    let grant_types = c
+    let grant_types = match c
         .grant_types
         .iter()
         .map(|g| serde_json::from_value::<GrantType>(serde_json::Value::String(g.clone())))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid(format!("grant_types: {e}")))?;
-    let scope = Scope::parse(&c.scope).map_err(|e| invalid(format!("scope: {e}")))?;
+    {
+        Ok(g) => g,
+        Err(e) => return invalid(format!("grant_types: {e}")),
+    };
+    let scope = match Scope::parse(&c.scope) {
+        Ok(s) => s,
+        Err(e) => return invalid(format!("scope: {e}")),
+    };
     // The same rules as for a configured client (config.rs).
     if grant_types.contains(&GrantType::AuthorizationCode) && c.redirect_uris.is_empty() {
-        return Err(invalid("authorization_code needs redirect_uris".into()));
+        return invalid("authorization_code needs redirect_uris".into());
     }
     if c.client_secret.is_none()
         && (grant_types.contains(&GrantType::ClientCredentials) || grant_types.contains(&GrantType::Password))
     {
-        return Err(invalid("a public client cannot use this grant (RFC 6749 §4.3, §4.4)".into()));
+        return invalid("a public client cannot use this grant (RFC 6749 §4.3, §4.4)".into());
     }
     let client = RegisteredClient {
         client_id: c.client_id.clone(),
@@ -355,16 +361,18 @@ fn create_client(server: &AuthorizationServer, c: NewClient) -> Result<HttpRespo
     // A race of two creations of one id: the map keeps the first; both answers say created.
     server.directory.clients.insert(c.client_id.clone(), Box::new(client));
     tracing::warn!(client_id = %c.client_id, "test control: client created");
-    Ok(figure2_http::text(201, "text/plain", "", &[]))
+    figure2_http::text(201, "text/plain", "", &[])
 }
 
-fn list_families(server: &AuthorizationServer, query: &str) -> Result<HttpResponse, HttpResponse> {
-    let params = FormParams::parse(query.as_bytes())
-        .map_err(|e| error(400, "invalid_request", e.error_description.unwrap_or_default()))?;
-    let families = server
-        .store
-        .families(params.get("subject"), params.get("client_id"), MAX_FAMILIES)
-        .map_err(|e| error(500, "server_error", e.to_string()))?;
+fn list_families(server: &AuthorizationServer, query: &str) -> HttpResponse {
+    let params = match FormParams::parse(query.as_bytes()) {
+        Ok(p) => p,
+        Err(e) => return error(400, "invalid_request", e.error_description.unwrap_or_default()),
+    };
+    let families = match server.store.families(params.get("subject"), params.get("client_id"), MAX_FAMILIES) {
+        Ok(f) => f,
+        Err(e) => return error(500, "server_error", e.to_string()),
+    };
     let families = families
         .into_iter()
         .map(|f| Family {
@@ -378,17 +386,22 @@ fn list_families(server: &AuthorizationServer, query: &str) -> Result<HttpRespon
             revoked_reason: f.revoked_reason,
         })
         .collect();
-    Ok(ok(200, &FamilyList { families }))
+    ok(200, &FamilyList { families })
 }
 
-fn revoke_families(server: &AuthorizationServer, filter: &FamilyFilter) -> Result<HttpResponse, HttpResponse> {
+fn revoke_families(server: &AuthorizationServer, filter: &FamilyFilter) -> HttpResponse {
     if filter.id.is_none() && filter.subject.is_none() && filter.client_id.is_none() {
-        return Err(error(400, "invalid_request", "name an id, a subject or a client_id"));
+        return error(400, "invalid_request", "name an id, a subject or a client_id");
     }
-    let revoked = server
-        .revoke_families_where(filter.id, filter.subject.as_deref(), filter.client_id.as_deref(), "test control")
-        .map_err(|e| error(500, "server_error", e.to_string()))?;
-    Ok(ok(200, &Revoked { revoked }))
+    match server.revoke_families_where(
+        filter.id,
+        filter.subject.as_deref(),
+        filter.client_id.as_deref(),
+        "test control",
+    ) {
+        Ok(revoked) => ok(200, &Revoked { revoked }),
+        Err(e) => error(500, "server_error", e.to_string()),
+    }
 }
 
 impl AuthorizationServer {
