@@ -203,7 +203,7 @@ mod tests {
         assert!(
             text.contains("figure2_token_request_duration_seconds_bucket{le=\"0.004\",grant_type=\"refresh_token\"} 1")
         );
-        assert!(text.contains("# TYPE figure2_refresh_outcomes counter"));
+        assert!(text.contains("# TYPE figure2_token_requests counter"));
         assert!(text.ends_with("# EOF\n"));
     }
 }
