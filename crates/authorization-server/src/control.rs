@@ -76,18 +76,18 @@ struct RuntimeUser {
 /// server stops (test fixtures, like the rest of this API). Clients are never replaced or
 /// removed, which lets the server hand out `&RegisteredClient` as it does for configured ones.
 #[derive(Default)]
-pub(crate) struct Directory {
+pub struct RuntimeRegistry {
     clients: elsa::sync::FrozenMap<String, Box<RegisteredClient>>,
     users: RwLock<HashMap<String, RuntimeUser>>,
 }
 
-impl std::fmt::Debug for Directory {
+impl std::fmt::Debug for RuntimeRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Directory")
+        f.write_str("RuntimeRegistry")
     }
 }
 
-impl Directory {
+impl RuntimeRegistry {
     pub(crate) fn client(&self, client_id: &str) -> Option<&RegisteredClient> {
         self.clients.get(client_id)
     }
@@ -257,9 +257,9 @@ pub async fn handle(server: &AuthorizationServer, route: &str, request: http::Re
             Ok(c) => Ok(create_client(server, c)),
             Err(e) => Err(e),
         },
-        (&http::Method::GET, "/families") => Ok(list_families(server, &query)),
+        (&http::Method::GET, "/families") => Ok(list_families(server, &query).await),
         (&http::Method::POST, "/families/revoke") => match read_json::<FamilyFilter>(request).await {
-            Ok(f) => Ok(revoke_families(server, &f)),
+            Ok(f) => Ok(revoke_families(server, &f).await),
             Err(e) => Err(e),
         },
         (_, "/clock" | "/clock/advance" | "/faults" | "/users" | "/clients" | "/families" | "/families/revoke") => {
@@ -303,7 +303,7 @@ async fn create_user(server: &AuthorizationServer, user: NewUser) -> Result<Http
     if user.username.is_empty() || user.username.len() > 256 || user.password.is_empty() {
         return Err(error(400, "invalid_request", "username (at most 256 bytes) and password are required"));
     }
-    if server.config.users.contains_key(&user.username) || server.directory.password_hash(&user.username).is_some() {
+    if server.config.users.contains_key(&user.username) || server.runtime.password_hash(&user.username).is_some() {
         return Err(error(409, "conflict", format!("user {} exists", user.username)));
     }
     let password = user.password;
@@ -311,7 +311,7 @@ async fn create_user(server: &AuthorizationServer, user: NewUser) -> Result<Http
         .await
         .map_err(|e| error(500, "server_error", e.to_string()))?
         .map_err(|e| error(500, "server_error", e))?;
-    let mut users = server.directory.users.write().unwrap_or_else(|e| e.into_inner());
+    let mut users = server.runtime.users.write().unwrap_or_else(|e| e.into_inner());
     if users.contains_key(&user.username) {
         return Err(error(409, "conflict", format!("user {} exists", user.username)));
     }
@@ -359,17 +359,19 @@ fn create_client(server: &AuthorizationServer, c: NewClient) -> HttpResponse {
         scope,
     };
     // A race of two creations of one id: the map keeps the first; both answers say created.
-    server.directory.clients.insert(c.client_id.clone(), Box::new(client));
+    server.runtime.clients.insert(c.client_id.clone(), Box::new(client));
     tracing::warn!(client_id = %c.client_id, "test control: client created");
     figure2_http::text(201, "text/plain", "", &[])
 }
 
-fn list_families(server: &AuthorizationServer, query: &str) -> HttpResponse {
+async fn list_families(server: &AuthorizationServer, query: &str) -> HttpResponse {
     let params = match FormParams::parse(query.as_bytes()) {
         Ok(p) => p,
         Err(e) => return error(400, "invalid_request", e.error_description.unwrap_or_default()),
     };
-    let families = match server.store.families(params.get("subject"), params.get("client_id"), MAX_FAMILIES) {
+    let subject = params.get("subject").map(str::to_owned);
+    let client_id = params.get("client_id").map(str::to_owned);
+    let families = match server.store.families(subject, client_id, MAX_FAMILIES).await {
         Ok(f) => f,
         Err(e) => return error(500, "server_error", e.to_string()),
     };
@@ -389,16 +391,14 @@ fn list_families(server: &AuthorizationServer, query: &str) -> HttpResponse {
     ok(200, &FamilyList { families })
 }
 
-fn revoke_families(server: &AuthorizationServer, filter: &FamilyFilter) -> HttpResponse {
+async fn revoke_families(server: &AuthorizationServer, filter: &FamilyFilter) -> HttpResponse {
     if filter.id.is_none() && filter.subject.is_none() && filter.client_id.is_none() {
         return error(400, "invalid_request", "name an id, a subject or a client_id");
     }
-    match server.revoke_families_where(
-        filter.id,
-        filter.subject.as_deref(),
-        filter.client_id.as_deref(),
-        "test control",
-    ) {
+    match server
+        .revoke_families_where(filter.id, filter.subject.as_deref(), filter.client_id.as_deref(), "test control")
+        .await
+    {
         Ok(revoked) => ok(200, &Revoked { revoked }),
         Err(e) => error(500, "server_error", e.to_string()),
     }
@@ -407,23 +407,24 @@ fn revoke_families(server: &AuthorizationServer, filter: &FamilyFilter) -> HttpR
 impl AuthorizationServer {
     /// Revokes every live family matching all the given fields; returns how many. Used by
     /// the control API and by `end_session` (all of a user's families).
-    pub(crate) fn revoke_families_where(
+    pub(crate) async fn revoke_families_where(
         &self,
         id: Option<i64>,
         subject: Option<&str>,
         client_id: Option<&str>,
-        reason: &str,
+        reason: &'static str,
     ) -> Result<u64, crate::store::StoreError> {
         let now = self.now();
         let live: Vec<i64> = self
             .store
-            .families(subject, client_id, i64::MAX as usize)?
+            .families(subject.map(str::to_owned), client_id.map(str::to_owned), usize::MAX)
+            .await?
             .into_iter()
             .filter(|f| f.revoked_at.is_none() && id.is_none_or(|id| id == f.id))
             .map(|f| f.id)
             .collect();
         for family in &live {
-            self.store.revoke_family(*family, now, reason)?;
+            self.store.revoke_family(*family, now, reason).await?;
         }
         Ok(live.len() as u64)
     }

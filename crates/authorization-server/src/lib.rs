@@ -13,29 +13,40 @@
 //!
 //! | endpoint | file | RFC |
 //! |---|---|---|
-//! | `POST /token` | [`token_endpoint`] | RFC 6749 §3.2, §4.1.3, §4.3, §4.4, §5, §6 |
-//! | `GET/POST /authorize` | [`authorize`] | RFC 6749 §4.1, RFC 7636, RFC 9207 |
-//! | `GET /.well-known/oauth-authorization-server` | [`discovery`] | RFC 8414 |
-//! | `GET /jwks.json` | [`discovery`], [`keys`] | RFC 7517, RFC 9068 |
-//! | `POST /revoke` | [`revocation`] | RFC 7009 |
-//! | `POST /introspect` | [`revocation`] | RFC 7662 |
+//! | `POST /token` | [`endpoints::token`], then one file per grant in [`grants`] | RFC 6749 §3.2, §4.1.3, §4.3, §4.4, §5, §6 |
+//! | `GET/POST /authorize` | [`endpoints::authorize`] | RFC 6749 §4.1, RFC 7636, RFC 9207 |
+//! | `GET /.well-known/oauth-authorization-server` | [`endpoints::discovery`] | RFC 8414 |
+//! | `GET /jwks.json` | [`endpoints::discovery`], [`keys`] | RFC 7517, RFC 9068 |
+//! | `POST /revoke` | [`endpoints::revocation`] | RFC 7009 |
+//! | `POST /introspect` | [`endpoints::introspection`] | RFC 7662 |
 //! | `GET /.well-known/openid-configuration`, `/userinfo`, `/end_session` | [`oidc`] | OpenID Connect Core, Discovery, RP-Initiated Logout |
 //! | `GET /metrics` | [`metrics`] | Prometheus / OpenMetrics text |
 //! | `/control/*` (only with `--test-control`; never in production) | [`control`] | — |
 //!
-//! Every rule is decided in `figure2_protocol`; this crate reads requests, calls it, keeps
-//! state in a [`store::Store`] and writes answers.
+//! | grant (`grant_type`) | file | RFC |
+//! |---|---|---|
+//! | `authorization_code` | [`grants::authorization_code`] | RFC 6749 §4.1.3, RFC 7636 §4.6 |
+//! | `password` | [`grants::password`] | RFC 6749 §4.3 (legacy) |
+//! | `client_credentials` | [`grants::client_credentials`] | RFC 6749 §4.4 |
+//! | `refresh_token` | [`grants::refresh_token`] | RFC 6749 §6, RFC 9700 §4.14 |
+//!
+//! Every rule is decided in `figure2_protocol` (a refresh by the family state machine,
+//! `figure2_protocol::family`); this crate reads requests, calls it, persists what it
+//! decides in a [`store::Store`] and writes answers.
 
-pub mod authorize;
 pub mod config;
 pub mod control;
-pub mod discovery;
+pub mod endpoints;
+pub mod grants;
 pub mod keys;
 pub mod metrics;
 pub mod oidc;
-pub mod revocation;
+mod passwords;
+mod request;
 pub mod store;
-pub mod token_endpoint;
+
+use endpoints::{authorize, discovery, introspection, revocation, token};
+pub(crate) use request::{authorization_header, oauth_error, random_token, read_form};
 
 use figure2_http::Incoming;
 use figure2_http::{HttpResponse, Limits};
@@ -63,14 +74,17 @@ pub struct AuthorizationServer {
     keys: RwLock<Vec<Arc<keys::SigningKey>>>,
     /// The path part of the issuer (`""` or `/tenant`): every endpoint lives below it.
     base_path: String,
-    /// argon2 checks running at once. Each takes ~19 MiB and a core for tens of
-    /// milliseconds: unbounded, a burst of logins could exhaust memory.
-    password_checks: tokio::sync::Semaphore,
+    /// The argon2 verifiers: a fixed pool, so a burst of logins cannot grow memory.
+    passwords: passwords::PasswordVerifier,
+    /// The refresh policy, shared with every refresh command.
+    refresh_policy: Arc<figure2_protocol::refresh::RefreshPolicy>,
+    /// Who is registered now (resource owners), for the refresh decision.
+    directory: Arc<dyn store::Directory>,
     // Issue 13: metrics, OpenID Connect state, the test-control API and what it creates.
     metrics: metrics::Metrics,
     oidc: oidc::OidcStore,
     control: std::sync::OnceLock<control::TestControl>,
-    directory: control::Directory,
+    runtime: Arc<control::RuntimeRegistry>,
 }
 
 impl std::fmt::Debug for AuthorizationServer {
@@ -97,8 +111,9 @@ impl AuthorizationServer {
             .split_once("://")
             .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned()))
             .unwrap_or_default();
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let password_checks = tokio::sync::Semaphore::new(2 * cores);
+        let refresh_policy = Arc::new(config.refresh.clone());
+        let runtime = Arc::new(control::RuntimeRegistry::default());
+        let directory = Arc::new(Users(config.users.keys().cloned().collect(), runtime.clone()));
         let oidc = oidc::OidcStore::open(&config.database)?;
         let server = Self {
             config,
@@ -106,11 +121,13 @@ impl AuthorizationServer {
             store,
             keys: RwLock::new(Vec::new()),
             base_path,
-            password_checks,
+            passwords: passwords::PasswordVerifier::new(),
+            refresh_policy,
+            directory,
             metrics: metrics::Metrics::default(),
             oidc,
             control: std::sync::OnceLock::new(),
-            directory: control::Directory::default(),
+            runtime,
         };
         server.load_keys()?;
         if server.keys.read().map(|k| k.is_empty()).unwrap_or(true) {
@@ -136,7 +153,7 @@ impl AuthorizationServer {
     }
 
     fn client(&self, client_id: &str) -> Option<&RegisteredClient> {
-        self.config.clients.get(client_id).or_else(|| self.directory.client(client_id))
+        self.config.clients.get(client_id).or_else(|| self.runtime.client(client_id))
     }
 
     /// The server's metrics (what `GET /metrics` shows).
@@ -144,22 +161,12 @@ impl AuthorizationServer {
         &self.metrics
     }
 
-    /// Checks a resource owner's password (the password grant, the login page). argon2
-    /// is deliberately slow, so it runs off the async workers, a bounded number at a time;
-    /// an unknown username is checked against a dummy hash so that the time of the answer
-    /// does not reveal which usernames exist.
+    /// Checks a resource owner's password (the password grant, the login page); an
+    /// unknown username is checked against a dummy hash so that the time of the answer
+    /// does not reveal which usernames exist. See [`passwords`] for the bounds.
     pub(crate) async fn verify_resource_owner(&self, username: &str, password: String) -> bool {
-        let Ok(_permit) = self.password_checks.acquire().await else { return false };
-        let phc = self.config.users.get(username).cloned().or_else(|| self.directory.password_hash(username));
-        tokio::task::spawn_blocking(move || match phc {
-            Some(phc) => config::verify_password(&password, &phc),
-            None => {
-                let _ = config::verify_password(&password, &config::DUMMY_HASH);
-                false
-            }
-        })
-        .await
-        .unwrap_or(false)
+        let phc = self.config.users.get(username).cloned().or_else(|| self.runtime.password_hash(username));
+        self.passwords.verify(password, phc).await
     }
 
     fn load_keys(&self) -> Result<(), ServerError> {
@@ -249,13 +256,23 @@ impl figure2_http::Handler for AuthorizationServer {
             "/metrics" => metrics::handle(&self, &method),
             p if p.starts_with("/control/") => control::handle(&self, p, request).await,
             "/jwks.json" => discovery::jwks(&self, &method),
-            "/token" => token_endpoint::handle(&self, request).await,
+            "/token" => token::handle(&self, request).await,
             "/authorize" => authorize::handle(&self, request).await,
-            "/revoke" => revocation::revoke(&self, request).await,
-            "/introspect" => revocation::introspect(&self, request).await,
+            "/revoke" => revocation::handle(&self, request).await,
+            "/introspect" => introspection::handle(&self, request).await,
             "/health" => figure2_http::json(200, &serde_json::json!({"status": "ok"}), &[]),
             _ => figure2_http::json(404, &serde_json::json!({"error": "not_found"}), &[]),
         }
+    }
+}
+
+/// The registered resource owners, as the refresh decision asks about them: the
+/// configured ones and those the test-control API created.
+struct Users(std::collections::HashSet<String>, Arc<control::RuntimeRegistry>);
+
+impl store::Directory for Users {
+    fn subject_registered(&self, subject: &str) -> bool {
+        self.0.contains(subject) || self.1.password_hash(subject).is_some()
     }
 }
 
@@ -266,88 +283,4 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     figure2_http::serve(listener, server, Limits::default(), shutdown).await
-}
-
-/// 32 bytes from the thread-local CSPRNG (ChaCha12, seeded from the OS), encoded as an
-/// opaque token: 256 bits, well over RFC 6749 §10.10's 128.
-pub(crate) fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
-    figure2_protocol::secret::encode_token(&bytes)
-}
-
-/// Reads a form-encoded POST body with the checks every form endpoint shares
-/// (RFC 6749 §3.2: POST and `application/x-www-form-urlencoded`).
-pub(crate) async fn read_form(
-    request: http::Request<Incoming>,
-) -> Result<(http::request::Parts, figure2_protocol::form::FormParams), FormFailure> {
-    use figure2_protocol::{ErrorCode, ErrorResponse};
-    if request.method() != http::Method::POST {
-        return Err(FormFailure::MethodNotAllowed);
-    }
-    if !figure2_http::has_content_type(request.headers(), "application/x-www-form-urlencoded") {
-        return Err(FormFailure::Error(ErrorResponse::new(
-            ErrorCode::InvalidRequest,
-            "Content-Type must be application/x-www-form-urlencoded",
-        )));
-    }
-    let (parts, body) = request.into_parts();
-    let body = figure2_http::read_body(body, Limits::default().max_body_bytes).await.map_err(|e| match e {
-        figure2_http::BodyError::TooLarge(_) => FormFailure::TooLarge,
-        figure2_http::BodyError::Io => {
-            FormFailure::Error(ErrorResponse::new(ErrorCode::InvalidRequest, "request body could not be read"))
-        }
-    })?;
-    let form = figure2_protocol::form::FormParams::parse(&body).map_err(FormFailure::Error)?;
-    Ok((parts, form))
-}
-
-pub(crate) enum FormFailure {
-    MethodNotAllowed,
-    TooLarge,
-    Error(figure2_protocol::ErrorResponse),
-}
-
-impl FormFailure {
-    pub(crate) fn into_error(self) -> (u16, figure2_protocol::ErrorResponse) {
-        use figure2_protocol::{ErrorCode, ErrorResponse};
-        match self {
-            Self::MethodNotAllowed => (405, ErrorResponse::new(ErrorCode::InvalidRequest, "use POST (RFC 6749 §3.2)")),
-            Self::TooLarge => (413, ErrorResponse::new(ErrorCode::InvalidRequest, "request body too large")),
-            Self::Error(e) => (e.http_status(), e),
-        }
-    }
-}
-
-/// The single `Authorization` header, if any; several are `invalid_request`.
-pub(crate) fn authorization_header(
-    parts: &http::request::Parts,
-) -> Result<Option<&str>, figure2_protocol::ErrorResponse> {
-    use figure2_protocol::{ErrorCode, ErrorResponse};
-    let mut values = parts.headers.get_all(http::header::AUTHORIZATION).iter();
-    let first = values.next();
-    if values.next().is_some() {
-        return Err(ErrorResponse::new(ErrorCode::InvalidRequest, "more than one Authorization header"));
-    }
-    match first {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .map(Some)
-            .map_err(|_| ErrorResponse::new(ErrorCode::InvalidClient, "Authorization header is not ASCII")),
-    }
-}
-
-/// RFC 6749 §5.2 error response: the status of the code, `WWW-Authenticate` for
-/// `invalid_client`, and `Cache-Control: no-store`.
-pub(crate) fn oauth_error(status: u16, error: &figure2_protocol::ErrorResponse) -> HttpResponse {
-    let mut headers: Vec<(&str, &str)> = figure2_protocol::token_response::NO_STORE_HEADERS.to_vec();
-    let challenge = error.www_authenticate(REALM);
-    if let Some(c) = &challenge {
-        headers.push(("www-authenticate", c));
-    }
-    if status == 405 {
-        headers.push(("allow", "POST"));
-    }
-    figure2_http::json(status, error, &headers)
 }

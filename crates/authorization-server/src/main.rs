@@ -52,7 +52,10 @@ enum Command {
     HashSecret,
     /// Add a new signing key; the old ones stay published until retired.
     RotateKey,
-    /// Remove a signing key from the JWKS (tokens it signed stop verifying).
+    /// Remove a signing key from the JWKS (restart a running server to apply it). Tokens
+    /// it signed then stop verifying: here at once, at a resource server once its cached
+    /// JWKS goes stale (the JWKS says max-age=60; Figure2's resource server trusts a key
+    /// set 30 to 300 s).
     RetireKey { kid: String },
     /// List the signing keys.
     ListKeys,

@@ -5,17 +5,17 @@
 //! |---|---|---|---|
 //! | `figure2_token_requests_total` | counter | `grant_type`, `outcome` | every `POST /token`: `outcome` is `success` or the RFC 6749 §5.2 error code |
 //! | `figure2_token_request_duration_seconds` | histogram | `grant_type` | time from the request's body to its answer |
-//! | `figure2_refresh_outcomes_total` | counter | `outcome` | steps G→H decided: `rotated`, `accepted` (no rotation), `accepted_in_grace`, `reuse_detected`, `revoked`, `expired`, `idle_expired`, `invalid_scope`, `unknown`, `wrong_client` |
+//! | `figure2_refresh_outcomes_total` | counter | `outcome` | steps G→H decided: `rotated`, `accepted` (no rotation), `accepted_in_grace`, `reuse_detected`, `revoked`, `expired`, `idle_expired`, `invalid_scope`, `subject_removed`, `unknown`, `wrong_client` |
 //! | `figure2_refresh_families_revoked_total` | counter | — | families revoked because a rotated refresh token came back (RFC 9700 §4.14.2) |
 //! | `figure2_userinfo_requests_total` | counter | `outcome` | `GET/POST /userinfo`: `success` or the RFC 6750 §3.1 error code |
 //!
 //! Label values come from fixed lists (an unknown `grant_type` is `other`), so a client
 //! cannot grow the number of series.
 
-use crate::store::{Refreshed, Refused};
+use crate::store::RefreshOutcome;
 use figure2_http::HttpResponse;
 use figure2_protocol::ErrorResponse;
-use figure2_protocol::refresh::RefreshRejection;
+use figure2_protocol::family::RefreshRejection;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -140,21 +140,24 @@ impl Metrics {
     }
 
     /// Steps G→H decided (the hook in the token endpoint's refresh grant).
-    pub fn refresh_outcome(&self, outcome: &Result<Refreshed, Refused>) {
-        let label = match outcome {
-            Ok(r) if r.granted.within_grace_period => "accepted_in_grace",
-            Ok(r) if r.rotated => "rotated",
+    pub fn refresh_outcome(&self, outcome: &RefreshOutcome) {
+        let label = match &outcome.transition.decision {
+            Ok(g) if g.within_grace_period => "accepted_in_grace",
+            Ok(g) if g.new_refresh_token.is_some() => "rotated",
             Ok(_) => "accepted",
-            Err(refused) => {
-                if refused.family_revoked {
+            Err(rejection) => {
+                if *rejection == RefreshRejection::Reused && outcome.transition.revokes_family() {
                     self.families_revoked.inc();
                 }
-                match refused.rejection {
+                match rejection {
                     RefreshRejection::Reused => "reuse_detected",
                     RefreshRejection::Revoked => "revoked",
                     RefreshRejection::Expired => "expired",
                     RefreshRejection::Idle => "idle_expired",
-                    RefreshRejection::ScopeExceedsGrant => "invalid_scope",
+                    RefreshRejection::ScopeExceedsGrant | RefreshRejection::ScopeExceedsClientRegistration => {
+                        "invalid_scope"
+                    }
+                    RefreshRejection::SubjectRemoved => "subject_removed",
                     RefreshRejection::Unknown => "unknown",
                     RefreshRejection::IssuedToAnotherClient => "wrong_client",
                 }

@@ -24,7 +24,6 @@
 //! carries the original `auth_time`.
 
 use crate::AuthorizationServer;
-use crate::store::Refreshed;
 use figure2_http::{HttpResponse, Incoming};
 use figure2_protocol::bearer::{BearerChallenge, BearerErrorCode, extract_bearer_token};
 use figure2_protocol::client_auth::RegisteredClient;
@@ -258,26 +257,25 @@ impl AuthorizationServer {
     /// original `auth_time`, a new `iat`, and no `nonce`.
     pub(crate) fn oidc_id_token_on_refresh(
         &self,
-        refreshed: &Refreshed,
+        family_id: Option<crate::store::FamilyId>,
+        subject: &str,
+        scope: &Scope,
         client: &RegisteredClient,
     ) -> Result<Option<String>, ErrorResponse> {
-        let scope = &refreshed.granted.access_token_scope;
         if !scope.contains(OPENID) {
             return Ok(None);
         }
         let auth_time = self
             .oidc
             .lock()
-            .query_row("SELECT auth_time FROM oidc_families WHERE family_id = ?1", [refreshed.family_id], |r| {
-                r.get::<_, i64>(0)
-            })
+            .query_row("SELECT auth_time FROM oidc_families WHERE family_id = ?1", [family_id], |r| r.get::<_, i64>(0))
             .optional()
             .unwrap_or_else(|e| {
                 tracing::error!(error = %e, "could not read the family's auth_time");
                 None
             })
             .map(|t| t as u64);
-        self.sign_id_token(client, &refreshed.subject, scope, auth_time, None).map(Some)
+        self.sign_id_token(client, subject, scope, auth_time, None).map(Some)
     }
 
     fn sign_id_token(
@@ -313,7 +311,7 @@ impl AuthorizationServer {
 
     /// A user's configured (or runtime-created) claims.
     pub(crate) fn user_claims(&self, username: &str) -> Option<Map<String, Value>> {
-        self.config.user_claims.get(username).cloned().or_else(|| self.directory.claims(username))
+        self.config.user_claims.get(username).cloned().or_else(|| self.runtime.claims(username))
     }
 
     /// OpenID Connect Discovery 1.0 §3: the RFC 8414 metadata plus the OpenID Provider fields.
@@ -477,14 +475,16 @@ pub async fn end_session(server: &AuthorizationServer, request: http::Request<In
             _ => return page(400, "Logout failed", "post_logout_redirect_uri is not registered for this client."),
         },
     };
-    let revoked =
-        match server.revoke_families_where(None, Some(&id_token.sub), None, "end_session (RP-Initiated Logout)") {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::error!(error = %e, "end_session could not revoke families");
-                return page(500, "Logout failed", "The server failed; try again.");
-            }
-        };
+    let revoked = match server
+        .revoke_families_where(None, Some(&id_token.sub), None, "end_session (RP-Initiated Logout)")
+        .await
+    {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(error = %e, "end_session could not revoke families");
+            return page(500, "Logout failed", "The server failed; try again.");
+        }
+    };
     tracing::info!(sub = %id_token.sub, client_id = %id_token.aud, revoked, "end_session: the user's grants are revoked");
     match redirect {
         Some(uri) => {

@@ -740,7 +740,7 @@ fn fill_store(path: &str, n: u64, chains: &[[u8; 32]]) -> Result<(), String> {
     let (client_id, _) = demo_client();
     let grant = Grant { client_id: client_id.into(), subject: demo_user().0.into(), scope };
     let expires_at = Some(now + 14 * 24 * 3600);
-    let families = digests.into_iter().map(|digest| (grant.clone(), NewRefreshToken { digest, expires_at }));
+    let families = digests.into_iter().map(move |digest| (grant.clone(), NewRefreshToken { digest, expires_at }));
     let made = store.create_families_bulk(families, now).map_err(|e| e.to_string())?;
     if made != n {
         return Err(format!("the store took {made} families of {n}"));

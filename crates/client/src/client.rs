@@ -168,11 +168,11 @@ impl Client {
             tokens = self.refresh_after(tokens.generation, None).await?;
         }
         let response = self.present(&method, url, body.clone(), &tokens).await?;
-        if !is_invalid_token(response.status, &response.headers) {
+        if !token_refused(response.status, &response.headers) {
             return Ok(response);
         }
-        // (F) → (G): refresh once, retry once. A second `invalid_token` goes back to the
-        // caller: looping would hammer both servers for a token they keep refusing.
+        // (F) → (G): refresh once, retry once. A second refusal goes back to the caller:
+        // looping would hammer both servers for a token they keep refusing.
         tokens = self.refresh_after(tokens.generation, None).await?;
         self.present(&method, url, body, &tokens).await
     }
@@ -323,7 +323,7 @@ impl Client {
     ) -> Result<ResourceResponse, ClientError> {
         let headers = vec![("authorization", format!("Bearer {}", tokens.access_token.expose()))];
         let label = |r: &ReceivedResponse| {
-            if is_invalid_token(r.status, &r.headers) { Step::InvalidToken } else { Step::ProtectedResource }
+            if token_refused(r.status, &r.headers) { Step::InvalidToken } else { Step::ProtectedResource }
         };
         let r = self.send(method.clone(), url, headers, body, label).await?;
         Ok(ResourceResponse { status: r.status, headers: r.headers, body: r.body })
@@ -396,14 +396,60 @@ fn bearer_challenge(headers: &HeaderMap) -> Option<BearerChallenge> {
     headers.get_all(header::WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok()).find_map(BearerChallenge::parse)
 }
 
-/// Step F: RFC 6750 §3.1 `invalid_token` ("expired, revoked, malformed, or invalid"),
-/// the one answer a refresh can cure. A bare 401 (no error code) or a 403
-/// `insufficient_scope` is not: a new token would be no better.
-fn is_invalid_token(status: u16, headers: &HeaderMap) -> bool {
-    status == 401 && bearer_challenge(headers).is_some_and(|c| c.error == Some(BearerErrorCode::InvalidToken))
+/// Step F: the resource server did not accept the access token the request carried
+/// (every request [`Client::call`] sends carries one), so a refresh may cure it.
+///
+/// - RFC 6750 §3.1 `invalid_token` ("expired, revoked, malformed, or invalid"): yes.
+/// - Any other 401 — a bare `WWW-Authenticate: Bearer`, an unknown error code, another
+///   scheme, no challenge at all (common in the wild): yes too. RFC 9110 §15.5.2: a 401
+///   means the request's credentials were refused, and the only credential sent was the
+///   access token.
+/// - A known RFC 6750 §3.1 error other than `invalid_token` keeps its exact meaning:
+///   `invalid_request` (a malformed request, 400) and `insufficient_scope` (403) are not
+///   cured by a new token for the same grant, whatever status carries them.
+fn token_refused(status: u16, headers: &HeaderMap) -> bool {
+    if status != 401 {
+        return false;
+    }
+    match bearer_challenge(headers).and_then(|c| c.error) {
+        None | Some(BearerErrorCode::InvalidToken) => true,
+        Some(BearerErrorCode::InvalidRequest | BearerErrorCode::InsufficientScope) => false,
+    }
 }
 
 /// Locks a std mutex; a panic elsewhere while holding it leaves plain data, still usable.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn refused(status: u16, challenge: Option<&'static str>) -> bool {
+        let mut h = HeaderMap::new();
+        if let Some(c) = challenge {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
+        }
+        token_refused(status, &h)
+    }
+
+    #[test]
+    fn any_401_to_a_token_means_refresh_unless_a_known_other_error_says_otherwise() {
+        assert!(refused(401, Some(r#"Bearer error="invalid_token""#)));
+        // The issue's inputs: a bare challenge, none, another scheme.
+        assert!(refused(401, Some("Bearer")));
+        assert!(refused(401, Some(r#"Bearer realm="api""#)));
+        assert!(refused(401, None));
+        assert!(refused(401, Some(r#"Basic realm="x""#)));
+        assert!(refused(401, Some(r#"Bearer error="some_vendor_code""#)));
+        // RFC 6750 §3.1's other codes keep their meaning.
+        assert!(!refused(401, Some(r#"Bearer error="insufficient_scope""#)));
+        assert!(!refused(401, Some(r#"Bearer error="invalid_request""#)));
+        assert!(!refused(403, Some(r#"Bearer error="insufficient_scope", scope="admin""#)));
+        assert!(!refused(400, Some(r#"Bearer error="invalid_request""#)));
+        assert!(!refused(403, None));
+        assert!(!refused(200, None));
+    }
 }

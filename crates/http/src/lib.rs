@@ -110,9 +110,11 @@ where
                 let _ = stream.set_nodelay(true);
                 let handle = handle.clone();
                 let service = service_fn(move |req| {
+                    let req = head_as_get(req);
                     let response = handle(req);
                     async move {
-                        let response = response.await;
+                        let mut response = response.await;
+                        allow_head_with_get(&mut response);
                         // See `drop_connection`: hyper closes a connection whose service fails.
                         match response.extensions().get::<DropConnection>() {
                             Some(_) => Err(DropConnection),
@@ -154,6 +156,59 @@ pub fn drop_connection() -> HttpResponse {
     let mut r = Response::new(Full::new(Bytes::new()));
     r.extensions_mut().insert(DropConnection);
     r
+}
+
+/// Marks a request that arrived as `HEAD` and is handed to the handler as `GET` (see
+/// [`is_head`]).
+#[derive(Debug, Clone, Copy)]
+pub struct HeadRequest;
+
+/// RFC 9110 §9.3.2: "The HEAD method is identical to GET except that the server MUST NOT
+/// send content in the response." One rule for every role: the handler sees a `HEAD` as
+/// a `GET` (so every GET route answers HEAD with the same status and headers, a 401's
+/// `WWW-Authenticate` included), and hyper, which knows the request was HEAD, sends the
+/// head with the GET's `Content-Length` and no content (RFC 9110 §8.6).
+fn head_as_get<B>(mut request: Request<B>) -> Request<B> {
+    let head = request.method() == Method::HEAD;
+    if head {
+        *request.method_mut() = Method::GET;
+        request.extensions_mut().insert(HeadRequest);
+    }
+    request
+}
+
+/// Whether the request arrived as `HEAD` (a handler with a streaming body skips it).
+pub fn is_head<B>(request: &Request<B>) -> bool {
+    request.extensions().get::<HeadRequest>().is_some()
+}
+
+/// RFC 9110 §15.5.6: a 405 "MUST generate an Allow header field"; wherever it lists GET,
+/// HEAD is allowed too (§9.3.2).
+fn allow_head_with_get<B>(response: &mut Response<B>) {
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return;
+    }
+    let Some(allow) = response.headers().get(header::ALLOW).and_then(|v| v.to_str().ok()) else { return };
+    let methods: Vec<&str> = allow.split(',').map(str::trim).filter(|m| !m.is_empty()).collect();
+    let has = |m: &str| methods.iter().any(|x| x.eq_ignore_ascii_case(m));
+    if has("GET") && !has("HEAD") {
+        let value = format!("{}, HEAD", methods.join(", "));
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(header::ALLOW, v);
+        }
+    }
+}
+
+/// The `Allow` value of a route answering `methods` (HEAD added next to GET, RFC 9110 §9.3.2).
+pub fn allow_value(methods: &[Method]) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for m in methods {
+        out.push(m.as_str());
+        if *m == Method::GET && !methods.contains(&Method::HEAD) {
+            out.push("HEAD");
+        }
+    }
+    out.join(", ")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -386,6 +441,48 @@ mod tests {
         assert!(matches!(dropped, Err(ClientError::Transport { .. })), "{dropped:?}");
         tx.send(()).unwrap();
         server.await.unwrap().unwrap();
+    }
+
+    struct GetOnly;
+    impl Handler for GetOnly {
+        async fn handle(self: Arc<Self>, request: Request<Incoming>) -> HttpResponse {
+            match *request.method() {
+                Method::GET => {
+                    text(200, "text/plain", "hello", &[("x-head", if is_head(&request) { "1" } else { "0" })])
+                }
+                _ => text(405, "text/plain", "no", &[("allow", "GET")]),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn rfc9110_9_3_2_head_is_get_without_content() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/x", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, Arc::new(GetOnly), Limits::default(), async {
+            let _ = rx.await;
+        }));
+        let client = HttpClient::new();
+        let get = client.send(Method::GET, &url, &[], None).await.unwrap();
+        let head = client.send(Method::HEAD, &url, &[], None).await.unwrap();
+        assert_eq!((get.status, get.body_text().as_str(), get.header("x-head")), (200, "hello", Some("0")));
+        assert_eq!((head.status, head.body.len(), head.header("x-head")), (200, 0, Some("1")));
+        // §9.3.2: the same header fields, Content-Length included (§8.6).
+        assert_eq!(head.header("content-length"), Some("5"));
+        assert_eq!(head.header("content-type"), get.header("content-type"));
+        // §15.5.6: a 405 lists HEAD wherever it lists GET.
+        let post = client.send(Method::POST, &url, &[], None).await.unwrap();
+        assert_eq!((post.status, post.header("allow")), (405, Some("GET, HEAD")));
+        tx.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn allow_values() {
+        assert_eq!(allow_value(&[Method::GET]), "GET, HEAD");
+        assert_eq!(allow_value(&[Method::GET, Method::POST]), "GET, HEAD, POST");
+        assert_eq!(allow_value(&[Method::POST]), "POST");
     }
 
     #[test]

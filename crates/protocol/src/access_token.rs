@@ -3,6 +3,7 @@
 //! call back to the authorization server.
 
 use crate::clock::UnixTime;
+use crate::numeric_date::NumericDate;
 use crate::scope::Scope;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -24,10 +25,11 @@ pub struct AccessTokenClaims {
     pub iss: String,
     pub sub: String,
     pub aud: Audience,
-    pub exp: UnixTime,
-    pub iat: UnixTime,
+    /// RFC 7519 §2 NumericDate: any non-negative JSON number, fractions included.
+    pub exp: NumericDate,
+    pub iat: NumericDate,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub nbf: Option<UnixTime>,
+    pub nbf: Option<NumericDate>,
     pub jti: String,
     pub client_id: String,
     /// §2.2.3: space-delimited, as in RFC 6749 §3.3.
@@ -134,13 +136,17 @@ pub fn check_claims(
         return Err(AccessTokenRejection::WrongAudience);
     }
     // "MUST verify that the current time is before the time represented by the exp claim"
-    if now >= claims.exp.saturating_add(expect.leeway) {
+    // `now` is a whole second, so a fractional exp is rounded down: never accepted past
+    // it (see `crate::numeric_date`).
+    if now >= claims.exp.whole_seconds().saturating_add(expect.leeway) {
         return Err(AccessTokenRejection::Expired);
     }
-    if claims.nbf.is_some_and(|nbf| now.saturating_add(expect.leeway) < nbf) {
+    // RFC 7519 §4.1.5: MUST NOT be accepted before nbf; a fraction rounds up.
+    if claims.nbf.is_some_and(|nbf| now.saturating_add(expect.leeway) < nbf.ceil_seconds()) {
         return Err(AccessTokenRejection::NotYetValid);
     }
-    if now.saturating_add(expect.leeway) < claims.iat {
+    // A sanity check, not a validity rule: a token issued during this second is fine.
+    if now.saturating_add(expect.leeway) < claims.iat.whole_seconds() {
         return Err(AccessTokenRejection::IssuedInFuture);
     }
     Ok(())
@@ -168,8 +174,8 @@ mod tests {
             iss: "https://as.example".into(),
             sub: "alice".into(),
             aud: Audience::One("https://rs.example".into()),
-            exp: 1_000,
-            iat: 400,
+            exp: 1_000.into(),
+            iat: 400.into(),
             nbf: None,
             jti: "j1".into(),
             client_id: "c1".into(),
@@ -190,6 +196,44 @@ mod tests {
         assert_eq!(check_claims(&claims(), &EXPECT, 1_000), Err(AccessTokenRejection::Expired));
         let lenient = Expectations { leeway: 30, ..EXPECT };
         assert!(check_claims(&claims(), &lenient, 1_029).is_ok());
+    }
+
+    #[test]
+    fn fractional_numeric_dates_are_compared_conservatively() {
+        let at = |json: &str| serde_json::from_str::<NumericDate>(json).unwrap();
+        let mut c = claims();
+        // RFC 7519 §2: exp 1000.5 is valid; with whole-second `now`, expired from 1000
+        // (an instant within second 1000 may be past 1000.5).
+        c.exp = at("1000.5");
+        assert!(check_claims(&c, &EXPECT, 999).is_ok());
+        assert_eq!(check_claims(&c, &EXPECT, 1_000), Err(AccessTokenRejection::Expired));
+        c.exp = at("1.0005e3");
+        assert_eq!(check_claims(&c, &EXPECT, 1_000), Err(AccessTokenRejection::Expired));
+        // nbf 500.5: not before 501.
+        c.nbf = Some(at("500.5"));
+        assert_eq!(check_claims(&c, &EXPECT, 500), Err(AccessTokenRejection::NotYetValid));
+        assert!(check_claims(&c, &EXPECT, 501).is_ok());
+        // iat 400.5 is not "in the future" during second 400.
+        c.nbf = None;
+        c.iat = at("400.5");
+        assert!(check_claims(&c, &EXPECT, 400).is_ok());
+        assert_eq!(check_claims(&c, &EXPECT, 399), Err(AccessTokenRejection::IssuedInFuture));
+    }
+
+    #[test]
+    fn claims_with_fractional_or_exponent_dates_deserialise() {
+        let json = serde_json::json!({"iss": "i", "sub": "s", "aud": "a", "exp": 1795989379.5, "iat": 1.795989379e9,
+            "nbf": 1795989000, "jti": "j", "client_id": "c"});
+        let c: AccessTokenClaims = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(c.exp.whole_seconds(), 1_795_989_379);
+        assert_eq!(c.iat.whole_seconds(), 1_795_989_379);
+        for (claim, bad) in
+            [("exp", serde_json::json!("1795989379")), ("exp", serde_json::json!(-1)), ("iat", serde_json::json!(-0.5))]
+        {
+            let mut j = json.clone();
+            j[claim] = bad;
+            assert!(serde_json::from_value::<AccessTokenClaims>(j).is_err(), "{claim}");
+        }
     }
 
     #[test]

@@ -18,6 +18,11 @@ use crate::scope::Scope;
 /// We use one minute: the code only has to survive one redirect.
 pub const AUTHORIZATION_CODE_LIFETIME: u64 = 60;
 
+/// The single-valued parameters of a §4.1.1 authorization request (with RFC 7636 §4.3's
+/// PKCE parameters). Others are ignored (§3.1).
+pub const AUTHORIZATION_REQUEST_PARAMETERS: [&str; 7] =
+    ["response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge", "code_challenge_method"];
+
 /// §4.1.2.1: error codes of the authorization endpoint (sent back on the redirect).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthorizationErrorCode {
@@ -75,6 +80,11 @@ impl AuthorizationRequest {
         lookup: impl FnOnce(&str) -> Option<RegisteredClient>,
     ) -> Result<Self, AuthorizationRequestError> {
         use AuthorizationRequestError::ShowToResourceOwner as Show;
+        // §3.1: "Request and response parameters MUST NOT be included more than once."
+        // With the client or its redirection URI in doubt, nothing may be redirected.
+        if let Err(e) = query.refuse_repeated(&["client_id", "redirect_uri"]) {
+            return Err(Show(e.error_description.unwrap_or_default()));
+        }
         let client_id = query.get("client_id").ok_or_else(|| Show("the request has no client_id".into()))?;
         let client = lookup(client_id).ok_or_else(|| Show(format!("unknown client_id {client_id:?}")))?;
         // RFC 9700 §2.1 / §4.1.3: redirect URIs are compared by exact string match.
@@ -93,6 +103,10 @@ impl AuthorizationRequest {
             description: description.to_owned(),
             state: state.clone(),
         };
+        // §4.1.2.1 invalid_request: "includes a parameter more than once".
+        if let Err(e) = query.refuse_repeated(&AUTHORIZATION_REQUEST_PARAMETERS) {
+            return Err(redirect(AuthorizationErrorCode::InvalidRequest, e.error_description.as_deref().unwrap_or("")));
+        }
         match query.get("response_type") {
             Some("code") => {}
             Some(_) => {
@@ -296,6 +310,30 @@ mod tests {
             validate("response_type=code&client_id=c", false).unwrap_err(),
             AuthorizationRequestError::Redirect { error: AuthorizationErrorCode::InvalidRequest, .. }
         ));
+    }
+
+    #[test]
+    fn repeated_parameters() {
+        // §3.1: client_id or redirect_uri twice: never redirected.
+        assert!(matches!(
+            validate("response_type=code&client_id=c&client_id=c", true).unwrap_err(),
+            AuthorizationRequestError::ShowToResourceOwner(_)
+        ));
+        assert!(matches!(
+            validate(
+                "response_type=code&client_id=c&redirect_uri=http://127.0.0.1/cb&redirect_uri=http://127.0.0.1/cb",
+                true
+            )
+            .unwrap_err(),
+            AuthorizationRequestError::ShowToResourceOwner(_)
+        ));
+        // Another defined parameter twice: invalid_request on the redirect.
+        assert!(matches!(
+            validate("response_type=code&client_id=c&scope=read&scope=write", true).unwrap_err(),
+            AuthorizationRequestError::Redirect { error: AuthorizationErrorCode::InvalidRequest, .. }
+        ));
+        // Unrecognized parameters are ignored, repeated or not (RFC 8707 resource too).
+        assert!(validate("response_type=code&client_id=c&x=1&x=2&resource=a&resource=b", true).is_ok());
     }
 
     #[test]

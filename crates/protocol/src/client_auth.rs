@@ -43,6 +43,8 @@ impl ClientAuthentication {
     /// §2.3.1: "The client MUST NOT use more than one authentication method in each
     /// request", so Basic plus `client_secret` in the body is `invalid_request`.
     pub fn from_request(authorization: Option<&str>, form: &FormParams) -> Result<Self, ErrorResponse> {
+        // §3.2: the credentials are parameters of every request that carries them.
+        form.refuse_repeated(&["client_id", "client_secret"])?;
         let body_id = form.get("client_id");
         let body_secret = form.get("client_secret");
         if let Some(header) = authorization {
@@ -245,6 +247,12 @@ mod tests {
         let form = FormParams::from_pairs([("client_id", "a"), ("client_secret", "b")]);
         let err = ClientAuthentication::from_request(Some(&h), &form).unwrap_err();
         assert_eq!(err.error, ErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn repeated_client_id_is_invalid_request() {
+        let form = FormParams::parse(b"client_id=a&client_id=b").unwrap();
+        assert_eq!(ClientAuthentication::from_request(None, &form).unwrap_err().error, ErrorCode::InvalidRequest);
     }
 
     #[test]

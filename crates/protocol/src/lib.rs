@@ -27,10 +27,10 @@
 //! |---|---|---|
 //! | [`token_request`], [`client_auth`], [`form`] | A, G | RFC 6749 §2.3.1, §3.2, §4, §6 |
 //! | [`token_response`], [`error`] | B, H | RFC 6749 §5.1, §5.2 |
-//! | [`refresh`] | G → H | RFC 6749 §6, RFC 9700 §4.14 |
+//! | [`family`], [`refresh`] | G → H | RFC 6749 §6, RFC 9700 §4.14 |
 //! | [`scope`] | A, G | RFC 6749 §3.3 |
 //! | [`pkce`], [`authorization`] | A | RFC 7636, RFC 6749 §4.1 |
-//! | [`access_token`] | B, D, F, H | RFC 9068 |
+//! | [`access_token`], [`numeric_date`] | B, D, F, H | RFC 9068, RFC 7519 §2 |
 //! | [`bearer`] | C, D, E, F | RFC 6750 §2.1, §3 |
 //! | [`metadata`] | discovery | RFC 8414 |
 //! | [`revocation`], [`introspection`] | after H | RFC 7009, RFC 7662 |
@@ -42,11 +42,13 @@ pub mod bearer;
 pub mod client_auth;
 pub mod clock;
 pub mod error;
+pub mod family;
 pub mod form;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod introspection;
 pub mod metadata;
+pub mod numeric_date;
 pub mod pkce;
 pub mod refresh;
 pub mod revocation;
@@ -57,4 +59,5 @@ pub mod token_response;
 
 pub use clock::{Clock, SimulatedClock, SystemClock, UnixTime};
 pub use error::{ErrorCode, ErrorResponse};
+pub use numeric_date::NumericDate;
 pub use scope::Scope;

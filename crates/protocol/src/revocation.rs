@@ -23,7 +23,11 @@ pub struct TokenLookupRequest {
 }
 
 impl TokenLookupRequest {
+    /// RFC 7009 §2.1, RFC 7662 §2.1 (and RFC 6749 §3.2's once-only rule for the
+    /// parameters they define): `token` and `token_type_hint` may come once; anything
+    /// else is ignored.
     pub fn from_form(form: &FormParams) -> Result<Self, ErrorResponse> {
+        form.refuse_repeated(&["token", "token_type_hint"])?;
         let token = Secret::new(form.required("token")?);
         let token_type_hint = match form.get("token_type_hint") {
             Some("access_token") => Some(TokenTypeHint::AccessToken),
@@ -47,5 +51,10 @@ mod tests {
         let form = FormParams::parse(b"token=x&token_type_hint=weird").unwrap();
         assert_eq!(TokenLookupRequest::from_form(&form).unwrap().token_type_hint, None);
         assert!(TokenLookupRequest::from_form(&FormParams::default()).is_err());
+        let form = FormParams::parse(b"token=a&token=b").unwrap();
+        assert_eq!(TokenLookupRequest::from_form(&form).unwrap_err().error, crate::ErrorCode::InvalidRequest);
+        // Parameters the endpoint does not define are ignored, repeated or not.
+        let form = FormParams::parse(b"token=a&x=1&x=2&audience=a&audience=b").unwrap();
+        assert!(TokenLookupRequest::from_form(&form).unwrap().token.ct_eq("a"));
     }
 }

@@ -48,8 +48,15 @@ impl TokenRequest {
     }
 
     /// Parses the grant-specific parameters of a token request body.
+    ///
+    /// RFC 6749 §3.2: each parameter the grant type defines may come once (a repeat is
+    /// `invalid_request`); any other parameter is ignored, repeated or not, and RFC 8707
+    /// `resource` is multi-valued by design. Client authentication parameters are
+    /// [`crate::client_auth::ClientAuthentication::from_request`]'s.
     pub fn from_form(form: &FormParams) -> Result<Self, ErrorResponse> {
+        form.refuse_repeated(&["grant_type"])?;
         let grant_type = form.required("grant_type")?;
+        form.refuse_repeated(Self::parameters(grant_type))?;
         match grant_type {
             "authorization_code" => Ok(Self::AuthorizationCode {
                 code: Secret::new(form.required("code")?),
@@ -72,6 +79,18 @@ impl TokenRequest {
                 scope: parse_scope(form)?,
             })),
             _ => Err(ErrorResponse::new(ErrorCode::UnsupportedGrantType, "grant_type is not supported")),
+        }
+    }
+
+    /// The single-valued parameters of a token request of `grant_type` (§4.1.3, §4.3.2,
+    /// §4.4.2, §6; `code_verifier` from RFC 7636 §4.5), `grant_type` included.
+    pub fn parameters(grant_type: &str) -> &'static [&'static str] {
+        match grant_type {
+            "authorization_code" => &["grant_type", "code", "redirect_uri", "code_verifier"],
+            "password" => &["grant_type", "username", "password", "scope"],
+            "client_credentials" => &["grant_type", "scope"],
+            "refresh_token" => &["grant_type", "refresh_token", "scope"],
+            _ => &["grant_type"],
         }
     }
 
@@ -154,6 +173,36 @@ mod tests {
     fn rfc6749_4_3_2_example_password_request() {
         let req = parse("grant_type=password&username=johndoe&password=A3ddj3w").unwrap();
         assert_eq!(req.grant_type(), GrantType::Password);
+    }
+
+    #[test]
+    fn repeats_refused_only_for_the_grant_types_own_parameters() {
+        // RFC 6749 §3.2: the once-only rule is about the request's own parameters.
+        let repeated = |body: &str| parse(body).unwrap_err().error_description.unwrap_or_default();
+        assert_eq!(
+            repeated("grant_type=refresh_token&refresh_token=a&refresh_token=b"),
+            "parameter refresh_token is repeated"
+        );
+        assert_eq!(
+            repeated("grant_type=password&grant_type=password&username=u&password=p"),
+            "parameter grant_type is repeated"
+        );
+        assert_eq!(repeated("grant_type=client_credentials&scope=a&scope=b"), "parameter scope is repeated");
+        assert_eq!(
+            repeated(
+                "grant_type=authorization_code&code=c&code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk&code=d"
+            ),
+            "parameter code is repeated"
+        );
+        // Unrecognized parameters are ignored; RFC 8707 resource is multi-valued.
+        for ok in [
+            "grant_type=client_credentials&resource=https%3A%2F%2Fa.example%2F&resource=https%3A%2F%2Fb.example%2F",
+            "grant_type=refresh_token&refresh_token=a&audience=x&audience=y&x=1&x=2",
+            // `code` is not a parameter of the refresh grant: ignored even when repeated.
+            "grant_type=refresh_token&refresh_token=a&code=1&code=2",
+        ] {
+            assert!(parse(ok).is_ok(), "{ok}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! RFC 6750 §3 answers.
 //!
 //! ```text
-//! GET  /health          200 ok, no token needed
+//! GET  /health          200 ok, no token needed (every GET route answers HEAD too)
 //! GET  /metrics         Prometheus / OpenMetrics text (see `crate::metrics`)
 //! GET  /resource/read   scope read     (step C → D, or E → F)
 //! POST /resource/write  scope write    (body up to 16 KiB, echoed back)
@@ -94,9 +94,20 @@ impl Handler for ResourceServer {
             let Some(route) = Route::from_path(request.uri().path()) else {
                 return error_json(404, "not_found", "No such resource", &[]);
             };
+            // RFC 9110 §9.3.2: a HEAD arrives here as GET (figure2_http), so every GET
+            // route answers it, with the same status and headers (a 401's challenge too).
             let allowed = route.method();
             if request.method() != allowed {
-                return error_json(405, "method_not_allowed", "Method not allowed", &[("allow", allowed.as_str())]);
+                // RFC 9110 §15.5.6: a 405 MUST carry Allow. On a protected resource it
+                // also carries the bare RFC 6750 §3 challenge (RFC 9110 §11.6.1 allows
+                // WWW-Authenticate on any answer): the resource still needs a Bearer token.
+                let allow = figure2_http::allow_value(&[allowed]);
+                let challenge = BearerChallenge::unauthenticated(&self.config.realm).to_header_value();
+                let mut headers = vec![("allow", allow.as_str())];
+                if matches!(route, Route::Protected(_)) {
+                    headers.push(("www-authenticate", challenge.as_str()));
+                }
+                return error_json(405, "method_not_allowed", "Method not allowed", &headers);
             }
             match route {
                 Route::Health => text(200, "text/plain; charset=utf-8", "ok", &[]),

@@ -20,7 +20,7 @@
 //! | [`handler`] | routes, token extraction, the 400/401/403 answers | RFC 6750 §2.1, §3, §3.1 |
 //! | [`validation`] | header, key, signature and claim checks | RFC 9068 §4 |
 //! | [`keys`] | the issuer's JWK Set, parsed once into verification keys | RFC 7517 §5, RFC 8725 §3.1 |
-//! | [`discovery`] | metadata and JWKS fetch, rate-limited re-fetch on unknown `kid` | RFC 8414 §3 |
+//! | [`discovery`] | metadata and JWKS fetch; the key set ages per its caching headers (floor, ceiling), rate-limited re-fetch on unknown `kid` | RFC 8414 §3, RFC 9111 §4.2 |
 //! | [`metrics`] | `GET /metrics`: answers by outcome and RFC 6750 error code, latency | OpenMetrics |
 //! | [`clock_follow`] | tests only: follow an authorization server's controlled clock | — |
 //! | `verified` | a bounded cache of tokens that passed every check (performance; changes no answer) | RFC 9068 §4 |
@@ -45,9 +45,9 @@ pub use handler::{Resource, WRITE_BODY_LIMIT};
 pub use validation::TokenRejection;
 
 use figure2_http::{HttpClient, Limits};
+use figure2_protocol::Clock;
 use figure2_protocol::access_token::DEFAULT_ALLOWED_ALGORITHMS;
 use figure2_protocol::metadata::AuthorizationServerMetadata;
-use figure2_protocol::{Clock, UnixTime};
 use keys::KeySet;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
@@ -71,8 +71,21 @@ pub struct ResourceServerConfig {
     pub leeway: u64,
     /// Signature algorithms accepted in the token header.
     pub allowed_algorithms: Vec<jsonwebtoken::Algorithm>,
-    /// Seconds: a token with an unknown `kid` triggers a JWKS re-fetch at most this often.
+    /// Seconds: the window of the unknown-`kid` re-fetch rate limit (at most
+    /// `jwks_refetch_max_misses` re-fetches that did not find their `kid`, or failed,
+    /// within it; the start-up fetch and the scheduled refreshes do not count). Also the
+    /// retry delay of a failed scheduled refresh.
     pub jwks_refetch_min_interval: u64,
+    /// Unknown-`kid` re-fetches that may miss within `jwks_refetch_min_interval`.
+    pub jwks_refetch_max_misses: usize,
+    /// Seconds: the least time a fetched JWK Set is trusted before it is fetched again,
+    /// whatever its `Cache-Control` says (`max-age=0`, `no-store`): bounds the load on
+    /// the authorization server.
+    pub jwks_cache_floor: u64,
+    /// Seconds: the most time a fetched JWK Set is trusted before it is fetched again,
+    /// whatever its caching headers say; also the lifetime when it has none. A key the
+    /// issuer retires stops verifying at most this long after it leaves the JWKS.
+    pub jwks_cache_ceiling: u64,
     /// Tokens longer than this are `invalid_token` without being parsed.
     pub max_token_bytes: usize,
     /// How many verified tokens to remember, so that a token presented again is not
@@ -89,6 +102,9 @@ impl ResourceServerConfig {
             leeway: 0,
             allowed_algorithms: DEFAULT_ALLOWED_ALGORITHMS.to_vec(),
             jwks_refetch_min_interval: 30,
+            jwks_refetch_max_misses: 5,
+            jwks_cache_floor: 30,
+            jwks_cache_ceiling: 300,
             max_token_bytes: 8192,
             verified_token_cache: 4096,
         }
@@ -106,9 +122,12 @@ pub struct ResourceServer {
     /// The keys of the last successful JWKS fetch. A std lock: it is held only to swap or
     /// clone an `Arc`, never across an await.
     keys: RwLock<Arc<KeySet>>,
-    /// When the JWKS was last fetched (or a fetch was tried). A tokio lock: the re-fetch
-    /// holds it across the HTTP call so that concurrent requests wait instead of stampeding.
-    last_jwks_fetch: tokio::sync::Mutex<UnixTime>,
+    /// When `keys` goes stale (RFC 9111 §4.2, see [`discovery`]); checked on every
+    /// request without a lock.
+    keys_stale_at: std::sync::atomic::AtomicU64,
+    /// Serialises JWKS fetches. A tokio lock: a fetch holds it across the HTTP call so
+    /// that concurrent requests wait instead of stampeding.
+    jwks_fetch: tokio::sync::Mutex<discovery::FetchState>,
     /// Tokens that passed every check, by digest (performance only).
     verified: verified::VerifiedTokens,
     /// `GET /metrics` (issue 13).
@@ -149,5 +168,25 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, issuer = %server.config.issuer, "resource server listening");
     }
-    figure2_http::serve(listener, server, Limits::default(), shutdown).await
+    // Keeps the key set fresh while no request comes (requests also refresh a stale set
+    // themselves, so this only saves the first request after a quiet spell the wait).
+    let refresher = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(KEY_REFRESH_TICK_SECONDS));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if server.clock.now() >= server.keys_stale_at() {
+                    server.refresh_keys_if_stale().await;
+                }
+            }
+        })
+    };
+    let served = figure2_http::serve(listener, server, Limits::default(), shutdown).await;
+    refresher.abort();
+    served
 }
+
+/// Seconds between the background checks of the key set's freshness (real time).
+const KEY_REFRESH_TICK_SECONDS: u64 = 5;

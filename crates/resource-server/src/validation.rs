@@ -72,7 +72,9 @@ impl ResourceServer {
         // A token verified before with these keys: only the claim checks can answer
         // differently now (see `crate::verified`).
         let digest = figure2_protocol::secret::digest(token);
-        let mut keys = self.current_keys();
+        // A stale key set is fetched again first: a key the issuer stopped publishing
+        // must stop verifying (see `crate::discovery`).
+        let mut keys = self.fresh_keys().await;
         if let Some(claims) = self.verified.get(&digest, keys.id()) {
             return match access_token::check_claims(&claims, &expect, self.clock.now()) {
                 Ok(()) => Ok(claims),

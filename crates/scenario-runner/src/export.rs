@@ -520,7 +520,10 @@ fn markdown(recorded: &Recorded, lang: Lang, n: &mut Normaliser) -> String {
                     let times: Vec<String> = ["iat", "nbf", "exp"]
                         .iter()
                         .filter_map(|k| {
-                            jwt.claims.get(*k).and_then(|v| v.as_u64()).map(|t| format!("{k} = {}", relative(t)))
+                            jwt.claims
+                                .get(*k)
+                                .and_then(figure2_protocol::NumericDate::from_json)
+                                .map(|t| format!("{k} = {}", relative(t.whole_seconds())))
                         })
                         .collect();
                     let header = n.apply(&serde_json::to_string_pretty(&jwt.header).unwrap_or_default());

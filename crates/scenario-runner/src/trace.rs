@@ -5,6 +5,7 @@
 use crate::lang::{Lang, Phrase, phrase};
 use crate::world::SCENARIO_EPOCH;
 use figure2_client::{Exchange, Step};
+use figure2_protocol::NumericDate;
 use figure2_protocol::access_token::decode_unverified;
 use figure2_protocol::bearer::BearerChallenge;
 use figure2_protocol::form::FormParams;
@@ -109,7 +110,9 @@ pub fn jwt_summary(token: &str) -> Option<String> {
     if let Some(scope) = claims["scope"].as_str() {
         parts.push(format!("scope=\"{scope}\""));
     }
-    if let (Some(iat), Some(exp)) = (claims["iat"].as_u64(), claims["exp"].as_u64()) {
+    // RFC 7519 §2: any non-negative JSON number (shown to the second, rounded down).
+    let date = |v: &serde_json::Value| NumericDate::from_json(v).map(NumericDate::whole_seconds);
+    if let (Some(iat), Some(exp)) = (date(&claims["iat"]), date(&claims["exp"])) {
         parts.push(format!("iat={} exp={}", relative(iat), relative(exp)));
     }
     Some(parts.join(" "))

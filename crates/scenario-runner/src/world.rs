@@ -95,7 +95,13 @@ impl figure2_http::Handler for Network {
             .collect();
         let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         let url = format!("{backend}{path}");
-        let mut answer = match self.http.send(parts.method.clone(), &url, &pairs, Some(body)).await {
+        // figure2_http hands a HEAD over as GET; the hop forwards what the client sent.
+        let method = if parts.extensions.get::<figure2_http::HeadRequest>().is_some() {
+            http::Method::HEAD
+        } else {
+            parts.method.clone()
+        };
+        let mut answer = match self.http.send(method, &url, &pairs, Some(body)).await {
             Ok(answer) => answer,
             // The authorization server is down (restarting): as a real network would.
             Err(e) => return figure2_http::text(502, "text/plain", format!("figure2 network: {e}"), &[]),
@@ -192,10 +198,9 @@ impl World {
         let (authorization_server, authorization) = start_authorization_server(&config, &clock, &network).await?;
 
         // The resource server finds the authorization server the way it would in
-        // production: RFC 8414 metadata, then the JWKS. Re-fetch without delay when a
-        // new kid appears (scenarios rotate keys).
-        let mut rs_config = ResourceServerConfig::new(issuer.clone(), config.audience.clone());
-        rs_config.jwks_refetch_min_interval = 0;
+        // production: RFC 8414 metadata, then the JWKS, with production settings (a new
+        // kid is re-fetched at once; the key set ages per the JWKS's max-age).
+        let rs_config = ResourceServerConfig::new(issuer.clone(), config.audience.clone());
         let resource_server = ResourceServer::discover(rs_config, Arc::new(clock.clone()), http.clone())
             .await
             .map_err(|e| WorldError::Start(e.to_string()))?;

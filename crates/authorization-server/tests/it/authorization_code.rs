@@ -282,3 +282,18 @@ async fn rfc7636_4_3_plain_challenge_method_is_refused() {
         assert_eq!(params.get("error"), Some("invalid_request"), "method {method:?}");
     }
 }
+
+#[tokio::test]
+async fn rfc9700_4_14_2_a_public_client_s_refresh_tokens_rotate_even_with_rotation_off() {
+    let server = Setup::demo().configure(|c| c.always_issue_new_refresh_token = false).start().await;
+    let v = verifier(9);
+    let code = code_for(&server, &public_query(&v, "s")).await;
+    let rt0 = field(&ok_json(&exchange(&server, PUBLIC, &code, Some(&v)).await), "refresh_token");
+    // Not sender-constrained, so rotated (and the old one refused) whatever the policy.
+    let h = server.refresh_ok(PUBLIC, &rt0, None).await;
+    assert_ne!(field(&h, "refresh_token"), rt0, "a public client's refresh token rotates");
+    server.refresh_refused(PUBLIC, &rt0).await;
+    // A confidential client under the same policy keeps its token.
+    let rt = field(&server.password_grant(DEMO, None).await, "refresh_token");
+    assert!(server.refresh_ok(DEMO, &rt, None).await.get("refresh_token").is_none());
+}

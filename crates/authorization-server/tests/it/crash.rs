@@ -17,10 +17,10 @@
 //! Bounded: at most a few seconds of refreshing, no fixed sleeps (readiness is polled).
 
 use crate::support::*;
-use figure2_authorization_server::{SqliteStore, Store};
+use figure2_authorization_server::SqliteStore;
 use figure2_http::{HttpClient, ReceivedResponse};
 use figure2_protocol::client_auth::ClientAuthentication;
-use figure2_protocol::refresh::RefreshTokenStatus;
+use figure2_protocol::family::RefreshTokenStatus;
 use figure2_protocol::secret::digest;
 use http::Method;
 use std::net::SocketAddr;
@@ -184,7 +184,7 @@ async fn refresh_loop(
 }
 
 fn status_in(store: &SqliteStore, token: &str) -> Option<RefreshTokenStatus> {
-    store.refresh_token_info(&digest(token)).expect("read the database").map(|info| info.state.status)
+    store.refresh_token_info_blocking(digest(token)).expect("read the database").map(|info| info.status())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -97,3 +97,25 @@ async fn rfc8414_3_1_issuer_with_path_serves_metadata_under_suffixed_well_known_
     let r = server.send_raw(Method::POST, "/token", &[FORM, auth], "grant_type=client_credentials").await;
     assert_eq!(r.status, 404);
 }
+
+/// RFC 9110 §9.3.2: HEAD is GET without the content, on every GET route; a 405 lists
+/// HEAD wherever it lists GET (§15.5.6).
+#[tokio::test]
+async fn rfc9110_9_3_2_head_on_every_get_route() {
+    let server = Setup::demo().start().await;
+    let authorize = "/authorize?response_type=code&client_id=demo-client&state=s&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256";
+    for path in ["/.well-known/oauth-authorization-server", "/jwks.json", "/health", authorize] {
+        let get = server.send_raw(Method::GET, path, &[], "").await;
+        let head = server.send_raw(Method::HEAD, path, &[], "").await;
+        assert_eq!((head.status, head.body.len()), (get.status, 0), "HEAD {path}");
+        assert_eq!(head.header("content-type"), get.header("content-type"), "HEAD {path}");
+        assert_eq!(head.header("content-length"), get.header("content-length"), "HEAD {path}");
+    }
+    let r = server.send_raw(Method::PUT, "/authorize", &[], "").await;
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, POST, HEAD")));
+    // POST-only endpoints refuse HEAD like GET.
+    for path in ["/token", "/revoke", "/introspect"] {
+        let r = server.send_raw(Method::HEAD, path, &[], "").await;
+        assert_eq!((r.status, r.header("allow")), (405, Some("POST")), "HEAD {path}");
+    }
+}

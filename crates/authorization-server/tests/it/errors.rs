@@ -33,6 +33,56 @@ async fn rfc6749_3_2_repeated_parameter_is_invalid_request() {
 }
 
 #[tokio::test]
+async fn rfc6749_3_2_repeated_unrecognized_parameters_are_ignored_everywhere() {
+    let server = Setup::demo().start().await;
+    let basic = figure2_protocol::client_auth::ClientAuthentication::basic_header_value("demo-client", "demo-secret");
+    let headers = [FORM, ("authorization", basic.as_str())];
+    // The input: RFC 8707 `resource` is multi-valued by design.
+    let body = "grant_type=client_credentials&resource=https%3A%2F%2Fa.example%2F&resource=https%3A%2F%2Fb.example%2F";
+    let r = server.send_raw(Method::POST, "/token", &headers, body).await;
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    // A parameter /token does not define, repeated, for every grant type.
+    let body = "grant_type=client_credentials&audience=a&audience=b&x=1&x=2";
+    let at = field(&ok_json(&server.send_raw(Method::POST, "/token", &headers, body).await), "access_token");
+    let body = "grant_type=password&username=alice&password=alice-password&x=1&x=2";
+    let rt = field(&ok_json(&server.send_raw(Method::POST, "/token", &headers, body).await), "refresh_token");
+    let body = form(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", &rt),
+        ("x", "1"),
+        ("x", "2"),
+        ("code", "a"),
+        ("code", "b"),
+    ]);
+    let rt = field(&ok_json(&server.send_raw(Method::POST, "/token", &headers, body).await), "refresh_token");
+    // /introspect and /revoke alike.
+    let body = form(&[("token", &at), ("audience", "a"), ("audience", "b")]);
+    let r = server.send_raw(Method::POST, "/introspect", &headers, body).await;
+    assert_eq!(ok_json(&r)["active"], true);
+    let body = form(&[("token", &rt), ("x", "1"), ("x", "2")]);
+    assert_eq!(server.send_raw(Method::POST, "/revoke", &headers, body).await.status, 200);
+    server.refresh_refused(DEMO, &rt).await;
+}
+
+#[tokio::test]
+async fn rfc6749_3_2_repeated_defined_parameters_are_refused_at_every_endpoint() {
+    let server = Setup::demo().start().await;
+    let basic = figure2_protocol::client_auth::ClientAuthentication::basic_header_value("demo-client", "demo-secret");
+    let headers = [FORM, ("authorization", basic.as_str())];
+    for (endpoint, body) in [
+        ("/token", "grant_type=client_credentials&scope=read&scope=read"),
+        ("/token", "grant_type=password&username=alice&username=alice&password=alice-password"),
+        ("/token", "grant_type=client_credentials&client_id=demo-client&client_id=demo-client"),
+        ("/revoke", "token=a&token=b"),
+        ("/introspect", "token=a&token_type_hint=refresh_token&token_type_hint=access_token"),
+    ] {
+        let r = server.send_raw(Method::POST, endpoint, &headers, body).await;
+        let error = assert_error(&r, 400, "invalid_request");
+        assert!(field(&error, "error_description").contains("repeated"), "{endpoint} {body}: {error}");
+    }
+}
+
+#[tokio::test]
 async fn rfc6749_5_2_grant_type_not_registered_for_client_is_unauthorized_client() {
     let server = Setup::demo().start().await;
     // public-client may use authorization_code and refresh_token only.

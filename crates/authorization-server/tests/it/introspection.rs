@@ -16,6 +16,9 @@ async fn rfc7662_2_2_live_refresh_token_is_active_with_client_scope_and_sub() {
     assert_eq!(answer["iss"], server.issuer.as_str());
     assert_eq!(answer["iat"], START);
     assert_eq!(answer["exp"], START + 14 * 24 * 3600);
+    // RFC 7662 §2.2: token_type is an RFC 6749 §7.1 type, never the RFC 7009 hint value
+    // `refresh_token`; a refresh token has no such type, so the OPTIONAL member is absent.
+    assert_eq!(answer.get("token_type"), None, "{answer}");
 }
 
 #[tokio::test]
@@ -99,4 +102,26 @@ async fn rfc7662_2_1_public_client_cannot_introspect() {
     let rt = field(&server.password_grant(DEMO, None).await, "refresh_token");
     let r = server.post_form("/introspect", PUBLIC, &[("token", &rt)]).await;
     assert_error(&r, 401, "invalid_client");
+}
+
+/// RFC 7519 §2: the authorization server's own checks (`/introspect`, `/revoke`) read a
+/// NumericDate with a fraction like any other; RFC 7662 §2.2 answers integers (rounded
+/// down, as the expiry check rounds them).
+#[tokio::test]
+async fn rfc7519_2_fractional_exp_is_read_by_introspection_and_revocation() {
+    let server = Setup::demo().start().await;
+    let at = field(&server.password_grant(DEMO, None).await, "access_token");
+    let (_, mut claims) = verify_with_jwks(&at, &server.jwks().await).unwrap();
+    claims["exp"] = json!(START as f64 + 100.5);
+    claims["iat"] = json!(START as f64 - 0.25);
+    let fractional = server.server.signing_key().sign_jwt(&claims).unwrap();
+    let answer = server.introspect(DEMO, &fractional).await;
+    assert_eq!(answer["active"], true, "{answer}");
+    assert_eq!(answer["exp"], START + 100);
+    assert_eq!(answer["iat"], START - 1);
+    // Recognised as one of ours: a JWT access token cannot be revoked (RFC 7009 §2.2.1).
+    assert_error(&server.revoke(DEMO, &fractional, None).await, 400, "unsupported_token_type");
+    // Never active during the second its exp falls in.
+    server.clock.advance(100);
+    assert_eq!(server.introspect(DEMO, &fractional).await, json!({"active": false}));
 }

@@ -18,7 +18,7 @@
 use crate::support::*;
 use figure2_http::{HttpClient, ReceivedResponse};
 use figure2_protocol::client_auth::ClientAuthentication;
-use figure2_protocol::refresh::RefreshTokenStatus;
+use figure2_protocol::family::RefreshTokenStatus;
 use figure2_protocol::secret::digest;
 use http::Method;
 use std::collections::HashSet;
@@ -69,14 +69,13 @@ fn tally(answers: &[ReceivedResponse]) -> (Vec<serde_json::Value>, usize) {
 }
 
 /// The store's view of each token: how many are the family's live (`Active`) token.
-fn statuses(server: &TestServer, tokens: &[String]) -> Vec<RefreshTokenStatus> {
-    tokens
-        .iter()
-        .map(|t| {
-            let info = server.server.store().refresh_token_info(&digest(t)).expect("store lookup");
-            info.expect("every token handed out is stored").state.status
-        })
-        .collect()
+async fn statuses(server: &TestServer, tokens: &[String]) -> Vec<RefreshTokenStatus> {
+    let mut statuses = Vec::new();
+    for t in tokens {
+        let info = server.server.store().refresh_token_info(digest(t)).await.expect("store lookup");
+        statuses.push(info.expect("every token handed out is stored").status());
+    }
+    statuses
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -92,7 +91,7 @@ async fn rfc9700_4_14_2_hundred_concurrent_refreshes_of_one_token_succeed_exactl
     // winner's new token is dead too (RFC 9700 §4.14.2). Nothing in the family is live.
     let winner = field(&granted[0], "refresh_token");
     let all = [rt0.clone(), winner.clone()];
-    assert!(statuses(&server, &all).iter().all(|s| *s == RefreshTokenStatus::Revoked));
+    assert!(statuses(&server, &all).await.iter().all(|s| *s == RefreshTokenStatus::Revoked));
     server.refresh_refused(DEMO, &winner).await;
     server.refresh_refused(DEMO, &rt0).await;
 }
@@ -107,7 +106,7 @@ async fn rfc9700_4_14_2_hundred_concurrent_refreshes_without_reuse_revocation_st
     let (granted, refused) = tally(&storm(&server, &rt0, N).await);
     assert_eq!((granted.len(), refused), (1, N - 1));
     let winner = field(&granted[0], "refresh_token");
-    let s = statuses(&server, &[rt0.clone(), winner.clone()]);
+    let s = statuses(&server, &[rt0.clone(), winner.clone()]).await;
     assert!(matches!(s[0], RefreshTokenStatus::Retired { .. }), "{s:?}");
     assert_eq!(s[1], RefreshTokenStatus::Active);
     server.refresh_ok(DEMO, &winner, None).await;
@@ -128,14 +127,14 @@ async fn rfc9700_4_14_2_hundred_concurrent_refreshes_within_the_reuse_interval_l
 
     // At most one live token in the family: exactly one of the tokens handed out, and
     // every other one (and rt0) retired.
-    let s = statuses(&server, &issued);
+    let s = statuses(&server, &issued).await;
     let live: Vec<&String> =
         issued.iter().zip(&s).filter(|(_, s)| **s == RefreshTokenStatus::Active).map(|(t, _)| t).collect();
     assert_eq!(live.len(), 1, "one live token, got {s:?}");
     assert!(
         s.iter().filter(|s| **s != RefreshTokenStatus::Active).all(|s| matches!(s, RefreshTokenStatus::Retired { .. }))
     );
-    assert!(matches!(statuses(&server, std::slice::from_ref(&rt0))[0], RefreshTokenStatus::Retired { .. }));
+    assert!(matches!(statuses(&server, std::slice::from_ref(&rt0)).await[0], RefreshTokenStatus::Retired { .. }));
     let live = live[0].clone();
 
     // The grace period is a window, not a pardon: once it has passed, presenting the
@@ -156,6 +155,6 @@ async fn rfc9700_4_14_2_concurrent_refreshes_of_a_token_two_generations_old_neve
 
     let (granted, refused) = tally(&storm(&server, &rt0, N).await);
     assert_eq!((granted.len(), refused), (0, N));
-    assert!(statuses(&server, &[rt0, rt1, rt2.clone()]).iter().all(|s| *s == RefreshTokenStatus::Revoked));
+    assert!(statuses(&server, &[rt0, rt1, rt2.clone()]).await.iter().all(|s| *s == RefreshTokenStatus::Revoked));
     server.refresh_refused(DEMO, &rt2).await;
 }

@@ -80,13 +80,62 @@ async fn refused_without_refresh(response: ResponseTemplate, status: u16) {
     assert!(h.client.tokens().is_some_and(|t| t.generation == 1));
 }
 
+/// Issue 10 kind 7: a 401 to a request that carried an access token means that token
+/// was not accepted, whatever the challenge says (RFC 9110 §15.5.2): refresh once, retry
+/// once. The issue's inputs: a bare `WWW-Authenticate: Bearer`, none, another scheme.
 #[tokio::test]
-async fn bare_401_challenge_is_not_refreshed() {
-    // RFC 6750 §3: no error code means the request carried no usable credentials.
+async fn f_any_401_to_a_presented_token_refreshes_once_and_retries_once() {
     let bare = BearerChallenge::unauthenticated("figure2").to_header_value();
-    refused_without_refresh(ResponseTemplate::new(401).insert_header("www-authenticate", bare.as_str()), 401).await;
-    refused_without_refresh(ResponseTemplate::new(401), 401).await;
-    refused_without_refresh(ResponseTemplate::new(401).insert_header("www-authenticate", "Basic realm=\"x\""), 401)
+    let answers = [
+        ResponseTemplate::new(401).insert_header("www-authenticate", "Bearer"),
+        ResponseTemplate::new(401).insert_header("www-authenticate", bare.as_str()),
+        ResponseTemplate::new(401),
+        ResponseTemplate::new(401).insert_header("www-authenticate", "Basic realm=\"x\""),
+        ResponseTemplate::new(401).insert_header("www-authenticate", "Bearer error=\"vendor_specific\""),
+    ];
+    for answer in answers {
+        let h = Harness::new().await;
+        h.authorize().await;
+        Mock::given(method("GET"))
+            .and(path(RESOURCE))
+            .and(wiremock::matchers::header("authorization", "Bearer at0"))
+            .respond_with(answer)
+            .expect(1)
+            .mount(&h.rs)
+            .await;
+        resource_ok("at1").expect(1).mount(&h.rs).await;
+        refresh_mock("rt0", "at1", Some("rt1")).expect(1).mount(&h.auth).await;
+        assert_eq!(h.call().await.unwrap().status, 200);
+        assert_eq!(h.steps(), [Step::AuthorizationGrant, Step::InvalidToken, Step::Refresh, Step::ProtectedResource]);
+    }
+}
+
+#[tokio::test]
+async fn f_a_bare_401_again_after_the_refresh_is_returned_not_looped() {
+    let h = Harness::new().await;
+    h.authorize().await;
+    Mock::given(method("GET"))
+        .and(path(RESOURCE))
+        .respond_with(ResponseTemplate::new(401))
+        .expect(2)
+        .mount(&h.rs)
+        .await;
+    refresh_mock("rt0", "at1", Some("rt1")).expect(1).mount(&h.auth).await;
+    assert_eq!(h.call().await.unwrap().status, 401);
+    assert_eq!(h.refresh_requests().await.len(), 1);
+}
+
+/// RFC 6750 §3.1: where an error code other than invalid_token is present it keeps its
+/// meaning, even on a 401: a new token for the same grant would be no better.
+#[tokio::test]
+async fn known_non_token_errors_are_not_refreshed_even_on_401() {
+    for error in [BearerErrorCode::InsufficientScope, BearerErrorCode::InvalidRequest] {
+        let challenge = BearerChallenge::error("figure2", error, "no").to_header_value();
+        refused_without_refresh(ResponseTemplate::new(401).insert_header("www-authenticate", challenge.as_str()), 401)
+            .await;
+    }
+    let challenge = BearerChallenge::error("figure2", BearerErrorCode::InvalidRequest, "two methods").to_header_value();
+    refused_without_refresh(ResponseTemplate::new(400).insert_header("www-authenticate", challenge.as_str()), 400)
         .await;
 }
 

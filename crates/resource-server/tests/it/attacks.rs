@@ -28,7 +28,7 @@ async fn assert_invalid_token(h: &Harness, token: &str, needle: &str) {
 #[tokio::test]
 async fn oidc_id_token_signed_by_the_issuer_is_not_an_access_token() {
     let h = Harness::start().await;
-    let now = h.claims().iat;
+    let now = h.claims().iat.whole_seconds();
     // An ID token as an OpenID provider sharing the signing key would issue it: typ JWT,
     // aud = the client, a nonce, no scope. A client (or an attacker holding a user's ID
     // token) presents it at the resource server.

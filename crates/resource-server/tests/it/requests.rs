@@ -85,14 +85,47 @@ async fn routing_health_404_405() {
     for path in ["/", "/resource", "/resource/read/", "/resource/delete", "/.well-known/oauth-authorization-server"] {
         assert_eq!(h.get(path, Some(&h.token())).await.status, 404, "{path}");
     }
+    // RFC 9110 §15.5.6: every 405 carries Allow, with HEAD wherever GET is (§9.3.2); on
+    // a protected resource it keeps the bare Bearer challenge.
     let r = h.send(Method::POST, "/resource/read", &[], None).await;
-    assert_eq!((r.status, r.header("allow")), (405, Some("GET")));
+    assert_eq!((r.status, r.header("allow"), challenge(&r)), (405, Some("GET, HEAD"), BARE));
     let r = h.get("/resource/write", Some(&h.token())).await;
+    assert_eq!((r.status, r.header("allow"), challenge(&r)), (405, Some("POST"), BARE));
+    let r = h.send(Method::HEAD, "/resource/write", &[], None).await;
     assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
     let r = h.send(Method::DELETE, "/resource/admin", &[], None).await;
-    assert_eq!((r.status, r.header("allow")), (405, Some("GET")));
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
     let r = h.send(Method::PUT, "/health", &[], None).await;
-    assert_eq!((r.status, r.header("allow")), (405, Some("GET")));
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
+    assert!(r.header("www-authenticate").is_none(), "/health needs no token");
+}
+
+/// RFC 9110 §9.3.2: HEAD is GET without the content, on every GET route (the issue's
+/// `curl -sI` inputs): same status, same headers, the challenge kept.
+#[tokio::test]
+async fn rfc9110_9_3_2_head_on_every_get_route() {
+    let h = Harness::start().await;
+    let token = h.token();
+    let auth = format!("Bearer {token}");
+    let head = h.send(Method::HEAD, "/health", &[], None).await;
+    let get = h.get("/health", None).await;
+    assert_eq!((head.status, head.body.len()), (200, 0));
+    assert_eq!(head.header("content-length"), get.header("content-length"));
+    for path in ["/resource/read", "/resource/admin"] {
+        let head = h.send(Method::HEAD, path, &[("authorization", &auth)], None).await;
+        let get = h.get(path, Some(&token)).await;
+        assert_eq!((head.status, head.body.len()), (get.status, 0), "{path}");
+        assert_eq!(head.header("www-authenticate"), get.header("www-authenticate"), "{path}");
+        assert_eq!(head.header("content-length"), get.header("content-length"), "{path}");
+        // Without a token: 401 with the bare challenge, as for GET.
+        let r = h.send(Method::HEAD, path, &[], None).await;
+        assert_eq!((r.status, challenge(&r), r.body.len()), (401, BARE, 0), "{path}");
+    }
+    // An expired token: 401 invalid_token, the challenge in the head.
+    h.clock.advance(300);
+    let r = h.send(Method::HEAD, "/resource/read", &[("authorization", &auth)], None).await;
+    assert_eq!(r.status, 401);
+    assert!(challenge(&r).contains(r#"error="invalid_token""#), "{}", challenge(&r));
 }
 
 /// Random bytes (all but CR and LF) as the Authorization value, sent on a raw socket.

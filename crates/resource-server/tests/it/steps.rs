@@ -73,10 +73,10 @@ async fn leeway_is_honoured_on_exp_nbf_and_iat() {
 
     let now = h.clock.now_secs();
     let mut early = h.claims();
-    early.nbf = Some(now + 30);
-    early.iat = now + 30;
+    early.nbf = Some((now + 30).into());
+    early.iat = (now + 30).into();
     assert_eq!(h.get("/resource/read", Some(&h.signer.sign(&early))).await.status, 200, "skew within leeway");
-    early.nbf = Some(now + 31);
+    early.nbf = Some((now + 31).into());
     let r = h.get("/resource/read", Some(&h.signer.sign(&early))).await;
     assert_eq!(r.status, 401);
     assert!(challenge(&r).contains("not yet valid"), "{}", challenge(&r));
@@ -87,10 +87,10 @@ async fn no_leeway_by_default_for_future_tokens() {
     let h = Harness::start().await;
     let now = h.clock.now_secs();
     let mut c = h.claims();
-    c.nbf = Some(now + 1);
+    c.nbf = Some((now + 1).into());
     assert_eq!(h.get("/resource/read", Some(&h.signer.sign(&c))).await.status, 401);
     let mut c = h.claims();
-    c.iat = now + 1;
+    c.iat = (now + 1).into();
     let r = h.get("/resource/read", Some(&h.signer.sign(&c))).await;
     assert_eq!(r.status, 401);
     assert!(challenge(&r).contains("issued in the future"));

@@ -64,6 +64,15 @@ impl Signer {
     pub fn sign_with_header(&self, header: &Header, claims: &impl serde::Serialize) -> String {
         jsonwebtoken::encode(header, claims, &self.encoding).expect("sign")
     }
+
+    /// Signs a payload given as raw JSON text, byte for byte (e.g. `"exp":1.7e9`, which
+    /// a JSON serialiser would rewrite).
+    pub fn sign_raw_payload(&self, payload: &str) -> String {
+        let header = serde_json::to_string(&access_token::header(Algorithm::ES256, &self.kid)).expect("header");
+        let message = format!("{}.{}", b64(header), b64(payload));
+        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &self.encoding, Algorithm::ES256).expect("sign");
+        format!("{message}.{signature}")
+    }
 }
 
 pub fn jwks(signers: &[&Signer]) -> Value {
@@ -129,8 +138,8 @@ impl Harness {
             iss: self.issuer(),
             sub: "alice".into(),
             aud: Audience::One(AUDIENCE.into()),
-            exp: now + 300,
-            iat: now,
+            exp: (now + 300).into(),
+            iat: now.into(),
             nbf: None,
             jti: format!("jti-{}", JTI.fetch_add(1, Ordering::Relaxed)),
             client_id: "demo-client".into(),
@@ -177,6 +186,12 @@ impl Harness {
         mount_authorization_server(&self.mock, jwks).await;
     }
 
+    /// [`Harness::publish_jwks`] with headers on the JWKS response (e.g. `Cache-Control`).
+    pub async fn publish_jwks_with(&self, jwks: &Value, headers: &[(&str, &str)]) {
+        self.mock.reset().await;
+        mount_authorization_server_with(&self.mock, jwks, headers).await;
+    }
+
     /// Sends raw bytes on a fresh connection and returns what came back.
     pub async fn raw(&self, request: &[u8]) -> Vec<u8> {
         let mut stream = tokio::net::TcpStream::connect(self.addr).await.expect("connect");
@@ -189,6 +204,11 @@ impl Harness {
 }
 
 pub async fn mount_authorization_server(mock: &MockServer, jwks: &Value) {
+    mount_authorization_server_with(mock, jwks, &[]).await;
+}
+
+/// [`mount_authorization_server`] with extra headers on the JWKS response (caching).
+pub async fn mount_authorization_server_with(mock: &MockServer, jwks: &Value, jwks_headers: &[(&str, &str)]) {
     let issuer = mock.uri();
     let metadata = json!({
         "issuer": issuer,
@@ -204,7 +224,11 @@ pub async fn mount_authorization_server(mock: &MockServer, jwks: &Value) {
         .await;
     Mock::given(method("GET"))
         .and(path(JWKS_PATH))
-        .respond_with(ResponseTemplate::new(200).set_body_json(jwks.clone()))
+        .respond_with(
+            jwks_headers
+                .iter()
+                .fold(ResponseTemplate::new(200).set_body_json(jwks.clone()), |r, (n, v)| r.insert_header(*n, *v)),
+        )
         .mount(mock)
         .await;
 }

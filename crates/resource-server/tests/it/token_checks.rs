@@ -1,9 +1,9 @@
 //! RFC 9068 §4: every way a token can be refused is step F, `invalid_token`, 401.
 
-use crate::support::{Harness, Signer, b64, challenge, json_body};
+use crate::support::{Harness, NowSecs, Signer, b64, challenge, json_body};
 use figure2_protocol::access_token;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Asserts a 401 `invalid_token` whose description contains `needle`.
 async fn assert_invalid_token(h: &Harness, token: &str, needle: &str) {
@@ -141,4 +141,49 @@ async fn oversize_token_is_refused_unparsed() {
     // A valid token padded past a smaller limit.
     let small = Harness::start_with(|c| c.max_token_bytes = 64).await;
     assert_invalid_token(&small, &small.token(), "too large").await;
+}
+
+/// RFC 7519 §2: NumericDate "can represent non-integer values": a correctly signed token
+/// whose `exp` has a fraction or exponent notation is valid (the issue's inputs), and is
+/// refused from the second its `exp` falls in (conservative rounding).
+#[tokio::test]
+async fn rfc7519_2_fractional_and_exponent_numeric_dates_are_accepted() {
+    let h = Harness::start().await;
+    let now = h.clock.now_secs();
+    let c = h.claims();
+    let claims = |exp: Value, iat: Value, nbf: Option<Value>| {
+        let mut j = json!({"iss": c.iss, "sub": c.sub, "aud": crate::support::AUDIENCE, "exp": exp, "iat": iat,
+            "jti": c.jti, "client_id": c.client_id, "scope": "read"});
+        if let Some(nbf) = nbf {
+            j["nbf"] = nbf;
+        }
+        h.signer.sign(&j)
+    };
+    let fractional = claims(json!(now as f64 + 300.5), json!(now as f64 + 0.25), Some(json!(now as f64 - 0.5)));
+    // The issue's inputs, byte for byte on the wire: `exp` with a fraction, and in
+    // exponent notation (as `1.795989379e9`).
+    let raw = |exp: &str| {
+        h.signer.sign_raw_payload(&format!(
+            r#"{{"iss":{},"sub":"alice","aud":"{}","exp":{exp},"iat":{now},"jti":"j-raw","client_id":"demo-client","scope":"read"}}"#,
+            json!(c.iss),
+            crate::support::AUDIENCE,
+        ))
+    };
+    let exponent = raw(&format!("{}e-1", (now + 300) * 10));
+    let with_fraction = raw(&format!("{}.5", now + 300));
+    let exponent_fraction = raw(&format!("{}.5e-1", (now + 300) * 10));
+    for token in [&fractional, &exponent, &with_fraction, &exponent_fraction] {
+        let r = h.get("/resource/read", Some(token)).await;
+        assert_eq!(r.status, 200, "{}", r.body_text());
+    }
+    // exp = now + 300.5: at now + 300 some instant of that second is past it: expired.
+    h.clock.advance(299);
+    assert_eq!(h.get("/resource/read", Some(&fractional)).await.status, 200);
+    h.clock.advance(1);
+    assert_invalid_token(&h, &fractional, "expired").await;
+    // Strings, negatives stay malformed.
+    for (exp, iat) in [(json!(format!("{}", now + 300)), json!(now)), (json!(now + 300), json!(-1))] {
+        let token = claims(exp, iat, None);
+        assert_invalid_token(&h, &token, "malformed").await;
+    }
 }

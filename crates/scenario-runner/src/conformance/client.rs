@@ -1,6 +1,7 @@
 //! Client checks: the checker plays a scripted authorization server and resource server
 //! and watches what a client does around refresh: does it skip to step G when it knows
-//! the token expired (E), retry exactly once after `invalid_token` (F, G, H), refresh once
+//! the token expired (E), retry exactly once after `invalid_token` or any other 401 to a
+//! request that carried a token (F, G, H), leave `insufficient_scope` alone, refresh once
 //! when requests race, keep the rotated refresh token, stop on `invalid_grant`, and keep
 //! the refresh token away from the resource server?
 //!
@@ -73,7 +74,10 @@ pub struct Script {
     /// `ok` or `invalid_grant`.
     pub refresh: String,
     /// `validate` (expired → invalid_token), `invalid_token_once` (the first access
-    /// token is refused once, as if revoked), `invalid_token_always`.
+    /// token is refused once, as if revoked), `invalid_token_always`; `bare_401_once`,
+    /// `bare_401_always` (a 401 with a bare `WWW-Authenticate: Bearer`) and
+    /// `no_challenge_401_once` (a 401 with no challenge at all), as resource servers in
+    /// the wild answer; `insufficient_scope` (403, RFC 6750 §3.1, every time).
     pub resource: String,
 }
 
@@ -213,25 +217,46 @@ impl figure2_http::Handler for Scripted {
             live_refresh_token: None,
             answered_invalid_grant: false,
         });
-        let refuse = match (issued, self.script.resource.as_str()) {
+        let script = self.script.resource.as_str();
+        let refuse = match (issued, script) {
             (None, _) => true,
-            (Some(_), "invalid_token_always") => true,
-            (Some(_), "invalid_token_once") if !ledger.refused_once && token == first => {
+            (Some(_), "invalid_token_always" | "bare_401_always" | "insufficient_scope") => true,
+            (Some(_), "invalid_token_once" | "bare_401_once" | "no_challenge_401_once")
+                if !ledger.refused_once && token == first =>
+            {
                 ledger.refused_once = true;
                 true
             }
             (Some(issued_at), _) => now >= issued_at + self.expires_in * 1000,
         };
-        if refuse {
-            let challenge =
-                BearerChallenge::error("figure2", BearerErrorCode::InvalidToken, "The access token is not valid");
-            return figure2_http::json(
-                401,
-                &serde_json::json!({"error": "invalid_token"}),
-                &[("www-authenticate", &challenge.to_header_value())],
-            );
+        if !refuse {
+            return figure2_http::json(200, &serde_json::json!({"resource": "read"}), &[]);
         }
-        figure2_http::json(200, &serde_json::json!({"resource": "read"}), &[])
+        match script {
+            // As many resource servers in the wild answer: a bare challenge, or none.
+            "bare_401_once" | "bare_401_always" => {
+                figure2_http::text(401, "text/plain", "", &[("www-authenticate", "Bearer")])
+            }
+            "no_challenge_401_once" => figure2_http::text(401, "text/plain", "Unauthorized", &[]),
+            "insufficient_scope" => {
+                let challenge = BearerChallenge::error("figure2", BearerErrorCode::InsufficientScope, "needs admin")
+                    .with_scope("admin");
+                figure2_http::json(
+                    403,
+                    &serde_json::json!({"error": "insufficient_scope"}),
+                    &[("www-authenticate", &challenge.to_header_value())],
+                )
+            }
+            _ => {
+                let challenge =
+                    BearerChallenge::error("figure2", BearerErrorCode::InvalidToken, "The access token is not valid");
+                figure2_http::json(
+                    401,
+                    &serde_json::json!({"error": "invalid_token"}),
+                    &[("www-authenticate", &challenge.to_header_value())],
+                )
+            }
+        }
     }
 }
 

@@ -73,6 +73,21 @@ pub async fn craft(kind: &str, genuine: &str, target: &Target, now: u64) -> Resu
                     claims["exp"] = json!(now.saturating_sub(60));
                 }
                 "not-yet-valid" => claims["nbf"] = json!(now + 3600),
+                // RFC 7519 §2: NumericDate may be non-integer. Valid tokens, a
+                // fraction in exp, nbf and iat (each on the safe side of now).
+                "fractional-dates" => {
+                    claims["exp"] = json!(now as f64 + 600.5);
+                    claims["iat"] = json!(now as f64 - 0.5);
+                    claims["nbf"] = json!(now as f64 - 1.5);
+                }
+                // The same in exponent notation (`1.795989379e9`): written by hand below,
+                // as a JSON serialiser would print the number plainly.
+                "exponent-exp" => {
+                    let exp = (now + 600) * 10;
+                    claims["exp"] = json!("FIGURE2_EXP");
+                    let payload = claims.to_string().replace("\"FIGURE2_EXP\"", &format!("{exp}e-1"));
+                    return sign_raw_payload(&key, &h, &payload);
+                }
                 "wrong-issuer" => claims["iss"] = json!("https://attacker.example"),
                 "wrong-audience" => claims["aud"] = json!("https://some-other-api.example"),
                 // An OpenID Connect ID token: typ JWT, aud = the client, no scope.
@@ -90,6 +105,23 @@ pub async fn craft(kind: &str, genuine: &str, target: &Target, now: u64) -> Resu
             key.sign_jwt_with_header(&h, &claims).map_err(|e| e.to_string())
         }
     }
+}
+
+/// Signs a payload given as JSON text, byte for byte, with the authorization server's key.
+fn sign_raw_payload(
+    key: &figure2_authorization_server::keys::SigningKey,
+    header: &Header,
+    payload: &str,
+) -> Result<String, String> {
+    let encoding = match key.alg {
+        Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_der(key.pkcs8()),
+        Algorithm::EdDSA => EncodingKey::from_ed_der(key.pkcs8()),
+        other => return Err(format!("raw-payload forging is not implemented for {other:?} keys")),
+    };
+    let header = serde_json::to_string(header).map_err(|e| e.to_string())?;
+    let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
+    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &encoding, key.alg).map_err(|e| e.to_string())?;
+    Ok(format!("{message}.{signature}"))
 }
 
 async fn fetch_jwks(target: &Target) -> Result<Value, String> {

@@ -61,6 +61,12 @@ pub enum StepKind {
     Introspect,
     /// Let time pass: `seconds`, or `until = "access_token_expiry"`.
     Wait,
+    /// In-process only: the authorization server adds a signing key, which signs from now
+    /// on; the previous one is kept for `forge:retired-key`.
+    RotateKey,
+    /// In-process only: the authorization server stops publishing every key but the one
+    /// that signs (as `authorization-server retire-key` and a restart would).
+    RetireKeys,
 }
 
 /// How a step authenticates the client (RFC 6749 §2.3.1).
@@ -117,6 +123,8 @@ pub struct HttpExpect {
     pub status: Option<StatusSpec>,
     /// §5.2 `error` in a JSON body.
     pub error: Option<String>,
+    /// Any answer but this §5.2 `error` (the status and the rest are free).
+    pub error_not: Option<String>,
     /// RFC 6750 `error` in `WWW-Authenticate: Bearer`; `""` means a challenge with no error.
     pub bearer_error: Option<String>,
     /// Headers that must be present, with a value containing this (case-insensitive).
@@ -133,6 +141,11 @@ pub struct HttpExpect {
     pub json_exactly: Option<String>,
     /// The granted scope, compared as a set.
     pub scope: Option<String>,
+    /// `token_type`, if present, is an access token type of RFC 6749 §7.1 (the IANA
+    /// "OAuth Access Token Types" registry: `Bearer`, `N_A`, `PoP`, `DPoP`), not an
+    /// RFC 7009 `token_type_hint` value such as `refresh_token` (RFC 7662 §2.2).
+    #[serde(default)]
+    pub token_type_is_access_token_type: bool,
     pub refresh_token_changed: Option<bool>,
     pub access_token_changed: Option<bool>,
     pub jwt: Option<JwtExpect>,
@@ -246,6 +259,8 @@ struct Run<'t> {
     refresh_tokens: Vec<String>,
     expires_in: Option<u64>,
     last_token_response: Option<serde_json::Value>,
+    /// The signing key a `rotate_key` step replaced.
+    retired_key: Option<Arc<figure2_authorization_server::keys::SigningKey>>,
 }
 
 enum StepError {
@@ -305,7 +320,14 @@ impl<'t> Run<'t> {
         set("username", target.user.as_ref().map(|(u, _)| u.as_str()));
         set("password", target.user.as_ref().map(|(_, p)| p.as_str()));
         set("unknown_token", Some("figure2-unknown-token-qY3mV8rTzK1wXb5nLp0sA7"));
-        Self { target, vars, refresh_tokens: Vec::new(), expires_in: None, last_token_response: None }
+        Self {
+            target,
+            vars,
+            refresh_tokens: Vec::new(),
+            expires_in: None,
+            last_token_response: None,
+            retired_key: None,
+        }
     }
 
     fn expand(&self, template: &str) -> Result<String, StepError> {
@@ -337,6 +359,27 @@ impl<'t> Run<'t> {
     async fn step(&mut self, step: &HttpStep, check: &ServerCheck) -> Result<(), StepError> {
         let response = match step.kind {
             StepKind::Wait => return self.wait(step).await,
+            StepKind::RotateKey | StepKind::RetireKeys => {
+                let server = self.target.forge.clone().ok_or_else(|| StepError::Skip(Need::Forge.describe().into()))?;
+                let fail = |e: figure2_authorization_server::ServerError| StepError::Fail(e.to_string());
+                if step.kind == StepKind::RotateKey {
+                    self.retired_key = Some(server.signing_key());
+                    server.rotate_signing_key().map_err(fail)?;
+                } else {
+                    let signing = server.signing_key().kid.clone();
+                    let kids: Vec<String> = server.jwks()["keys"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|k| k["kid"].as_str().map(str::to_owned))
+                        .filter(|kid| *kid != signing)
+                        .collect();
+                    for kid in kids {
+                        server.retire_signing_key(&kid).map_err(fail)?;
+                    }
+                }
+                return Ok(());
+            }
             StepKind::Grant => {
                 let answer = self.grant(step).await?;
                 if answer.status != 200 {
@@ -491,6 +534,18 @@ impl<'t> Run<'t> {
         let spec = step.token.as_deref().unwrap_or("{access_token}");
         match spec.strip_prefix("forge:") {
             None => self.expand(spec),
+            // A token with valid claims signed by the key a `rotate_key` step replaced.
+            Some("retired-key") => {
+                let key =
+                    self.retired_key.as_ref().ok_or_else(|| StepError::Fail("no rotate_key step before".into()))?;
+                let access_token = self.vars.get("access_token").cloned().unwrap_or_default();
+                let (_, mut claims) = decode_unverified(&access_token)
+                    .ok_or_else(|| StepError::Skip(Need::JwtAccessTokens.describe().into()))?;
+                let now = self.target.now();
+                claims["iat"] = serde_json::json!(now);
+                claims["exp"] = serde_json::json!(now + 600);
+                key.sign_jwt(&claims).map_err(|e| StepError::Fail(e.to_string()))
+            }
             Some(kind) => {
                 let access_token = self.vars.get("access_token").cloned().unwrap_or_default();
                 forge::craft(kind, &access_token, self.target, self.target.now()).await.map_err(StepError::Fail)
@@ -568,6 +623,11 @@ impl<'t> Run<'t> {
                 return fail(format!("expected error {want}"));
             }
         }
+        if let Some(unwanted) = &expect.error_not
+            && json.as_ref().and_then(|j| j.get("error")).and_then(|e| e.as_str()) == Some(unwanted.as_str())
+        {
+            return fail(format!("expected any answer but error {unwanted}"));
+        }
         if let Some(want) = &expect.bearer_error {
             let challenges: Vec<&str> =
                 r.headers.get_all("www-authenticate").iter().filter_map(|v| v.to_str().ok()).collect();
@@ -630,6 +690,17 @@ impl<'t> Run<'t> {
             // RFC 6749 §5.1: scope may be omitted only if identical to the requested one.
             if got.as_ref() != Some(&want) {
                 return fail(format!("expected scope \"{want}\""));
+            }
+        }
+        if expect.token_type_is_access_token_type
+            && let Some(got) = json.as_ref().and_then(|j| j.get("token_type"))
+        {
+            let registered = ["Bearer", "N_A", "PoP", "DPoP"];
+            let ok = got.as_str().is_some_and(|t| registered.iter().any(|r| r.eq_ignore_ascii_case(t)));
+            if !ok {
+                return fail(format!(
+                    "token_type {got} is not an RFC 6749 §7.1 access token type (refresh_token and access_token are RFC 7009 token_type_hint values)"
+                ));
             }
         }
         let history = &self.refresh_tokens;

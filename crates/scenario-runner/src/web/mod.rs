@@ -413,6 +413,11 @@ fn json_response(status: u16, value: &Value) -> Response<Body> {
     full(status, "application/json", value.to_string())
 }
 
+fn allow(mut response: Response<Body>, methods: &'static str) -> Response<Body> {
+    response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static(methods));
+    response
+}
+
 /// Routes one request.
 async fn handle(live: Arc<Live>, request: Request<Incoming>) -> Response<Body> {
     let path = request.uri().path().to_owned();
@@ -424,6 +429,8 @@ async fn handle(live: Arc<Live>, request: Request<Incoming>) -> Response<Body> {
         (&Method::GET, "/favicon.ico") => full(204, "image/x-icon", Bytes::new()),
         (&Method::GET, "/api/i18n") => json_response(200, &crate::lang::i18n_json()),
         (&Method::GET, "/api/state") => json_response(200, &live.snapshot().await),
+        // RFC 9110 §9.3.2: HEAD (seen here as GET) gets the stream's head, no stream.
+        (&Method::GET, "/events") if figure2_http::is_head(&request) => full(200, "text/event-stream", Bytes::new()),
         (&Method::GET, "/events") => match live.hub.subscribe() {
             Some(frames) => {
                 let start = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -453,7 +460,12 @@ async fn handle(live: Arc<Live>, request: Request<Incoming>) -> Response<Body> {
                 Err(e) => json_response(400, &json!({"error": e})),
             }
         }
-        (_, "/" | "/app.js" | "/style.css" | "/events") => full(405, "text/plain", "method not allowed"),
+        // RFC 9110 §15.5.6: a 405 carries Allow (HEAD is added next to GET by figure2_http).
+        (
+            _,
+            "/" | "/index.html" | "/app.js" | "/style.css" | "/favicon.ico" | "/api/i18n" | "/api/state" | "/events",
+        ) => allow(full(405, "text/plain", "method not allowed"), "GET"),
+        (_, p) if p.starts_with("/api/") => allow(full(405, "text/plain", "method not allowed"), "POST"),
         _ => full(404, "text/plain", "not found"),
     }
 }
@@ -479,6 +491,33 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>, shutdown: impl Future
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 9110 §9.3.2 on the live view's own router: HEAD on every GET route (the event
+    /// stream answers its head only), and 405 with Allow (§15.5.6).
+    #[tokio::test]
+    async fn rfc9110_9_3_2_head_and_405_allow() {
+        let text = include_str!("../../../../scenarios/figure2.toml");
+        let scenario = Scenario::from_toml("figure2.toml", text).expect("scenario");
+        let live = Live::start(scenario).await.expect("live view starts");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(serve(listener, live, async {
+            let _ = stopped.await;
+        }));
+        let http = figure2_http::HttpClient::new();
+        for path in ["/", "/app.js", "/style.css", "/api/i18n", "/api/state", "/events"] {
+            let r = http.send(Method::HEAD, &format!("{base}{path}"), &[], None).await.expect("HEAD");
+            assert_eq!((r.status, r.body.len()), (200, 0), "HEAD {path}");
+            assert!(r.header("content-type").is_some(), "HEAD {path}");
+        }
+        let r = http.send(Method::DELETE, &format!("{base}/app.js"), &[], None).await.expect("DELETE");
+        assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
+        let r = http.send(Method::GET, &format!("{base}/api/advance"), &[], None).await.expect("GET");
+        assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
+        let _ = stop.send(());
+        served.await.expect("task").expect("served");
+    }
 
     #[test]
     fn commands_are_bounded() {

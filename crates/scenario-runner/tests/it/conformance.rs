@@ -192,3 +192,121 @@ async fn a_client_that_forgets_the_rotated_token_fails_the_rotation_check() {
     assert!(failed.contains("CL-6-keeps-rotated-token"), "{}", report.render(conformance::Format::Table));
     assert!(!failed.contains("CL-6-keeps-token-without-rotation"), "{failed:?}");
 }
+
+#[tokio::test]
+async fn a_server_that_calls_a_refresh_token_type_refresh_token_fails_the_vocabulary_check() {
+    // Issue 10 kind 4: RFC 7662 §2.2 token_type is an RFC 6749 §7.1 type, not a hint value.
+    let mislabel: Mutator = Arc::new(|path, answer| {
+        if !path.ends_with("/introspect") || answer.status != 200 {
+            return;
+        }
+        let Ok(mut body) = serde_json::from_slice::<serde_json::Value>(&answer.body) else { return };
+        if body["active"] == true && body.get("token_type").is_none() {
+            body["token_type"] = serde_json::json!("refresh_token");
+            answer.body = serde_json::to_vec(&body).unwrap().into();
+            answer.headers.remove("content-length");
+        }
+    });
+    let report = run_broken(toml::Table::new(), Some(mislabel)).await;
+    assert_eq!(ids(&report, Verdict::Fail), set(&["AS-7662-token-type-vocabulary"]));
+}
+
+/// Issue 10 kind 7's broken client: refreshes only on an explicit `invalid_token`, so a
+/// bare 401 leaves it presenting the refused token for ever.
+async fn refreshes_only_on_invalid_token(env: Env) -> Ending {
+    let http = figure2_http::HttpClient::new();
+    let basic =
+        figure2_protocol::client_auth::ClientAuthentication::basic_header_value(&env.client_id, &env.client_secret);
+    let headers = [("authorization", basic.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+    let grant = format!("grant_type=password&username={}&password={}", env.username, env.password);
+    let Ok(r) = http.send(http::Method::POST, &env.token_endpoint, &headers, Some(grant.into())).await else {
+        return Ending::Failed("grant".into());
+    };
+    let b: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    let mut at = b["access_token"].as_str().unwrap_or("").to_owned();
+    let rt = b["refresh_token"].as_str().unwrap_or("").to_owned();
+    for _ in &env.calls {
+        for attempt in 0..2 {
+            let auth = format!("Bearer {at}");
+            let Ok(r) =
+                http.send(http::Method::GET, &env.resource_url, &[("authorization", auth.as_str())], None).await
+            else {
+                return Ending::Failed("transport".into());
+            };
+            if r.status == 200 {
+                break;
+            }
+            let invalid_token = r.header("www-authenticate").is_some_and(|c| c.contains("invalid_token"));
+            if attempt == 1 || !invalid_token {
+                return Ending::Failed(format!("the resource answered {}", r.status));
+            }
+            let form = format!("grant_type=refresh_token&refresh_token={rt}");
+            let Ok(r) = http.send(http::Method::POST, &env.token_endpoint, &headers, Some(form.into())).await else {
+                return Ending::Failed("refresh".into());
+            };
+            let b: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            at = b["access_token"].as_str().unwrap_or("").to_owned();
+        }
+    }
+    Ending::Ok
+}
+
+#[tokio::test]
+async fn a_client_that_ignores_bare_401_fails_the_bare_401_checks() {
+    let catalogue = conformance::client_catalogue().unwrap();
+    let subject = Subject::Custom(Arc::new(|env: Env| Box::pin(refreshes_only_on_invalid_token(env))));
+    let mut checks = catalogue.clone();
+    checks.checks.retain(|c| c.id.starts_with("CL-1.5-F-") || c.id == "CL-1.5-F-retry-once");
+    let report = ConformanceReport { results: client::run_catalogue(&checks, &subject).await };
+    let failed = ids(&report, Verdict::Fail);
+    assert_eq!(
+        failed,
+        set(&["CL-1.5-F-bare-401", "CL-1.5-F-401-without-challenge"]),
+        "{}",
+        report.render(conformance::Format::Table)
+    );
+}
+
+/// Issue 10 kind 3's broken resource server: trusts its key set for a day whatever the
+/// JWKS's max-age says. It fails exactly the retired-key check.
+#[tokio::test]
+async fn a_resource_server_whose_keys_never_age_fails_the_retired_key_check() {
+    use figure2_resource_server::{ResourceServer, ResourceServerConfig};
+    use figure2_scenario_runner::conformance::server::{self, Target, TimeSource};
+    let world = World::start(&conformance::in_process_config()).await.expect("world starts");
+    let mut config = ResourceServerConfig::new(world.issuer.clone(), "figure2-resource-server");
+    config.jwks_cache_floor = 86_400;
+    config.jwks_cache_ceiling = 86_400;
+    let rs = ResourceServer::discover(config, Arc::new(world.clock.clone()), world.http.clone()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/resource/read", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(figure2_resource_server::serve(listener, rs, async {
+        let _ = stopped.await;
+    }));
+    let target = Target {
+        issuer: world.issuer.clone(),
+        metadata: Target::discover(&world.http, &world.issuer).await.unwrap(),
+        client_id: "demo-client".into(),
+        client_secret: "demo-secret".into(),
+        other_client: None,
+        user: Some(("alice".into(), "alice-password".into())),
+        scope: Some("read write".into()),
+        resource: Some(url),
+        scope_limited_resource: None,
+        time: TimeSource::Simulated(world.clock.clone()),
+        forge: Some(world.authorization_server.clone()),
+        http: world.http.clone(),
+    };
+    let catalogue =
+        conformance::server_catalogue("resource-server.toml", conformance::RESOURCE_SERVER_CATALOGUE).unwrap();
+    let mut verdicts = Vec::new();
+    for id in ["RS-9068-4-new-key-at-once", "RS-9111-retired-key"] {
+        let check = catalogue.checks.iter().find(|c| c.id == id).expect(id);
+        verdicts.push(server::run_check(catalogue.role, check, &target).await.verdict);
+    }
+    assert_eq!(verdicts, [Verdict::Pass, Verdict::Fail]);
+    let _ = stop.send(());
+    let _ = served.await;
+    world.stop().await;
+}

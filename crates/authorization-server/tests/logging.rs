@@ -6,12 +6,20 @@
 //! password grant, a refresh, refused refreshes (reuse, unknown token, wrong secret),
 //! the authorization code flow and a replayed code, introspection and revocation, and
 //! asserts that no token, code, secret or password appears in it.
+//!
+//! A test binary of its own: tracing caches each call site's interest process-wide, and a
+//! call site first reached by another test's thread (with no subscriber) raced with this
+//! test's thread-local subscriber.
 
-use crate::support::*;
+#[allow(dead_code)]
+#[path = "it/support.rs"]
+mod support;
+
 use figure2_protocol::client_auth::ClientAuthentication;
 use figure2_protocol::secret::fingerprint;
 use http::Method;
 use std::sync::{Arc, Mutex};
+use support::*;
 
 /// A `MakeWriter` that appends to a shared buffer.
 #[derive(Clone, Default)]

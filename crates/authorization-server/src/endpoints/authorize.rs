@@ -65,6 +65,10 @@ async fn submit(server: &AuthorizationServer, request: http::Request<Incoming>) 
             return page(status, &message_page("Bad form", error.error_description.as_deref().unwrap_or("")));
         }
     };
+    // RFC 6749 §3.1: the fields of this page's form may come once each.
+    if let Err(e) = form.refuse_repeated(&["request", "username", "password", "decision"]) {
+        return page(400, &message_page("Bad form", e.error_description.as_deref().unwrap_or("")));
+    }
     let query = form.get("request").unwrap_or("").to_owned();
     let req = match validate(server, &query) {
         Ok(req) => req,
@@ -97,7 +101,7 @@ async fn submit(server: &AuthorizationServer, request: http::Request<Incoming>) 
         expires_at: now + AUTHORIZATION_CODE_LIFETIME,
     };
     server.oidc_code_issued(&digest(&code), &query, &grant.scope, grant.expires_at);
-    if let Err(e) = server.store.save_code(&digest(&code), &grant) {
+    if let Err(e) = server.store.save_code(digest(&code), grant).await {
         tracing::error!(error = %e, "could not store authorization code");
         return redirect(&error_redirect(
             &req.redirect_uri,

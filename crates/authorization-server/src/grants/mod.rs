@@ -1,0 +1,140 @@
+//! The grants of the token endpoint, one file each: what step A (a new grant) and step G
+//! (a refresh) turn into at the authorization server. Adding a grant type means a new
+//! `TokenRequest` variant in `figure2_protocol::token_request` and a new file here.
+//!
+//! This module holds what they share: the scope of a new grant (RFC 6749 §3.3), signing
+//! the RFC 9068 access token, drawing a refresh token, and the §5.1 response.
+
+pub mod authorization_code;
+pub mod client_credentials;
+pub mod password;
+pub mod refresh_token;
+
+use crate::AuthorizationServer;
+use crate::store::{Grant, NewRefreshToken};
+use figure2_protocol::access_token::{AccessTokenClaims, Audience};
+use figure2_protocol::client_auth::{GrantType, RegisteredClient};
+use figure2_protocol::secret::{digest, fingerprint};
+use figure2_protocol::token_request::TokenRequest;
+use figure2_protocol::token_response::{AccessTokenResponse, BEARER};
+use figure2_protocol::{ErrorCode, ErrorResponse, Scope};
+
+/// Runs the grant the client presented (already authenticated and allowed this grant type).
+pub(crate) async fn issue(
+    server: &AuthorizationServer,
+    client: &RegisteredClient,
+    grant: TokenRequest,
+) -> Result<AccessTokenResponse, ErrorResponse> {
+    match grant {
+        TokenRequest::AuthorizationCode { code, redirect_uri, code_verifier } => {
+            authorization_code::exchange(server, client, &code, redirect_uri, code_verifier).await
+        }
+        TokenRequest::Password { username, password, scope } => {
+            password::grant(server, client, username, password, scope).await
+        }
+        TokenRequest::ClientCredentials { scope } => client_credentials::grant(server, client, scope),
+        TokenRequest::RefreshToken(refresh) => refresh_token::refresh(server, client, refresh).await,
+    }
+}
+
+/// The scope granted for a new grant: §3.3 lets the server apply a default when the
+/// request has none; a request beyond the client's registered scope is `invalid_scope`.
+fn requested_scope(client: &RegisteredClient, requested: Option<Scope>) -> Result<Scope, ErrorResponse> {
+    let scope = requested.unwrap_or_else(|| client.scope.clone());
+    if !scope.is_subset_of(&client.scope) {
+        let excess: Vec<&str> = scope.excess_over(&client.scope).collect();
+        return Err(ErrorResponse::new(
+            ErrorCode::InvalidScope,
+            format!("scope not allowed for this client: {}", excess.join(" ")),
+        ));
+    }
+    Ok(scope)
+}
+
+/// §5.2 has no code for "the server broke": `server_error` is borrowed from §4.1.2.1.
+fn server_error(e: impl std::fmt::Display) -> ErrorResponse {
+    tracing::error!(error = %e, "token endpoint failure");
+    ErrorResponse::new(ErrorCode::ServerError, "the authorization server failed; try again")
+}
+
+/// Whether the client is issued refresh tokens (its registration allows the grant).
+fn issues_refresh_tokens(client: &RegisteredClient) -> bool {
+    client.grant_types.contains(&GrantType::RefreshToken)
+}
+
+/// A fresh refresh token (RFC 6749 §10.10: 256 random bits) and what the store keeps of it.
+fn new_refresh_token(server: &AuthorizationServer, family_created_at: u64) -> (String, NewRefreshToken) {
+    let token = crate::random_token();
+    let expires_at = server.config.refresh.expiry_for_new_token(server.now(), family_created_at);
+    (token.clone(), NewRefreshToken { digest: digest(&token), expires_at })
+}
+
+impl AuthorizationServer {
+    /// Signs an RFC 9068 access token; returns it and its lifetime in seconds.
+    fn issue_access_token(
+        &self,
+        subject: &str,
+        client_id: &str,
+        scope: &Scope,
+    ) -> Result<(String, u64), ErrorResponse> {
+        let now = self.now();
+        let lifetime = self.config.access_token_lifetime;
+        let mut jti = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut jti);
+        let claims = AccessTokenClaims {
+            iss: self.config.issuer.clone(),
+            sub: subject.to_owned(),
+            aud: Audience::One(self.config.audience.clone()),
+            exp: (now + lifetime).into(),
+            iat: now.into(),
+            nbf: None,
+            jti: figure2_protocol::secret::encode_token(&jti),
+            client_id: client_id.to_owned(),
+            scope: (!scope.is_empty()).then(|| scope.to_string()),
+        };
+        let jwt = self.signing_key().sign_jwt(&claims).map_err(server_error)?;
+        Ok((jwt, lifetime))
+    }
+
+    /// The §5.1 response: a new access token, and the refresh token if one was issued.
+    fn respond(
+        &self,
+        client_id: &str,
+        subject: &str,
+        scope: Scope,
+        refresh_token: Option<String>,
+    ) -> Result<AccessTokenResponse, ErrorResponse> {
+        let (access_token, expires_in) = self.issue_access_token(subject, client_id, &scope)?;
+        Ok(AccessTokenResponse {
+            access_token,
+            token_type: BEARER.to_owned(),
+            expires_in: Some(expires_in),
+            refresh_token,
+            scope: Some(scope),
+            id_token: None,
+        })
+    }
+}
+
+/// Step B for a grant checked by its own file: records the family (with its first
+/// refresh token if the client gets one) and answers.
+async fn issue_new_grant(
+    server: &AuthorizationServer,
+    client: &RegisteredClient,
+    subject: &str,
+    scope: Scope,
+    what: &str,
+) -> Result<AccessTokenResponse, ErrorResponse> {
+    let now = server.now();
+    let refresh = issues_refresh_tokens(client).then(|| new_refresh_token(server, now));
+    let grant = Grant { client_id: client.client_id.clone(), subject: subject.to_owned(), scope: scope.clone() };
+    let family =
+        server.store.create_family(grant, refresh.as_ref().map(|(_, new)| *new), now).await.map_err(server_error)?;
+    let refresh_token = refresh.map(|(token, _)| token);
+    tracing::info!(
+        step = "B", client_id = %client.client_id, family,
+        rt = refresh_token.as_deref().map(fingerprint).unwrap_or_default(),
+        "{what}: tokens issued"
+    );
+    server.respond(&client.client_id, subject, scope, refresh_token)
+}

@@ -1,0 +1,73 @@
+//! `grant_type=refresh_token` — RFC 6749 §6: steps G and H of Figure 2.
+//!
+//! The client is already authenticated (§6: "MUST ... authenticate the client"). The
+//! decision is the family state machine's (`figure2_protocol::family`): the store loads
+//! the presented token's family, runs the machine, persists its effects and commits;
+//! only then does step H go out. The new refresh token is drawn here, before the store,
+//! and kept only if the machine rotates.
+
+use super::server_error;
+use crate::AuthorizationServer;
+use crate::store::RefreshCommand;
+use figure2_protocol::ErrorResponse;
+use figure2_protocol::client_auth::RegisteredClient;
+use figure2_protocol::family::{ClientRegistration, RefreshRequest};
+use figure2_protocol::secret::{digest, fingerprint};
+use figure2_protocol::token_request::RefreshTokenRequest;
+use figure2_protocol::token_response::{AccessTokenResponse, BEARER};
+
+pub(crate) async fn refresh(
+    server: &AuthorizationServer,
+    client: &RegisteredClient,
+    request: RefreshTokenRequest,
+) -> Result<AccessTokenResponse, ErrorResponse> {
+    let new_token = crate::random_token();
+    let command = RefreshCommand {
+        presented: digest(request.refresh_token.expose()),
+        request: RefreshRequest {
+            client: ClientRegistration {
+                client_id: client.client_id.clone(),
+                scope: client.scope.clone(),
+                public: !client.is_confidential(),
+            },
+            // Filled in by the store once it knows the family's resource owner.
+            subject_registered: false,
+            requested_scope: request.scope.clone(),
+            replacement: digest(&new_token),
+            now: server.now(),
+        },
+        policy: server.refresh_policy.clone(),
+        directory: server.directory.clone(),
+    };
+    let outcome = server.store.refresh(command).await.map_err(server_error)?;
+    server.metrics.refresh_outcome(&outcome);
+    let rt = request.refresh_token.fingerprint();
+    let granted = match outcome.transition.decision {
+        Ok(granted) => granted,
+        Err(rejection) => {
+            tracing::warn!(
+                step = "G", client_id = %client.client_id, rt, reason = %rejection,
+                family_revoked = outcome.transition.revokes_family(), "refresh refused"
+            );
+            return Err(rejection.to_error());
+        }
+    };
+    let new_refresh = granted.new_refresh_token.is_some().then_some(new_token);
+    tracing::info!(
+        step = "H", client_id = %client.client_id, family = outcome.family_id, rt,
+        new_rt = new_refresh.as_deref().map(fingerprint).unwrap_or_default(),
+        grace = granted.within_grace_period, "refresh granted"
+    );
+    let scope = granted.access_token_scope;
+    let (access_token, expires_in) = server.issue_access_token(&outcome.subject, &client.client_id, &scope)?;
+    Ok(AccessTokenResponse {
+        access_token,
+        token_type: BEARER.to_owned(),
+        expires_in: Some(expires_in),
+        refresh_token: new_refresh,
+        id_token: server.oidc_id_token_on_refresh(outcome.family_id, &outcome.subject, &scope, client)?,
+        // §5.1: scope is REQUIRED if it differs from the requested one (a narrowed
+        // registration); Figure2 always sends it.
+        scope: Some(scope),
+    })
+}

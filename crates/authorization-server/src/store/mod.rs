@@ -1,0 +1,197 @@
+//! Durable state of the authorization server: refresh-token families, authorization
+//! codes and signing keys, behind the small [`Store`] trait.
+//!
+//! A store *persists*; it decides nothing. Every rule of a refresh (steps G → H) is
+//! [`figure2_protocol::family::RefreshTokenFamily::refresh`]: a store loads the family
+//! the presented token belongs to, hands it to the machine, writes the
+//! [`FamilyEffect`]s it returns in the same transaction, and answers only after the
+//! commit. Two presentations of one token are decided one after the other on the state
+//! the first left behind: exactly one wins.
+//!
+//! Only SHA-256 digests of refresh tokens and codes are stored (RFC 6749 §10.4/§10.5:
+//! keep them confidential). [`SqliteStore`] (an embedded SQLite file, `:memory:` for
+//! tests) is the default.
+//!
+//! [`FamilyEffect`]: figure2_protocol::family::FamilyEffect
+
+mod migrations;
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use figure2_protocol::UnixTime;
+use figure2_protocol::authorization::{AuthorizationCodeGrant, CodeRejection};
+use figure2_protocol::family::{PresentedToken, RefreshRejection, RefreshRequest, RefreshTokenFamily, Transition};
+use figure2_protocol::pkce::CodeVerifier;
+use figure2_protocol::refresh::RefreshPolicy;
+use figure2_protocol::secret::TokenDigest;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub use figure2_protocol::family::Grant;
+
+/// A family's row id.
+pub type FamilyId = i64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("schema migration failed: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the batch this request was part of failed to commit: {0}")]
+    Commit(String),
+    #[error("the store's writer has stopped")]
+    Stopped,
+}
+
+/// What a store's async operations return.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A refresh token about to be stored.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRefreshToken {
+    pub digest: TokenDigest,
+    pub expires_at: Option<UnixTime>,
+}
+
+/// Who is registered now: the refresh decision reads the current registration, not only
+/// the stored grant (a removed resource owner's families die on their next refresh).
+pub trait Directory: Send + Sync {
+    fn subject_registered(&self, subject: &str) -> bool;
+}
+
+/// Step G, as the token endpoint hands it to the store.
+pub struct RefreshCommand {
+    pub presented: TokenDigest,
+    /// The presentation; the store fills in `subject_registered` from `directory` once it
+    /// knows the family's subject.
+    pub request: RefreshRequest,
+    pub policy: Arc<RefreshPolicy>,
+    pub directory: Arc<dyn Directory>,
+}
+
+/// The machine's transition for one refresh, with what step H needs.
+#[derive(Debug, Clone)]
+pub struct RefreshOutcome {
+    /// `None` for an unknown token.
+    pub family_id: Option<FamilyId>,
+    pub subject: String,
+    pub transition: Transition,
+}
+
+impl RefreshOutcome {
+    pub(crate) fn unknown() -> Self {
+        Self {
+            family_id: None,
+            subject: String::new(),
+            transition: Transition { decision: Err(RefreshRejection::Unknown), effects: Vec::new() },
+        }
+    }
+}
+
+/// Step A with a code, as the token endpoint hands it to the store.
+pub struct RedeemCode {
+    pub digest: TokenDigest,
+    pub client_id: String,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<CodeVerifier>,
+    pub now: UnixTime,
+    /// The family's first refresh token, if the client gets one.
+    pub refresh: Option<NewRefreshToken>,
+}
+
+/// What introspection and revocation need to know about a refresh token.
+#[derive(Debug, Clone)]
+pub struct RefreshTokenInfo {
+    pub family_id: FamilyId,
+    pub family: RefreshTokenFamily,
+    pub presented: PresentedToken,
+    pub issued_at: UnixTime,
+}
+
+impl RefreshTokenInfo {
+    pub fn grant(&self) -> &Grant {
+        &self.family.grant
+    }
+
+    /// Where the token stands (active, retired, revoked).
+    pub fn status(&self) -> figure2_protocol::family::RefreshTokenStatus {
+        self.family.status_of(&self.presented)
+    }
+}
+
+/// A stored signing key.
+#[derive(Clone)]
+pub struct StoredKey {
+    pub kid: String,
+    pub alg: String,
+    pub pkcs8: Vec<u8>,
+    pub created_at: UnixTime,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The private key never reaches a log.
+        f.debug_struct("StoredKey").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
+    }
+}
+
+/// What the authorization server keeps. Every operation is atomic; the token endpoint's
+/// operations are async so that no request holds a runtime worker while the disk works.
+pub trait Store: Send + Sync {
+    /// Step B: records a new grant and, if given, its first refresh token.
+    fn create_family(&self, grant: Grant, refresh: Option<NewRefreshToken>, now: UnixTime)
+    -> StoreFuture<'_, FamilyId>;
+
+    /// Steps G → H: loads the presented token's family, runs the family machine, persists
+    /// its effects, and returns the transition once they are durable.
+    fn refresh(&self, command: RefreshCommand) -> StoreFuture<'_, RefreshOutcome>;
+
+    fn save_code(&self, digest: TokenDigest, grant: AuthorizationCodeGrant) -> StoreFuture<'_, ()>;
+
+    /// Step A with a code: checks it (`figure2_protocol::authorization::check_code`), marks
+    /// it used (single use, RFC 6749 §4.1.2) and creates the family. A second use revokes
+    /// the family the first use created ("SHOULD revoke ... all tokens previously issued
+    /// based on that code").
+    fn redeem_code(
+        &self,
+        command: RedeemCode,
+    ) -> StoreFuture<'_, Result<(AuthorizationCodeGrant, FamilyId), CodeRejection>>;
+
+    fn refresh_token_info(&self, digest: TokenDigest) -> StoreFuture<'_, Option<RefreshTokenInfo>>;
+
+    /// RFC 7009: revokes a family. Revoking a revoked family changes nothing.
+    fn revoke_family(&self, family_id: FamilyId, now: UnixTime, reason: &'static str) -> StoreFuture<'_, ()>;
+
+    /// Number of refresh-token families not revoked (for the operator and benchmarks).
+    fn live_family_count(&self) -> StoreFuture<'_, u64>;
+
+    // Signing keys change rarely (start-up, `rotate-key`): these block the caller.
+    fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+    fn add_signing_key(&self, key: &StoredKey) -> Result<(), StoreError>;
+    fn remove_signing_key(&self, kid: &str) -> Result<(), StoreError>;
+
+    /// Families of `subject` and/or `client_id` (all if both are `None`), newest first, at
+    /// most `limit` (the test-control listing; `end_session` revokes a user's families).
+    fn families(
+        &self,
+        subject: Option<String>,
+        client_id: Option<String>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<FamilySummary>>;
+}
+
+/// A family as the operator sees it (no token digests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilySummary {
+    pub id: FamilyId,
+    pub grant: Grant,
+    pub created_at: UnixTime,
+    pub last_used_at: UnixTime,
+    pub revoked_at: Option<UnixTime>,
+    pub revoked_reason: Option<String>,
+}
