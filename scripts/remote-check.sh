@@ -12,7 +12,7 @@ RS_PORT=${RS_PORT:-18181}
 # shellcheck source=lib/servers.sh
 source scripts/lib/servers.sh
 
-cargo build --release -q -p figure2-authorization-server -p figure2-resource-server -p figure2-client -p figure2-scenario-runner
+cargo build --release -q -p figure2-authorization-server -p figure2-resource-server -p figure2-client -p figure2
 start_servers 3
 
 echo "== figure2 check against $AS and $RS"

@@ -5,7 +5,7 @@
 
 use figure2_protocol::Scope;
 use figure2_protocol::client_auth::{GrantType, RegisteredClient};
-use figure2_protocol::refresh::RefreshPolicy;
+use figure2_protocol::refresh::{RefreshPolicy, ReuseRevokes};
 use figure2_protocol::secret::{TokenDigest, parse_digest_hex};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -37,19 +37,42 @@ pub struct ConfigFile {
     pub signing_algorithm: String,
     #[serde(default = "default_access_token_lifetime")]
     pub access_token_lifetime: u64,
+    /// A refresh-token policy of a real server (`figure2_protocol::presets`): `hydra`,
+    /// `keycloak`, `dex`, … Every option below that is set overrides it.
+    #[serde(default)]
+    pub preset: Option<String>,
     /// Seconds; 0 means refresh tokens never expire on their own.
-    #[serde(default = "default_refresh_token_lifetime")]
-    pub refresh_token_lifetime: u64,
+    #[serde(default)]
+    pub refresh_token_lifetime: Option<u64>,
+    /// Seconds; 0 means no idle lifetime.
     #[serde(default)]
     pub refresh_token_idle_lifetime: Option<u64>,
+    /// Seconds; 0 means no absolute lifetime.
     #[serde(default)]
     pub refresh_token_absolute_lifetime: Option<u64>,
-    #[serde(default = "default_true")]
-    pub always_issue_new_refresh_token: bool,
     #[serde(default)]
-    pub refresh_token_reuse_interval: u64,
-    #[serde(default = "default_true")]
-    pub revoke_family_on_reuse: bool,
+    pub always_issue_new_refresh_token: Option<bool>,
+    /// Percent of its lifetime after which a token rotates even without rotation; 0: never.
+    #[serde(default)]
+    pub rotate_after_lifetime_percent: Option<u8>,
+    #[serde(default)]
+    pub refresh_token_reuse_interval: Option<u64>,
+    /// How many times a retired token may be accepted again (Keycloak's "Refresh Token
+    /// Max Reuse"); -1: no count limit.
+    #[serde(default)]
+    pub refresh_token_max_reuse: Option<i64>,
+    #[serde(default)]
+    pub reuse_while_successor_unused: Option<bool>,
+    #[serde(default)]
+    pub reuse_returns_issued_successor: Option<bool>,
+    /// `"family"`, `"token"` or `"nothing"`.
+    #[serde(default)]
+    pub on_reuse: Option<String>,
+    /// The older switch: `true` is `on_reuse = "family"`, `false` is `"nothing"`.
+    #[serde(default)]
+    pub revoke_family_on_reuse: Option<bool>,
+    #[serde(default)]
+    pub issue_refresh_tokens_to_public_clients: Option<bool>,
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
     #[serde(default)]
@@ -97,16 +120,12 @@ fn default_alg() -> String {
 fn default_access_token_lifetime() -> u64 {
     3600
 }
-fn default_refresh_token_lifetime() -> u64 {
-    14 * 24 * 3600
-}
-fn default_true() -> bool {
-    true
-}
 
 /// The configuration the server runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The preset the refresh policy started from, if any.
+    pub preset: Option<String>,
     pub issuer: String,
     pub database: String,
     pub audience: String,
@@ -131,9 +150,63 @@ impl ConfigFile {
         Self::from_toml(&text)
     }
 
+    /// The refresh-token policy: the preset (or Figure2's default), then every option set.
+    pub fn refresh_policy(&self) -> Result<RefreshPolicy, ConfigError> {
+        let mut policy = match &self.preset {
+            Some(name) => figure2_protocol::presets::find(name).map(|p| p.policy).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "unknown preset {name:?}; known: {}",
+                    figure2_protocol::presets::names().join(", ")
+                ))
+            })?,
+            None => RefreshPolicy::default(),
+        };
+        let positive = |v: u64| (v > 0).then_some(v);
+        if let Some(v) = self.refresh_token_lifetime {
+            policy.refresh_token_lifetime = positive(v);
+        }
+        if let Some(v) = self.refresh_token_idle_lifetime {
+            policy.refresh_token_idle_lifetime = positive(v);
+        }
+        if let Some(v) = self.refresh_token_absolute_lifetime {
+            policy.refresh_token_absolute_lifetime = positive(v);
+        }
+        if let Some(v) = self.always_issue_new_refresh_token {
+            policy.always_issue_new_refresh_token = v;
+        }
+        if let Some(v) = self.rotate_after_lifetime_percent {
+            policy.rotate_after_lifetime_percent = (v > 0).then_some(v.min(100));
+        }
+        if let Some(v) = self.refresh_token_reuse_interval {
+            policy.refresh_token_reuse_interval = v;
+        }
+        if let Some(v) = self.refresh_token_max_reuse {
+            policy.refresh_token_max_reuse = u32::try_from(v).ok();
+        }
+        if let Some(v) = self.reuse_while_successor_unused {
+            policy.reuse_while_successor_unused = v;
+        }
+        if let Some(v) = self.reuse_returns_issued_successor {
+            policy.reuse_returns_issued_successor = v;
+        }
+        if let Some(v) = self.revoke_family_on_reuse {
+            policy.on_reuse = if v { ReuseRevokes::Family } else { ReuseRevokes::Nothing };
+        }
+        if let Some(name) = &self.on_reuse {
+            policy.on_reuse = ReuseRevokes::from_name(name).ok_or_else(|| {
+                ConfigError::Invalid(format!("on_reuse must be \"family\", \"token\" or \"nothing\", not {name:?}"))
+            })?;
+        }
+        if let Some(v) = self.issue_refresh_tokens_to_public_clients {
+            policy.issue_refresh_tokens_to_public_clients = v;
+        }
+        Ok(policy)
+    }
+
     /// Validates and resolves the file; `issuer` is required by now (a flag may supply it).
     pub fn resolve(self) -> Result<Config, ConfigError> {
         let invalid = |s: String| ConfigError::Invalid(s);
+        let refresh = self.refresh_policy()?;
         let issuer = self.issuer.ok_or_else(|| invalid("issuer is required".into()))?;
         let issuer = issuer.trim_end_matches('/').to_owned();
         if !(issuer.starts_with("http://") || issuer.starts_with("https://")) || issuer.contains(['?', '#']) {
@@ -189,19 +262,13 @@ impl ConfigFile {
             users.insert(u.username, u.password_argon2);
         }
         Ok(Config {
+            preset: self.preset,
             issuer,
             database: self.database,
             audience: self.audience,
             signing_algorithm,
             access_token_lifetime: self.access_token_lifetime,
-            refresh: RefreshPolicy {
-                always_issue_new_refresh_token: self.always_issue_new_refresh_token,
-                refresh_token_lifetime: (self.refresh_token_lifetime > 0).then_some(self.refresh_token_lifetime),
-                refresh_token_idle_lifetime: self.refresh_token_idle_lifetime,
-                refresh_token_absolute_lifetime: self.refresh_token_absolute_lifetime,
-                refresh_token_reuse_interval: self.refresh_token_reuse_interval,
-                revoke_family_on_reuse: self.revoke_family_on_reuse,
-            },
+            refresh,
             clients,
             users,
             user_claims,
@@ -272,5 +339,19 @@ mod tests {
         .unwrap()
         .resolve();
         assert!(public_cc.is_err());
+        let unknown = ConfigFile::from_toml("issuer = \"http://x\"\npreset = \"nope\"").unwrap().resolve();
+        assert!(unknown.unwrap_err().to_string().contains("hydra-graceful"));
+    }
+
+    #[test]
+    fn a_preset_is_the_base_and_options_override_it() {
+        let text = "issuer = \"http://x\"\npreset = \"dex\"\nrefresh_token_reuse_interval = 10";
+        let policy = ConfigFile::from_toml(text).unwrap().resolve().unwrap().refresh;
+        let dex = figure2_protocol::presets::find("dex").unwrap().policy;
+        assert_eq!(policy, RefreshPolicy { refresh_token_reuse_interval: 10, ..dex });
+        let text = "issuer = \"http://x\"\npreset = \"hydra\"\non_reuse = \"token\"\nrefresh_token_max_reuse = 2";
+        let policy = ConfigFile::from_toml(text).unwrap().resolve().unwrap().refresh;
+        assert_eq!((policy.on_reuse, policy.refresh_token_max_reuse), (ReuseRevokes::PresentedToken, Some(2)));
+        assert!(ConfigFile::from_toml("issuer = \"http://x\"\non_reuse = \"all\"").unwrap().resolve().is_err());
     }
 }

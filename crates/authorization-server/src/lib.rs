@@ -80,6 +80,8 @@ pub struct AuthorizationServer {
     refresh_policy: Arc<figure2_protocol::refresh::RefreshPolicy>,
     /// Who is registered now (resource owners), for the refresh decision.
     directory: Arc<dyn store::Directory>,
+    /// The key idempotent retries derive successors with (see `grants::refresh_token`).
+    successor_key: aws_lc_rs::hmac::Key,
     // Issue 13: metrics, OpenID Connect state, the test-control API and what it creates.
     metrics: metrics::Metrics,
     oidc: oidc::OidcStore,
@@ -115,6 +117,8 @@ impl AuthorizationServer {
         let runtime = Arc::new(control::RuntimeRegistry::default());
         let directory = Arc::new(Users(config.users.keys().cloned().collect(), runtime.clone()));
         let oidc = oidc::OidcStore::open(&config.database)?;
+        let successor_key =
+            aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &store.server_secret("refresh-successor")?);
         let server = Self {
             config,
             clock,
@@ -124,6 +128,7 @@ impl AuthorizationServer {
             passwords: passwords::PasswordVerifier::new(),
             refresh_policy,
             directory,
+            successor_key,
             metrics: metrics::Metrics::default(),
             oidc,
             control: std::sync::OnceLock::new(),
@@ -150,6 +155,13 @@ impl AuthorizationServer {
 
     fn now(&self) -> u64 {
         self.clock.now()
+    }
+
+    /// The successor of `refresh_token` under an idempotent-retry policy: HMAC-SHA-256
+    /// under the server's successor key, encoded as every refresh token (256 bits).
+    fn derive_successor(&self, refresh_token: &str) -> String {
+        let tag = aws_lc_rs::hmac::sign(&self.successor_key, refresh_token.as_bytes());
+        figure2_protocol::secret::encode_token(tag.as_ref())
     }
 
     fn client(&self, client_id: &str) -> Option<&RegisteredClient> {

@@ -30,6 +30,11 @@ struct Cli {
     /// Rotation: issue a new refresh token on every refresh (overrides the file).
     #[arg(long, env = "FIGURE2_ALWAYS_ISSUE_NEW_REFRESH_TOKEN")]
     always_issue_new_refresh_token: Option<bool>,
+    /// Refresh-token policy of a real server (overrides `preset` in the file; options set
+    /// in the file still apply): figure2, oidc-provider, hydra, hydra-graceful, keycloak,
+    /// keycloak-revoke, dex, rauthy, kanidm, mas, duende, duende-onetime, spring, auth0.
+    #[arg(long, env = "FIGURE2_PRESET")]
+    preset: Option<String>,
     /// NEVER IN PRODUCTION. Serve the test-control API under /control/ (move the clock,
     /// inject faults into token requests, create users and clients, list and revoke
     /// families). Refused unless the listen address is loopback.
@@ -106,13 +111,19 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         file.access_token_lifetime = l;
     }
     if let Some(l) = cli.refresh_token_lifetime {
-        file.refresh_token_lifetime = l;
+        file.refresh_token_lifetime = Some(l);
     }
     if let Some(r) = cli.always_issue_new_refresh_token {
-        file.always_issue_new_refresh_token = r;
+        file.always_issue_new_refresh_token = Some(r);
+    }
+    if cli.preset.is_some() {
+        file.preset = cli.preset;
     }
     let listen = cli.listen.or(file.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".into());
     let config = file.resolve()?;
+    if let Some(preset) = &config.preset {
+        tracing::info!(preset, policy = ?config.refresh, "refresh-token preset");
+    }
     // With test control the clock is the system clock plus an offset the API moves.
     let controlled = cli.test_control.then(|| Arc::new(ControlledClock::new(Arc::new(SystemClock))));
     let clock: Arc<dyn Clock> = match &controlled {

@@ -748,31 +748,26 @@ fn fill_store(path: &str, n: u64, chains: &[[u8; 32]]) -> Result<(), String> {
     Ok(())
 }
 
-fn load_scenarios(dir: &std::path::Path) -> Result<Vec<figure2_scenario_runner::Scenario>, String> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
+fn load_scenarios(dir: &std::path::Path) -> Result<Vec<figure2_runner::Scenario>, String> {
+    let files = figure2_runner::Scenario::files_in(dir);
     if files.is_empty() {
         return Err(format!("no scenario files in {}", dir.display()));
     }
-    files
-        .iter()
-        .map(|p| figure2_scenario_runner::Scenario::load(&p.display().to_string()).map_err(|e| e.to_string()))
-        .collect()
+    files.iter().map(|p| figure2_runner::Scenario::load(&p.display().to_string()).map_err(|e| e.to_string())).collect()
 }
 
 /// Runs every scenario one after another; returns the wall time and the failed ones.
-async fn run_scenarios(scenarios: &[figure2_scenario_runner::Scenario]) -> (f64, Vec<String>) {
+async fn run_scenarios(scenarios: &[figure2_runner::Scenario]) -> (f64, Vec<String>) {
     let start = Instant::now();
     let mut failed = Vec::new();
     for s in scenarios {
-        match figure2_scenario_runner::run(s, &mut |_| {}).await {
+        match figure2_runner::run(s, &mut |_| {}).await {
             Ok(report) if report.passed => {}
-            Ok(report) => failed.push(format!("{}: {}", s.id, report.failures.join("; "))),
+            Ok(report) => failed.push(format!(
+                "{}: {}",
+                s.id,
+                report.failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+            )),
             Err(e) => failed.push(format!("{}: {e}", s.id)),
         }
     }

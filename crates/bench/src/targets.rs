@@ -20,11 +20,11 @@ use figure2_authorization_server::{AuthorizationServer, ConfigFile, SqliteStore}
 use figure2_client::{Client, ClientConfig};
 use figure2_http::{Handler, HttpClient, HttpResponse, Incoming, Limits};
 use figure2_protocol::access_token::{AccessTokenClaims, Audience};
-use figure2_protocol::secret::Secret;
+use figure2_protocol::secret::{ClientSecret, Secret};
 use figure2_protocol::token_request::TokenRequest;
 use figure2_protocol::{Clock, SimulatedClock, SystemClock};
 use figure2_resource_server::{ResourceServer, ResourceServerConfig};
-use figure2_scenario_runner::world::{DEMO_CLIENTS, DEMO_CONFIG, DEMO_USERS};
+use figure2_runner::world::{DEMO_CLIENTS, DEMO_CONFIG, DEMO_USERS};
 use http::{Method, Request};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -437,7 +437,8 @@ impl Cycles {
                 runtime.block_on(async {
                     let mut made = Vec::new();
                     for _ in 0..clients {
-                        let config = ClientConfig::new(client_id, Some(Secret::new(secret)), token_endpoint.clone());
+                        let config =
+                            ClientConfig::new(client_id, Some(ClientSecret::new(secret)), token_endpoint.clone());
                         let client = Client::new(config, Arc::new(clock.clone()), HttpClient::new());
                         // Steps A and B, once per client (argon2: not measured).
                         client

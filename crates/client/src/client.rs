@@ -5,11 +5,11 @@ use bytes::Bytes;
 use figure2_http::{HttpClient, ReceivedResponse};
 use figure2_protocol::bearer::{BearerChallenge, BearerErrorCode, is_b64token};
 use figure2_protocol::client_auth::{ClientAuthentication, TokenEndpointAuthMethod};
-use figure2_protocol::metadata::{AuthorizationServerMetadata, metadata_url};
-use figure2_protocol::secret::Secret;
+use figure2_protocol::metadata::AuthorizationServerMetadata;
+use figure2_protocol::secret::{ClientSecret, RefreshToken};
 use figure2_protocol::token_request::{RefreshTokenRequest, TokenRequest};
 use figure2_protocol::token_response::AccessTokenResponse;
-use figure2_protocol::{Clock, ErrorCode, ErrorResponse, Scope};
+use figure2_protocol::{Clock, ErrorCode, ErrorResponse, FlowStep, Scope};
 use http::{HeaderMap, Method, header};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub client_id: String,
-    pub client_secret: Option<Secret>,
+    pub client_secret: Option<ClientSecret>,
     /// RFC 6749 §2.3.1: Basic (default with a secret), secret in the body, or a public
     /// client that only names itself.
     pub auth_method: TokenEndpointAuthMethod,
@@ -29,7 +29,11 @@ pub struct ClientConfig {
 impl ClientConfig {
     /// `client_secret_basic` when there is a secret (§2.3.1: every server supports it),
     /// a public client (`none`) otherwise; no expiry margin.
-    pub fn new(client_id: impl Into<String>, client_secret: Option<Secret>, token_endpoint: impl Into<String>) -> Self {
+    pub fn new(
+        client_id: impl Into<String>,
+        client_secret: Option<ClientSecret>,
+        token_endpoint: impl Into<String>,
+    ) -> Self {
         let auth_method = match client_secret {
             Some(_) => TokenEndpointAuthMethod::ClientSecretBasic,
             None => TokenEndpointAuthMethod::None,
@@ -121,16 +125,10 @@ impl Client {
     /// RFC 8414 §3: fetches the metadata at the well-known URL of `issuer` and checks that
     /// it names the same issuer (§3.3).
     pub async fn discover(http: &HttpClient, issuer: &str) -> Result<AuthorizationServerMetadata, ClientError> {
-        let url =
-            metadata_url(issuer).ok_or_else(|| ClientError::Protocol(format!("issuer {issuer:?} is not a URL")))?;
-        let response = http.send(Method::GET, &url, &[("accept", "application/json")], None).await?;
-        if response.status != 200 {
-            return Err(ClientError::Protocol(format!("{url} answered {}", response.status)));
-        }
-        let metadata: AuthorizationServerMetadata = serde_json::from_slice(&response.body)
-            .map_err(|e| ClientError::Protocol(format!("{url} is not RFC 8414 metadata: {e}")))?;
-        metadata.validate_for_issuer(issuer).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        Ok(metadata)
+        figure2_http::discover(http, issuer).await.map_err(|e| match e {
+            figure2_http::DiscoveryError::Fetch(e) => ClientError::Http(e),
+            other => ClientError::Protocol(other.to_string()),
+        })
     }
 
     /// Steps A→B: presents an authorization grant and stores the tokens of the answer.
@@ -254,7 +252,7 @@ impl Client {
             return Ok(current);
         }
         let refresh_token = current.refresh_token.clone().ok_or(ClientError::NoRefreshToken)?;
-        tracing::info!(step = "G", rt = %refresh_token.fingerprint(), "refreshing the access token");
+        tracing::info!(step = %FlowStep::G, rt = %refresh_token.fingerprint(), "refreshing the access token");
         let request = TokenRequest::RefreshToken(RefreshTokenRequest {
             refresh_token: refresh_token.clone(),
             scope: scope.clone(),
@@ -265,7 +263,7 @@ impl Client {
             // RFC 6749 §5.2 invalid_grant: the refresh token is invalid, expired or
             // revoked. Only a new authorization grant helps: back to step A.
             Err(ClientError::TokenEndpoint { error, .. }) if error.error == ErrorCode::InvalidGrant => {
-                tracing::warn!(step = "H", rt = %refresh_token.fingerprint(), %error, "refresh token refused");
+                tracing::warn!(step = %FlowStep::H, rt = %refresh_token.fingerprint(), %error, "refresh token refused");
                 let mut state = lock(&self.inner.state);
                 if state.tokens.as_ref().is_some_and(|t| t.generation == current.generation) {
                     state.tokens = None;
@@ -283,7 +281,7 @@ impl Client {
     fn store(
         &self,
         answer: AccessTokenResponse,
-        previous_refresh_token: Option<Secret>,
+        previous_refresh_token: Option<RefreshToken>,
         requested_scope: Option<Scope>,
     ) -> TokenSet {
         let now = self.inner.clock.now();
@@ -291,8 +289,8 @@ impl Client {
         let mut state = lock(&self.inner.state);
         state.generation += 1;
         let tokens = TokenSet {
-            access_token: Secret::new(answer.access_token),
-            refresh_token: answer.refresh_token.map(Secret::new).or(previous_refresh_token),
+            access_token: answer.access_token,
+            refresh_token: answer.refresh_token.or(previous_refresh_token),
             expires_at: answer.expires_in.map(|s| now.saturating_add(s)),
             scope: answer.scope.or(requested_scope),
             generation: state.generation,
@@ -302,7 +300,7 @@ impl Client {
         drop(state);
         tracing::info!(
             at = %tokens.access_token.fingerprint(),
-            rt = tokens.refresh_token.as_ref().map(Secret::fingerprint),
+            rt = tokens.refresh_token.as_ref().map(RefreshToken::fingerprint),
             rotated,
             expires_at = tokens.expires_at,
             generation = tokens.generation,
@@ -343,7 +341,7 @@ impl Client {
         let response = self.inner.http.send(method.clone(), url, &pairs, body.clone()).await?;
         let step = label(&response);
         tracing::debug!(
-            step = %format_args!("({})->({})", step.request_letter(), step.response_letter()),
+            step = %step.request_step(),
             %method, url, status = response.status, "exchange"
         );
         let observer = lock(&self.inner.observer).clone();
@@ -385,7 +383,7 @@ fn read_token_response(response: &ReceivedResponse) -> Result<AccessTokenRespons
         return Err(ClientError::Protocol(format!("token_type {token_type:?} is not Bearer (RFC 6750)")));
     }
     // RFC 6750 §2.1: it must fit `b64token` to go in the Authorization header.
-    if !is_b64token(&answer.access_token) {
+    if !is_b64token(answer.access_token.expose()) {
         return Err(ClientError::Protocol("access_token is not an RFC 6750 §2.1 b64token".into()));
     }
     Ok(answer)

@@ -5,7 +5,7 @@
 
 use figure2_client::{Client, ClientConfig, ClientError};
 use figure2_http::HttpClient;
-use figure2_protocol::secret::Secret;
+use figure2_protocol::secret::{ClientSecret, Secret};
 use figure2_protocol::token_request::TokenRequest;
 use figure2_protocol::{Scope, SystemClock};
 use std::process::ExitCode;
@@ -27,7 +27,7 @@ pub async fn run() -> ExitCode {
 }
 
 async fn contract() -> Result<u8, String> {
-    let secret = std::env::var("FIGURE2_CLIENT_SECRET").ok().filter(|s| !s.is_empty()).map(Secret::new);
+    let secret = std::env::var("FIGURE2_CLIENT_SECRET").ok().filter(|s| !s.is_empty()).map(ClientSecret::new);
     let config = ClientConfig::new(var("FIGURE2_CLIENT_ID")?, secret, var("FIGURE2_TOKEN_ENDPOINT")?);
     let client = Client::new(config, Arc::new(SystemClock), HttpClient::new().with_timeout(Duration::from_secs(10)));
     let resource = var("FIGURE2_RESOURCE_URL")?;

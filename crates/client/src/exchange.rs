@@ -3,9 +3,10 @@
 //! prints them must shorten the tokens (see [`Exchange::summary`]).
 
 use figure2_protocol::bearer::{BearerChallenge, BearerErrorCode};
+#[cfg(test)]
 use figure2_protocol::secret::fingerprint;
 use figure2_protocol::token_response::AccessTokenResponse;
-use figure2_protocol::{ErrorResponse, UnixTime};
+use figure2_protocol::{ErrorResponse, FlowStep, UnixTime};
 use std::sync::Arc;
 
 /// The four request/response pairs of Figure 2 the client takes part in.
@@ -22,23 +23,23 @@ pub enum Step {
 }
 
 impl Step {
-    /// The letter of the request in Figure 2: A, C, E or G.
-    pub fn request_letter(self) -> char {
+    /// The request's step in Figure 2: A, C, E or G.
+    pub fn request_step(self) -> FlowStep {
         match self {
-            Self::AuthorizationGrant => 'A',
-            Self::ProtectedResource => 'C',
-            Self::InvalidToken => 'E',
-            Self::Refresh => 'G',
+            Self::AuthorizationGrant => FlowStep::A,
+            Self::ProtectedResource => FlowStep::C,
+            Self::InvalidToken => FlowStep::E,
+            Self::Refresh => FlowStep::G,
         }
     }
 
-    /// The letter of the response in Figure 2: B, D, F or H.
-    pub fn response_letter(self) -> char {
+    /// The response's step in Figure 2: B, D, F or H.
+    pub fn response_step(self) -> FlowStep {
         match self {
-            Self::AuthorizationGrant => 'B',
-            Self::ProtectedResource => 'D',
-            Self::InvalidToken => 'F',
-            Self::Refresh => 'H',
+            Self::AuthorizationGrant => FlowStep::B,
+            Self::ProtectedResource => FlowStep::D,
+            Self::InvalidToken => FlowStep::F,
+            Self::Refresh => FlowStep::H,
         }
     }
 
@@ -95,7 +96,7 @@ impl Exchange {
     /// `(C)->(D) GET /resource/read 200`, `(E)->(F) GET /resource/read 401 invalid_token`,
     /// `(G)->(H) refresh 200 rotated rt#1a2b3c4d`.
     pub fn summary(&self) -> String {
-        let letters = format!("({})->({})", self.step.request_letter(), self.step.response_letter());
+        let letters = format!("({})->({})", self.step.request_step(), self.step.response_step());
         match self.step {
             Step::ProtectedResource | Step::InvalidToken => {
                 let path = self.url.parse::<http::Uri>().ok().and_then(|u| u.path_and_query().cloned());
@@ -117,10 +118,10 @@ impl Exchange {
                 let what = if self.step == Step::Refresh { "refresh" } else { "grant" };
                 let mut line = format!("{letters} {what} {}", self.status);
                 if let Ok(ok) = serde_json::from_str::<AccessTokenResponse>(&self.response_body) {
-                    line.push_str(&format!(" at#{}", fingerprint(&ok.access_token)));
+                    line.push_str(&format!(" at#{}", ok.access_token.fingerprint()));
                     match (&ok.refresh_token, self.step) {
-                        (Some(rt), Step::Refresh) => line.push_str(&format!(" rotated rt#{}", fingerprint(rt))),
-                        (Some(rt), _) => line.push_str(&format!(" rt#{}", fingerprint(rt))),
+                        (Some(rt), Step::Refresh) => line.push_str(&format!(" rotated rt#{}", rt.fingerprint())),
+                        (Some(rt), _) => line.push_str(&format!(" rt#{}", rt.fingerprint())),
                         // RFC 6749 §6: no new refresh token, the client keeps the old one.
                         (None, Step::Refresh) => line.push_str(" refresh token kept"),
                         (None, _) => {}

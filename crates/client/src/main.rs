@@ -11,7 +11,7 @@ use clap::Parser;
 use figure2_client::{Client, ClientConfig, ClientError, Observer, Step, TokenSet};
 use figure2_http::HttpClient;
 use figure2_protocol::metadata::AuthorizationServerMetadata;
-use figure2_protocol::secret::Secret;
+use figure2_protocol::secret::{ClientSecret, Secret};
 use figure2_protocol::token_request::TokenRequest;
 use figure2_protocol::{Clock, Scope, SystemClock};
 use http::Method;
@@ -120,7 +120,8 @@ async fn run(args: Args) -> Result<(), String> {
     let http = HttpClient::new().with_timeout(Duration::from_secs(10));
     let metadata = discover(&http, &args.issuer).await?;
     let token_endpoint = metadata.token_endpoint().map_err(|e| e.to_string())?.to_owned();
-    let config = ClientConfig::new(args.client_id.clone(), args.client_secret.clone().map(Secret::new), token_endpoint);
+    let config =
+        ClientConfig::new(args.client_id.clone(), args.client_secret.clone().map(ClientSecret::new), token_endpoint);
     let seen: Seen = Arc::default();
     let record = seen.clone();
     let observer: Observer = Arc::new(move |exchange| {

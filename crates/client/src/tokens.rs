@@ -1,14 +1,14 @@
 //! The tokens the client holds between steps B and H (RFC 6749 §5.1).
 
-use figure2_protocol::secret::Secret;
+use figure2_protocol::secret::{AccessToken, RefreshToken};
 use figure2_protocol::{Scope, UnixTime};
 
-/// The client's current tokens. `Debug` never shows them ([`Secret`] prints `[redacted]`).
+/// The client's current tokens. `Debug` never shows them ([`AccessToken`] and [`RefreshToken`] print `[redacted]`).
 #[derive(Clone, Debug)]
 pub struct TokenSet {
-    pub access_token: Secret,
+    pub access_token: AccessToken,
     /// Absent when the server issued none (e.g. RFC 6749 §4.4.3, client credentials).
-    pub refresh_token: Option<Secret>,
+    pub refresh_token: Option<RefreshToken>,
     /// `now + expires_in` when the token arrived; `None` if the server did not say.
     pub expires_at: Option<UnixTime>,
     /// The scope granted (RFC 6749 §3.3), if known.
@@ -31,8 +31,8 @@ mod tests {
 
     fn tokens(expires_at: Option<UnixTime>) -> TokenSet {
         TokenSet {
-            access_token: Secret::new("at"),
-            refresh_token: Some(Secret::new("rt")),
+            access_token: AccessToken::new("at"),
+            refresh_token: Some(RefreshToken::new("rt")),
             expires_at,
             scope: None,
             generation: 1,

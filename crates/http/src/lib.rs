@@ -6,9 +6,14 @@
 //!   header-read timeout, bounded header count and buffer, and graceful shutdown;
 //! - [`read_body`]: a request body read with a hard size limit;
 //! - response builders ([`json`], [`text`]);
-//! - [`HttpClient`]: a small HTTP/1.1 client with bounded response bodies.
+//! - [`HttpClient`]: a small HTTP/1.1 client with bounded response bodies;
+//! - [`discover`]: RFC 8414 discovery of an authorization server by its issuer.
 //!
 //! Protocol decisions never happen here; see `figure2-protocol`.
+
+pub mod discovery;
+
+pub use discovery::{DiscoveryError, discover};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
@@ -295,12 +300,23 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// A response received by [`HttpClient`].
-#[derive(Debug, Clone)]
+/// A response received by [`HttpClient`]. `Debug` shows the status and the header
+/// names only: the body and the header values may hold tokens.
+#[derive(Clone)]
 pub struct ReceivedResponse {
     pub status: u16,
     pub headers: HeaderMap,
     pub body: Bytes,
+}
+
+impl std::fmt::Debug for ReceivedResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceivedResponse")
+            .field("status", &self.status)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("body", &format_args!("[{} bytes]", self.body.len()))
+            .finish()
+    }
 }
 
 impl ReceivedResponse {

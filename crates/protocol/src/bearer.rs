@@ -101,7 +101,7 @@ impl BearerChallenge {
                 out.push_str(sep);
                 out.push_str(name);
                 out.push_str("=\"");
-                out.push_str(&escape_quoted(value));
+                out.push_str(&crate::syntax::escape_quoted(value));
                 out.push('"');
                 sep = ", ";
             }
@@ -127,18 +127,6 @@ impl BearerChallenge {
         }
         Some(c)
     }
-}
-
-/// Escapes `"` and `\` for a quoted-string.
-pub fn escape_quoted(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn is_tchar(c: char) -> bool {

@@ -5,7 +5,7 @@
 use crate::error::{ErrorCode, ErrorResponse};
 use crate::form::FormParams;
 use crate::scope::Scope;
-use crate::secret::{Secret, TokenDigest, verify_secret_digest};
+use crate::secret::{ClientSecret, TokenDigest, verify_secret_digest};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
@@ -14,10 +14,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone)]
 pub enum ClientAuthentication {
     /// `Authorization: Basic` with the form-urlencoded id and secret (`client_secret_basic`).
-    Basic { client_id: String, client_secret: Secret },
+    Basic { client_id: String, client_secret: ClientSecret },
     /// `client_id` and `client_secret` in the body (`client_secret_post`; the RFC says
     /// NOT RECOMMENDED, but servers MAY support it).
-    Post { client_id: String, client_secret: Secret },
+    Post { client_id: String, client_secret: ClientSecret },
     /// A public client names itself with `client_id` and has no secret (§2.1, §3.2.1).
     None { client_id: String },
     /// No client identification at all.
@@ -61,10 +61,12 @@ impl ClientAuthentication {
                     "client_id in the body does not match the Authorization header",
                 ));
             }
-            return Ok(Self::Basic { client_id, client_secret: Secret::new(client_secret) });
+            return Ok(Self::Basic { client_id, client_secret: ClientSecret::new(client_secret) });
         }
         match (body_id, body_secret) {
-            (Some(id), Some(secret)) => Ok(Self::Post { client_id: id.to_owned(), client_secret: Secret::new(secret) }),
+            (Some(id), Some(secret)) => {
+                Ok(Self::Post { client_id: id.to_owned(), client_secret: ClientSecret::new(secret) })
+            }
             (Some(id), None) => Ok(Self::None { client_id: id.to_owned() }),
             (None, Some(_)) => Err(ErrorResponse::new(ErrorCode::InvalidRequest, "client_secret without client_id")),
             (None, None) => Ok(Self::Absent),
@@ -275,10 +277,11 @@ mod tests {
         let c = confidential();
         let good = ClientAuthentication::Post {
             client_id: "s6BhdRkqt3".into(),
-            client_secret: Secret::new("7Fjfp0ZBr1KtDRbnfVdmIw"),
+            client_secret: ClientSecret::new("7Fjfp0ZBr1KtDRbnfVdmIw"),
         };
         assert!(authenticate(&good, Some(&c)).is_ok());
-        let bad = ClientAuthentication::Post { client_id: "s6BhdRkqt3".into(), client_secret: Secret::new("nope") };
+        let bad =
+            ClientAuthentication::Post { client_id: "s6BhdRkqt3".into(), client_secret: ClientSecret::new("nope") };
         assert_eq!(authenticate(&bad, Some(&c)).unwrap_err().error, ErrorCode::InvalidClient);
         let none = ClientAuthentication::None { client_id: "s6BhdRkqt3".into() };
         assert!(authenticate(&none, Some(&c)).is_err());

@@ -32,6 +32,10 @@ pub struct SimulatedClock {
     now: Arc<AtomicU64>,
 }
 
+/// When simulated runs (scenarios, in-process conformance checks) start:
+/// 2026-01-01T00:00:00Z, so that their traces are reproducible.
+pub const SIMULATION_EPOCH: UnixTime = 1_767_225_600;
+
 impl SimulatedClock {
     pub fn starting_at(now: UnixTime) -> Self {
         Self { now: Arc::new(AtomicU64::new(now)) }

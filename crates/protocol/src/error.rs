@@ -89,7 +89,7 @@ impl ErrorResponse {
     /// the scheme every client must be able to use (§2.3.1).
     pub fn www_authenticate(&self, realm: &str) -> Option<String> {
         (self.error == ErrorCode::InvalidClient)
-            .then(|| format!("Basic realm=\"{}\"", crate::bearer::escape_quoted(realm)))
+            .then(|| format!("Basic realm=\"{}\"", crate::syntax::escape_quoted(realm)))
     }
 
     pub fn to_json(&self) -> String {

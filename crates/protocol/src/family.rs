@@ -17,12 +17,18 @@
 //!          ┌────────────────────────┴─────────────────────────┐
 //!     decision (step H)                              effects (persisted, then H is sent)
 //!     Ok(scope, new token)   or                      RetireLive, IssueLive, SetGraceFloor,
-//!     Err(RefreshRejection → invalid_grant)          Touch, Revoke
+//!     Err(RefreshRejection → invalid_grant)          Touch, Revoke, RecordReuse,
+//!                                                    ForgetPresented, AccessTokenUsed,
+//!                                                    DiscardLive
 //! ```
+//!
+//! Recovery (a retired token accepted again) and what reuse revokes are data of the
+//! [`RefreshPolicy`]: time, count and use limits, idempotent retries, the blast radius.
+//! Products' policies are values of it ([`crate::presets`]), never branches here.
 
 use crate::clock::UnixTime;
 use crate::error::{ErrorCode, ErrorResponse};
-use crate::refresh::RefreshPolicy;
+use crate::refresh::{RefreshPolicy, ReuseRevokes};
 use crate::scope::Scope;
 use crate::secret::TokenDigest;
 
@@ -48,6 +54,12 @@ pub struct LiveToken {
     pub issued_at: UnixTime,
     /// `None`: no lifetime of its own.
     pub expires_at: Option<UnixTime>,
+    /// Digest of the `jti` of the access token issued with it (`None` for tokens of
+    /// step B and of older releases): how introspection finds the family.
+    pub access_token_id: Option<TokenDigest>,
+    /// Whether that access token was seen in use (RFC 7662 introspection): ends
+    /// usage-based recovery ([`RefreshPolicy::reuse_while_successor_unused`]).
+    pub access_token_used: bool,
 }
 
 /// Why a family was revoked.
@@ -94,6 +106,8 @@ pub struct PresentedToken {
     pub expires_at: Option<UnixTime>,
     /// When rotation retired it; `None` while it is the live token.
     pub retired_at: Option<UnixTime>,
+    /// How many times it was accepted again after its retirement (count grace).
+    pub reuses: u32,
 }
 
 /// Where a stored refresh token stands in its family.
@@ -119,8 +133,12 @@ pub struct RefreshGranted {
     pub refresh_token_scope: Scope,
     /// The new refresh token, when the refresh rotates (the presented one is retired).
     pub new_refresh_token: Option<LiveToken>,
-    /// Accepted as the immediately previous token within the reuse interval.
+    /// Accepted as an immediate predecessor of the live token (recovery).
     pub within_grace_period: bool,
+    /// `new_refresh_token` is the successor already issued, handed back again
+    /// (idempotent retry, [`RefreshPolicy::reuse_returns_issued_successor`]): nothing
+    /// rotated, and the server re-derives the token from the presented one.
+    pub reissued: bool,
 }
 
 /// Why a refresh was refused. Precise for logs and traces; on the wire all but
@@ -191,6 +209,8 @@ pub struct RefreshRequest {
     /// The digest of the replacement token the server drew for this request; stored as
     /// the live token if the refresh rotates, discarded otherwise.
     pub replacement: TokenDigest,
+    /// The digest of the `jti` of the access token this refresh will issue.
+    pub access_token_id: Option<TokenDigest>,
     pub now: UnixTime,
 }
 
@@ -208,6 +228,15 @@ pub enum FamilyEffect {
     Touch { at: UnixTime },
     /// The whole family is revoked: every token of it, live or retired, is refused from now on.
     Revoke { at: UnixTime, reason: &'static str },
+    /// The presented (retired) token was accepted again: it has now been reused `reuses`
+    /// times (count grace).
+    RecordReuse { reuses: u32 },
+    /// Reuse revokes only the presented token: the store forgets it (then it is unknown).
+    ForgetPresented,
+    /// The live token's access token was seen in use (ends usage-based recovery).
+    AccessTokenUsed { at: UnixTime },
+    /// Usage-based recovery: the live token, never used, is forgotten (not retired).
+    DiscardLive { digest: TokenDigest, generation: Generation },
 }
 
 /// The outcome of one event: the answer of step H and what to persist before sending it.
@@ -235,7 +264,14 @@ impl RefreshTokenFamily {
             grant,
             created_at: now,
             last_used_at: now,
-            live: first.map(|(digest, expires_at)| LiveToken { digest, generation: 0, issued_at: now, expires_at }),
+            live: first.map(|(digest, expires_at)| LiveToken {
+                digest,
+                generation: 0,
+                issued_at: now,
+                expires_at,
+                access_token_id: None,
+                access_token_used: false,
+            }),
             grace_floor: 0,
             revoked: None,
         }
@@ -287,16 +323,17 @@ impl RefreshTokenFamily {
             }
             RefreshTokenStatus::Active => false,
             RefreshTokenStatus::Retired { at, predecessor_of_live } => {
-                let interval = policy.refresh_token_reuse_interval;
-                if predecessor_of_live && interval > 0 && now <= at.saturating_add(interval) {
+                let successor_used = self.live.is_some_and(|live| live.access_token_used);
+                if predecessor_of_live && policy.allows_reuse(at, presented.reuses, successor_used, now) {
                     true
                 } else {
                     // RFC 9700 §4.14.2: one of the two holders is an attacker; revoke the
-                    // active refresh token too, so both must go back to step A.
-                    let effects = if policy.revoke_family_on_reuse {
-                        vec![FamilyEffect::Revoke { at: now, reason: reason::REUSE_DETECTED }]
-                    } else {
-                        Vec::new()
+                    // active refresh token too, so both must go back to step A (or less,
+                    // if the policy says so).
+                    let effects = match policy.on_reuse {
+                        ReuseRevokes::Family => vec![FamilyEffect::Revoke { at: now, reason: reason::REUSE_DETECTED }],
+                        ReuseRevokes::PresentedToken => vec![FamilyEffect::ForgetPresented],
+                        ReuseRevokes::Nothing => Vec::new(),
                     };
                     return Transition { decision: Err(RefreshRejection::Reused), effects };
                 }
@@ -313,14 +350,36 @@ impl RefreshTokenFamily {
             Ok(scope) => scope,
             Err(rejection) => return Transition::refused(rejection),
         };
-        // RFC 9700 §4.14.2: a public client's refresh tokens MUST be sender-constrained or
-        // rotated; Figure2 does not sender-constrain them, so it rotates them always.
-        let rotate = policy.always_issue_new_refresh_token || request.client.public;
         let mut effects = Vec::with_capacity(4);
+        if within_grace_period && policy.refresh_token_max_reuse.is_some() {
+            effects.push(FamilyEffect::RecordReuse { reuses: presented.reuses.saturating_add(1) });
+        }
+        if within_grace_period && policy.reuse_returns_issued_successor {
+            // Idempotent retry (Dex): the successor already issued, again; nothing rotates
+            // and the family is not touched (the retry is not a new use).
+            return Transition {
+                decision: Ok(RefreshGranted {
+                    access_token_scope,
+                    refresh_token_scope: self.grant.scope.clone(),
+                    new_refresh_token: self.live,
+                    within_grace_period,
+                    reissued: true,
+                }),
+                effects,
+            };
+        }
+        let rotate = self.rotates(policy, request);
         let mut new_refresh_token = None;
         if rotate {
             let next = self.live.map_or(presented.generation, |live| live.generation.max(presented.generation)) + 1;
-            if let Some(live) = self.live {
+            if let Some(live) = self.live
+                && within_grace_period
+                && policy.reuse_while_successor_unused
+            {
+                // matrix-authentication-service: the successor was never used, so it was
+                // lost; it is revoked outright rather than kept as a predecessor.
+                effects.push(FamilyEffect::DiscardLive { digest: live.digest, generation: live.generation });
+            } else if let Some(live) = self.live {
                 effects.push(FamilyEffect::RetireLive { digest: live.digest, generation: live.generation, at: now });
                 if !within_grace_period {
                     // The retired live token is now the one immediate predecessor.
@@ -332,6 +391,9 @@ impl RefreshTokenFamily {
                 generation: next,
                 issued_at: now,
                 expires_at: policy.expiry_for_new_token(now, self.created_at),
+                // Kept only where usage-based recovery needs it (one index write less).
+                access_token_id: request.access_token_id.filter(|_| policy.reuse_while_successor_unused),
+                access_token_used: false,
             };
             effects.push(FamilyEffect::IssueLive(token));
             new_refresh_token = Some(token);
@@ -343,8 +405,47 @@ impl RefreshTokenFamily {
                 refresh_token_scope: self.grant.scope.clone(),
                 new_refresh_token,
                 within_grace_period,
+                reissued: false,
             }),
             effects,
+        }
+    }
+
+    /// Whether this refresh issues a new refresh token.
+    fn rotates(&self, policy: &RefreshPolicy, request: &RefreshRequest) -> bool {
+        // RFC 9700 §4.14.2: a public client's refresh tokens MUST be sender-constrained or
+        // rotated; Figure2 does not sender-constrain them, so it rotates them always.
+        if request.client.public {
+            return true;
+        }
+        let Some(live) = self.live else { return policy.always_issue_new_refresh_token };
+        let since_issue = request.now.saturating_sub(live.issued_at);
+        if policy.reuse_returns_issued_successor && since_issue <= policy.refresh_token_reuse_interval {
+            // Dex: within the reuse interval of its issue the live token is handed back
+            // as it is, so a retry of the refresh that made it gets the same answer.
+            return false;
+        }
+        if policy.always_issue_new_refresh_token {
+            return true;
+        }
+        // oidc-provider: rotate once the token has lived `percent` of its lifetime.
+        match (policy.rotate_after_lifetime_percent, live.expires_at) {
+            (Some(percent), Some(exp)) => {
+                let lifetime = exp.saturating_sub(live.issued_at);
+                since_issue.saturating_mul(100) >= lifetime.saturating_mul(u64::from(percent))
+            }
+            _ => false,
+        }
+    }
+
+    /// RFC 7662: the access token `access_token_id` (digest of its `jti`) was seen in use.
+    /// If it is the live token's, usage-based recovery of its predecessors ends.
+    pub fn access_token_used(&self, access_token_id: &TokenDigest, now: UnixTime) -> Vec<FamilyEffect> {
+        match self.live {
+            Some(live) if !live.access_token_used && live.access_token_id.as_ref() == Some(access_token_id) => {
+                vec![FamilyEffect::AccessTokenUsed { at: now }]
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -388,7 +489,7 @@ impl RefreshTokenFamily {
     /// Applies one effect to the in-memory family, as a store applies it to its rows.
     pub fn apply(&mut self, effect: &FamilyEffect) {
         match effect {
-            FamilyEffect::RetireLive { .. } => self.live = None,
+            FamilyEffect::RetireLive { .. } | FamilyEffect::DiscardLive { .. } => self.live = None,
             FamilyEffect::IssueLive(token) => self.live = Some(*token),
             FamilyEffect::SetGraceFloor(generation) => self.grace_floor = *generation,
             FamilyEffect::Touch { at } => self.last_used_at = *at,
@@ -397,6 +498,13 @@ impl RefreshTokenFamily {
                     self.revoked = Some(Revocation { at: *at, reason: (*reason).to_owned() });
                 }
             }
+            FamilyEffect::AccessTokenUsed { .. } => {
+                if let Some(live) = &mut self.live {
+                    live.access_token_used = true;
+                }
+            }
+            // Token-level state: the store applies them to the presented token's row.
+            FamilyEffect::RecordReuse { .. } | FamilyEffect::ForgetPresented => {}
         }
     }
 }
@@ -411,7 +519,12 @@ mod tests {
         refresh_token_idle_lifetime: None,
         refresh_token_absolute_lifetime: None,
         refresh_token_reuse_interval: 0,
-        revoke_family_on_reuse: true,
+        rotate_after_lifetime_percent: None,
+        refresh_token_max_reuse: None,
+        reuse_while_successor_unused: false,
+        reuse_returns_issued_successor: false,
+        on_reuse: ReuseRevokes::Family,
+        issue_refresh_tokens_to_public_clients: true,
     };
 
     fn scope(s: &str) -> Scope {
@@ -429,13 +542,14 @@ mod tests {
             subject_registered: true,
             requested_scope: None,
             replacement: [replacement; 32],
+            access_token_id: Some([replacement.wrapping_add(100); 32]),
             now,
         }
     }
 
     fn live(f: &RefreshTokenFamily) -> PresentedToken {
         let l = f.live.unwrap();
-        PresentedToken { generation: l.generation, expires_at: l.expires_at, retired_at: None }
+        PresentedToken { generation: l.generation, expires_at: l.expires_at, retired_at: None, reuses: 0 }
     }
 
     /// Runs a refresh and applies its effects; returns the decision and, for a retired
@@ -454,6 +568,7 @@ mod tests {
                     generation: *generation,
                     expires_at: f.live.unwrap().expires_at,
                     retired_at: Some(*at),
+                    reuses: 0,
                 });
             }
             f.apply(e);
@@ -576,12 +691,115 @@ mod tests {
 
     #[test]
     fn reuse_without_revocation_policy_revokes_nothing() {
-        let keep = RefreshPolicy { revoke_family_on_reuse: false, ..POLICY };
+        let keep = RefreshPolicy { on_reuse: ReuseRevokes::Nothing, ..POLICY };
         let mut f = family();
         let p = live(&f);
         let (_, rt0) = step(&mut f, p, &request(10, 1), &keep);
         let t = f.refresh(&rt0.unwrap(), &request(11, 2), &keep);
         assert_eq!(t.decision, Err(RefreshRejection::Reused));
         assert!(t.effects.is_empty());
+    }
+
+    fn apply_all(f: &mut RefreshTokenFamily, t: &Transition) {
+        for e in &t.effects {
+            f.apply(e);
+        }
+    }
+
+    #[test]
+    fn reuse_revoking_only_the_presented_token_keeps_the_live_one() {
+        let only_token = RefreshPolicy { on_reuse: ReuseRevokes::PresentedToken, ..POLICY };
+        let mut f = family();
+        let p = live(&f);
+        let (_, rt0) = step(&mut f, p, &request(10, 1), &only_token);
+        let t = f.refresh(&rt0.unwrap(), &request(11, 2), &only_token);
+        assert_eq!(
+            (t.decision.clone(), t.effects.clone()),
+            (Err(RefreshRejection::Reused), vec![FamilyEffect::ForgetPresented])
+        );
+        apply_all(&mut f, &t);
+        assert!(f.refresh(&live(&f), &request(12, 3), &only_token).decision.is_ok());
+    }
+
+    #[test]
+    fn count_grace_accepts_a_predecessor_max_reuse_times_without_a_time_limit() {
+        // Keycloak "Refresh Token Max Reuse" = 1: one more use of a retired token.
+        let count = RefreshPolicy { refresh_token_max_reuse: Some(1), ..POLICY };
+        let mut f = family();
+        let p = live(&f);
+        let (_, rt0) = step(&mut f, p, &request(10, 1), &count);
+        let mut rt0 = rt0.unwrap();
+        let t = f.refresh(&rt0, &request(500, 2), &count);
+        assert!(t.decision.as_ref().unwrap().within_grace_period);
+        assert!(t.effects.contains(&FamilyEffect::RecordReuse { reuses: 1 }));
+        apply_all(&mut f, &t);
+        rt0.reuses = 1;
+        let t = f.refresh(&rt0, &request(501, 3), &count);
+        assert_eq!(t.decision, Err(RefreshRejection::Reused));
+        assert!(t.revokes_family());
+        // Some(0) is no recovery at all, even with a time window.
+        let none = RefreshPolicy { refresh_token_max_reuse: Some(0), refresh_token_reuse_interval: 30, ..POLICY };
+        assert!(!none.allows_recovery());
+    }
+
+    #[test]
+    fn usage_based_recovery_ends_when_the_successors_access_token_is_used() {
+        let mas = RefreshPolicy { reuse_while_successor_unused: true, on_reuse: ReuseRevokes::Nothing, ..POLICY };
+        let mut f = family();
+        let p = live(&f);
+        let (_, rt0) = step(&mut f, p, &request(10, 1), &mas);
+        let rt0 = rt0.unwrap();
+        // The response was lost: the successor's access token was never used.
+        let before = f.clone();
+        assert!(f.refresh(&rt0, &request(900, 2), &mas).decision.unwrap().within_grace_period);
+        // Introspection saw the successor's access token: now rt0 is reuse.
+        let used = f.access_token_used(&[101; 32], 20);
+        assert_eq!(used, vec![FamilyEffect::AccessTokenUsed { at: 20 }]);
+        assert!(f.access_token_used(&[7; 32], 20).is_empty(), "another access token changes nothing");
+        for e in &used {
+            f.apply(e);
+        }
+        assert!(f.access_token_used(&[101; 32], 21).is_empty(), "recorded once");
+        let t = f.refresh(&rt0, &request(30, 2), &mas);
+        assert_eq!(t.decision, Err(RefreshRejection::Reused));
+        assert!(t.effects.is_empty());
+        assert_ne!(before, f);
+    }
+
+    #[test]
+    fn idempotent_retry_returns_the_successor_already_issued() {
+        let dex = RefreshPolicy {
+            refresh_token_reuse_interval: 3,
+            reuse_returns_issued_successor: true,
+            on_reuse: ReuseRevokes::Nothing,
+            ..POLICY
+        };
+        let mut f = family();
+        // Within 3 s of its issue the live token is not rotated (the same token again).
+        let ok = f.refresh(&live(&f), &request(2, 1), &dex).decision.unwrap();
+        assert!(ok.new_refresh_token.is_none());
+        let p = live(&f);
+        let (ok, rt0) = step(&mut f, p, &request(10, 1), &dex);
+        let successor = ok.unwrap().new_refresh_token.unwrap();
+        let rt0 = rt0.unwrap();
+        // The retry within the interval: the same successor, no effect at all.
+        let t = f.refresh(&rt0, &request(12, 2), &dex);
+        let again = t.decision.unwrap();
+        assert!(again.reissued && again.within_grace_period);
+        assert_eq!(again.new_refresh_token, Some(successor));
+        assert!(t.effects.is_empty());
+        // After it: reuse, and nothing is revoked.
+        let t = f.refresh(&rt0, &request(14, 2), &dex);
+        assert_eq!((t.decision, t.effects.is_empty()), (Err(RefreshRejection::Reused), true));
+    }
+
+    #[test]
+    fn rotation_near_expiry_only() {
+        // oidc-provider: confidential clients rotate once 70 % of the lifetime passed.
+        let oidc =
+            RefreshPolicy { always_issue_new_refresh_token: false, rotate_after_lifetime_percent: Some(70), ..POLICY };
+        let f = family(); // issued at 0, expires at 1000
+        assert!(f.refresh(&live(&f), &request(699, 1), &oidc).decision.unwrap().new_refresh_token.is_none());
+        assert!(f.refresh(&live(&f), &request(700, 1), &oidc).decision.unwrap().new_refresh_token.is_some());
     }
 }

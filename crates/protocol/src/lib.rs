@@ -34,7 +34,9 @@
 //! | [`bearer`] | C, D, E, F | RFC 6750 §2.1, §3 |
 //! | [`metadata`] | discovery | RFC 8414 |
 //! | [`revocation`], [`introspection`] | after H | RFC 7009, RFC 7662 |
+//! | [`flow`] | the names A to H themselves | RFC 6749 §1.5 |
 //! | [`secret`], [`clock`] | all | RFC 6749 §10.10, RFC 9700 |
+//! | [`syntax`] | B, F, H (headers) | RFC 9110 §5.6.4 |
 
 pub mod access_token;
 pub mod authorization;
@@ -43,6 +45,7 @@ pub mod client_auth;
 pub mod clock;
 pub mod error;
 pub mod family;
+pub mod flow;
 pub mod form;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -50,14 +53,17 @@ pub mod introspection;
 pub mod metadata;
 pub mod numeric_date;
 pub mod pkce;
+pub mod presets;
 pub mod refresh;
 pub mod revocation;
 pub mod scope;
 pub mod secret;
+pub mod syntax;
 pub mod token_request;
 pub mod token_response;
 
-pub use clock::{Clock, SimulatedClock, SystemClock, UnixTime};
+pub use clock::{Clock, SIMULATION_EPOCH, SimulatedClock, SystemClock, UnixTime};
 pub use error::{ErrorCode, ErrorResponse};
+pub use flow::FlowStep;
 pub use numeric_date::NumericDate;
 pub use scope::Scope;

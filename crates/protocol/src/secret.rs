@@ -1,4 +1,4 @@
-//! Secrets: refresh tokens, authorization codes and client secrets.
+//! Secrets: access tokens, refresh tokens, authorization codes, client secrets, passwords.
 //!
 //! RFC 6749 §10.4 and §10.10: tokens must be unguessable (we use 256 bits from a CSPRNG,
 //! supplied by the caller), and kept confidential in storage, so the authorization server
@@ -10,43 +10,79 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// A string that must never be printed: `Debug` and `Display` show `[redacted]`, and it
-/// cannot be compared with `==` (use [`Secret::ct_eq`]).
-#[derive(Clone)]
-pub struct Secret(String);
+/// A secret type: a string that never prints (`Debug` and `Display` show `[redacted]`)
+/// and is not comparable with `==` (use `ct_eq`, constant time). The token types also
+/// keep their JSON form (`#[serde(transparent)]`), so the wire format does not change.
+macro_rules! secret_type {
+    ($(#[$attr:meta])* $name:ident) => {
+        $(#[$attr])*
+        #[derive(Clone)]
+        pub struct $name(String);
 
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
+        impl $name {
+            pub fn new(s: impl Into<String>) -> Self {
+                Self(s.into())
+            }
 
-    /// The secret itself, for putting on the wire.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
+            /// The secret itself, for putting on the wire.
+            pub fn expose(&self) -> &str {
+                &self.0
+            }
 
-    /// Constant-time comparison.
-    pub fn ct_eq(&self, other: &str) -> bool {
-        constant_time_eq(self.0.as_bytes(), other.as_bytes())
-    }
+            /// Constant-time comparison.
+            pub fn ct_eq(&self, other: &str) -> bool {
+                constant_time_eq(self.0.as_bytes(), other.as_bytes())
+            }
 
-    /// Loggable stand-in (see [`fingerprint`]).
-    pub fn fingerprint(&self) -> String {
-        fingerprint(&self.0)
-    }
+            /// Loggable stand-in (see [`fingerprint`]).
+            pub fn fingerprint(&self) -> String {
+                fingerprint(&self.0)
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($name), "([redacted])"))
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("[redacted]")
+            }
+        }
+    };
 }
 
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
-
-impl std::fmt::Display for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+secret_type!(
+    /// Any other secret, such as a resource owner's password (RFC 6749 §4.3.2).
+    Secret
+);
+secret_type!(
+    /// RFC 6749 §1.4: the credential presented to the resource server (steps C, E).
+    #[derive(serde::Serialize, serde::Deserialize)]
+    #[serde(transparent)]
+    AccessToken
+);
+secret_type!(
+    /// RFC 6749 §1.5: the credential presented to the authorization server for a new
+    /// access token (step G).
+    #[derive(serde::Serialize, serde::Deserialize)]
+    #[serde(transparent)]
+    RefreshToken
+);
+secret_type!(
+    /// RFC 6749 §4.1.2: the one-time code the authorization endpoint returns (step A).
+    #[derive(serde::Serialize, serde::Deserialize)]
+    #[serde(transparent)]
+    AuthorizationCode
+);
+secret_type!(
+    /// RFC 6749 §2.3.1: the password of a confidential client.
+    #[derive(serde::Serialize, serde::Deserialize)]
+    #[serde(transparent)]
+    ClientSecret
+);
 
 /// The SHA-256 digest of a token, the form in which tokens and client secrets are stored.
 pub type TokenDigest = [u8; 32];
@@ -105,6 +141,16 @@ mod tests {
         assert_eq!(format!("{s:?} {s}"), "Secret([redacted]) [redacted]");
         assert!(s.ct_eq("hunter2"));
         assert!(!s.ct_eq("hunter3"));
+    }
+
+    #[test]
+    fn secrets_in_the_rfc_words_never_print_and_keep_their_json() {
+        let t = RefreshToken::new("tGzv3JOkF0XG5Qx2TlKWIA");
+        assert_eq!(format!("{t:?} {t}"), "RefreshToken([redacted]) [redacted]");
+        assert_eq!(format!("{:?}", AccessToken::new("x")), "AccessToken([redacted])");
+        assert_eq!(serde_json::to_string(&t).unwrap(), "\"tGzv3JOkF0XG5Qx2TlKWIA\"");
+        let back: RefreshToken = serde_json::from_str("\"tGzv3JOkF0XG5Qx2TlKWIA\"").unwrap();
+        assert!(back.ct_eq(t.expose()) && !back.ct_eq("other"));
     }
 
     #[test]

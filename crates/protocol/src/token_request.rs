@@ -14,13 +14,13 @@ use crate::error::{ErrorCode, ErrorResponse};
 use crate::form::FormParams;
 use crate::pkce::CodeVerifier;
 use crate::scope::Scope;
-use crate::secret::Secret;
+use crate::secret::{AuthorizationCode, RefreshToken, Secret};
 
 /// A token request, one variant per grant type.
 #[derive(Debug, Clone)]
 pub enum TokenRequest {
     /// §4.1.3, with the RFC 7636 §4.5 `code_verifier`.
-    AuthorizationCode { code: Secret, redirect_uri: Option<String>, code_verifier: Option<CodeVerifier> },
+    AuthorizationCode { code: AuthorizationCode, redirect_uri: Option<String>, code_verifier: Option<CodeVerifier> },
     /// §4.3.2 (legacy; RFC 9700 §2.4).
     Password { username: String, password: Secret, scope: Option<Scope> },
     /// §4.4.2.
@@ -33,7 +33,7 @@ pub enum TokenRequest {
 /// that is "equal or lesser" than the one originally granted.
 #[derive(Debug, Clone)]
 pub struct RefreshTokenRequest {
-    pub refresh_token: Secret,
+    pub refresh_token: RefreshToken,
     pub scope: Option<Scope>,
 }
 
@@ -59,7 +59,7 @@ impl TokenRequest {
         form.refuse_repeated(Self::parameters(grant_type))?;
         match grant_type {
             "authorization_code" => Ok(Self::AuthorizationCode {
-                code: Secret::new(form.required("code")?),
+                code: AuthorizationCode::new(form.required("code")?),
                 redirect_uri: form.get("redirect_uri").map(str::to_owned),
                 code_verifier: form
                     .get("code_verifier")
@@ -75,7 +75,7 @@ impl TokenRequest {
             }),
             "client_credentials" => Ok(Self::ClientCredentials { scope: parse_scope(form)? }),
             "refresh_token" => Ok(Self::RefreshToken(RefreshTokenRequest {
-                refresh_token: Secret::new(form.required("refresh_token")?),
+                refresh_token: RefreshToken::new(form.required("refresh_token")?),
                 scope: parse_scope(form)?,
             })),
             _ => Err(ErrorResponse::new(ErrorCode::UnsupportedGrantType, "grant_type is not supported")),

@@ -2,6 +2,7 @@
 //! token) and step H (access token and, optionally, a new refresh token).
 
 use crate::scope::Scope;
+use crate::secret::{AccessToken, RefreshToken};
 use serde::{Deserialize, Serialize};
 
 /// RFC 6749 §5.1: the token endpoint "MUST include the HTTP Cache-Control response header
@@ -11,16 +12,18 @@ pub const NO_STORE_HEADERS: [(&str, &str); 2] = [("cache-control", "no-store"), 
 /// The token type of RFC 6750 (§5.1 `token_type` is case-insensitive).
 pub const BEARER: &str = "Bearer";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Tokens are [`AccessToken`] and [`RefreshToken`]: `Debug` never prints them, and the
+/// type has no `==`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccessTokenResponse {
-    pub access_token: String,
+    pub access_token: AccessToken,
     pub token_type: String,
     /// RECOMMENDED: lifetime in seconds of the access token.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub expires_in: Option<u64>,
     /// OPTIONAL: present in step B, and in step H when the server rotates.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<RefreshToken>,
     /// OPTIONAL if identical to the scope requested; REQUIRED otherwise (§5.1). We always
     /// send it, which is allowed and spares the client a guess.
     #[serde(skip_serializing_if = "Option::is_none", default, deserialize_with = "lenient_scope")]
@@ -66,14 +69,15 @@ mod tests {
         }"#;
         let r: AccessTokenResponse = serde_json::from_str(body).unwrap();
         assert_eq!(r.expires_in, Some(3600));
-        assert_eq!(r.refresh_token.as_deref(), Some("tGzv3JOkF0XG5Qx2TlKWIA"));
+        assert_eq!(r.refresh_token.as_ref().map(RefreshToken::expose), Some("tGzv3JOkF0XG5Qx2TlKWIA"));
+        assert_eq!(r.access_token.expose(), "2YotnFZFEjr1zCsicMWpAA");
         assert!(!r.is_bearer());
     }
 
     #[test]
     fn bearer_is_case_insensitive_and_optional_fields_are_omitted() {
         let r = AccessTokenResponse {
-            access_token: "a".into(),
+            access_token: AccessToken::new("a"),
             token_type: "bearer".into(),
             expires_in: None,
             refresh_token: None,

@@ -8,6 +8,10 @@
 //! - at most one token of a family is live;
 //! - a retired token outside the grace period never works;
 //! - reuse revokes the family when the policy says so (RFC 9700 §4.14.2), and only then;
+//!   a policy that revokes only the presented token forgets it, one that revokes nothing
+//!   writes nothing;
+//! - a recovery stays within every limit the policy sets: time, count, use;
+//! - an idempotent retry hands back the live token itself and writes nothing;
 //! - and, so that a machine refusing everything cannot pass: the live token of a family
 //!   that is neither revoked, expired nor idle works for its own client.
 
@@ -16,7 +20,7 @@ use figure2_protocol::family::{
     ClientRegistration, FamilyEffect, Grant, PresentedToken, RefreshRejection, RefreshRequest, RefreshTokenFamily,
     RefreshTokenStatus,
 };
-use figure2_protocol::refresh::RefreshPolicy;
+use figure2_protocol::refresh::{RefreshPolicy, ReuseRevokes};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -36,6 +40,8 @@ enum Event {
     },
     RemoveSubject,
     NarrowClient,
+    /// Introspection saw the live token's access token in use.
+    UseAccessToken,
 }
 
 const SCOPES: [&str; 4] = ["read", "write", "read write", "admin"];
@@ -49,26 +55,45 @@ fn event() -> impl Strategy<Value = Event> {
         3 => prop::sample::select(vec![1u64, 5, 10, 29, 31, 59, 61, 200, 1_000]).prop_map(|seconds| Event::Advance { seconds }),
         1 => Just(Event::RemoveSubject),
         1 => Just(Event::NarrowClient),
+        2 => Just(Event::UseAccessToken),
     ]
 }
 
 fn policy() -> impl Strategy<Value = RefreshPolicy> {
-    (
+    let recovery = (
+        prop::sample::select(vec![None, Some(0u32), Some(1), Some(2)]),
+        prop::bool::weighted(0.3),
+        prop::bool::weighted(0.3),
+        prop::sample::select(vec![ReuseRevokes::Family, ReuseRevokes::PresentedToken, ReuseRevokes::Nothing]),
+        prop::sample::select(vec![None, Some(70u8)]),
+    );
+    let base = (
         prop::bool::weighted(0.85),
         prop::sample::select(vec![None, Some(100u64), Some(1_000)]),
         prop::sample::select(vec![None, Some(60u64)]),
         prop::sample::select(vec![None, Some(300u64)]),
-        prop::sample::select(vec![0u64, 10, 30]),
-        prop::bool::weighted(0.8),
-    )
-        .prop_map(|(rotate, lifetime, idle, absolute, reuse_interval, revoke_on_reuse)| RefreshPolicy {
-            always_issue_new_refresh_token: rotate,
-            refresh_token_lifetime: lifetime,
-            refresh_token_idle_lifetime: idle,
-            refresh_token_absolute_lifetime: absolute,
-            refresh_token_reuse_interval: reuse_interval,
-            revoke_family_on_reuse: revoke_on_reuse,
-        })
+        prop::sample::select(vec![0u64, 3, 10, 30]),
+    );
+    // Half the cases run a shipped preset as it is.
+    let random = (base, recovery).prop_map(
+        |((rotate, lifetime, idle, absolute, reuse_interval), (max_reuse, unused, idempotent, on_reuse, percent))| {
+            RefreshPolicy {
+                always_issue_new_refresh_token: rotate,
+                rotate_after_lifetime_percent: percent,
+                refresh_token_lifetime: lifetime,
+                refresh_token_idle_lifetime: idle,
+                refresh_token_absolute_lifetime: absolute,
+                refresh_token_reuse_interval: reuse_interval,
+                refresh_token_max_reuse: max_reuse,
+                reuse_while_successor_unused: unused,
+                reuse_returns_issued_successor: idempotent,
+                on_reuse,
+                issue_refresh_tokens_to_public_clients: true,
+            }
+        },
+    );
+    let preset = prop::sample::select(figure2_protocol::presets::all()).prop_map(|p| p.policy);
+    prop_oneof![random, preset]
 }
 
 fn scope(s: &str) -> Scope {
@@ -83,6 +108,8 @@ struct History {
     subject_registered: bool,
     now: u64,
     minted: u8,
+    /// Token indexes the store forgot (reuse revoking only the presented token).
+    forgotten: Vec<usize>,
 }
 
 impl History {
@@ -99,8 +126,12 @@ impl History {
             subject_registered: self.subject_registered,
             requested_scope: requested.clone(),
             replacement: [self.minted; 32],
+            access_token_id: Some([self.minted; 32]),
             now: self.now,
         };
+        if self.forgotten.contains(&t) {
+            return Ok(()); // the store no longer knows it: `Unknown`, decided before the machine
+        }
         let token = self.tokens[t];
         let was_revoked = self.family.revoked.is_some();
         let status = self.family.status_of(&token);
@@ -111,17 +142,47 @@ impl History {
                 prop_assert!(granted.access_token_scope.is_subset_of(&self.family.grant.scope), "scope grew");
                 prop_assert!(granted.access_token_scope.is_subset_of(&self.client_scope), "beyond the client's scope");
                 prop_assert_eq!(&granted.refresh_token_scope, &self.family.grant.scope);
-                if let RefreshTokenStatus::Retired { at, .. } = status {
-                    prop_assert!(
-                        policy.refresh_token_reuse_interval > 0 && self.now <= at + policy.refresh_token_reuse_interval,
-                        "a token retired at {} worked at {} outside the grace period",
-                        at,
-                        self.now
-                    );
+                if let RefreshTokenStatus::Retired { at, predecessor_of_live } = status {
+                    prop_assert!(predecessor_of_live, "a token several generations old worked");
+                    prop_assert!(policy.allows_recovery(), "recovery under a policy that allows none");
+                    if policy.refresh_token_reuse_interval > 0 {
+                        prop_assert!(
+                            self.now <= at + policy.refresh_token_reuse_interval,
+                            "a token retired at {} worked at {} outside the grace period",
+                            at,
+                            self.now
+                        );
+                    }
+                    if let Some(max) = policy.refresh_token_max_reuse {
+                        prop_assert!(token.reuses < max, "reused {} times, max {}", token.reuses + 1, max);
+                    }
+                    if policy.reuse_while_successor_unused {
+                        prop_assert!(
+                            !self.family.live.unwrap().access_token_used,
+                            "recovered after the successor was used"
+                        );
+                    }
+                    prop_assert!(granted.within_grace_period);
+                    if policy.reuse_returns_issued_successor {
+                        // Idempotent: the live token itself, and nothing written but a count.
+                        prop_assert!(granted.reissued);
+                        prop_assert_eq!(granted.new_refresh_token, self.family.live);
+                        prop_assert!(
+                            transition.effects.iter().all(|e| matches!(e, FamilyEffect::RecordReuse { .. })),
+                            "an idempotent retry wrote more than a count"
+                        );
+                    }
+                } else {
+                    prop_assert!(!granted.within_grace_period && !granted.reissued);
                 }
             }
             Err(RefreshRejection::Reused) => {
-                prop_assert_eq!(transition.revokes_family(), policy.revoke_family_on_reuse);
+                prop_assert_eq!(transition.revokes_family(), policy.on_reuse == ReuseRevokes::Family);
+                let forgets = transition.effects.contains(&FamilyEffect::ForgetPresented);
+                prop_assert_eq!(forgets, policy.on_reuse == ReuseRevokes::PresentedToken);
+                if policy.on_reuse == ReuseRevokes::Nothing {
+                    prop_assert!(transition.effects.is_empty());
+                }
             }
             Err(RefreshRejection::SubjectRemoved) => prop_assert!(transition.revokes_family()),
             Err(_) => prop_assert!(!transition.revokes_family(), "only reuse and a removed subject revoke"),
@@ -149,7 +210,14 @@ impl History {
                     generation: live.generation,
                     expires_at: live.expires_at,
                     retired_at: None,
+                    reuses: 0,
                 }),
+                FamilyEffect::RecordReuse { reuses } => self.tokens[t].reuses = *reuses,
+                FamilyEffect::ForgetPresented => self.forgotten.push(t),
+                FamilyEffect::DiscardLive { generation, .. } => {
+                    let discarded = self.tokens.iter().position(|t| t.generation == *generation);
+                    self.forgotten.extend(discarded);
+                }
                 _ => {}
             }
             self.family.apply(effect);
@@ -171,11 +239,12 @@ proptest! {
         let family = RefreshTokenFamily::new(grant, Some(([0; 32], expires_at)), now);
         let mut h = History {
             family,
-            tokens: vec![PresentedToken { generation: 0, expires_at, retired_at: None }],
+            tokens: vec![PresentedToken { generation: 0, expires_at, retired_at: None, reuses: 0 }],
             client_scope: scope("read write"),
             subject_registered: true,
             now,
             minted: 0,
+            forgotten: Vec::new(),
         };
         for event in events {
             match event {
@@ -199,6 +268,13 @@ proptest! {
                 Event::Advance { seconds } => h.now += seconds,
                 Event::RemoveSubject => h.subject_registered = false,
                 Event::NarrowClient => h.client_scope = scope("read"),
+                Event::UseAccessToken => {
+                    if let Some(id) = h.family.live.and_then(|l| l.access_token_id) {
+                        for effect in h.family.access_token_used(&id, h.now) {
+                            h.family.apply(&effect);
+                        }
+                    }
+                }
             }
             if h.family.revoked.is_some() {
                 // A revoked family never works again, whatever is presented.
@@ -208,6 +284,7 @@ proptest! {
                         subject_registered: true,
                         requested_scope: None,
                         replacement: [255; 32],
+                        access_token_id: None,
                         now: h.now,
                     };
                     prop_assert!(h.family.refresh(&h.tokens[t], &request, &policy).decision.is_err());

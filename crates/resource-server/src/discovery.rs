@@ -22,10 +22,10 @@
 
 use crate::keys::KeySet;
 use crate::{ResourceServer, ResourceServerConfig};
+use figure2_http::discovery::get_json;
 use figure2_http::{ClientError, HttpClient};
-use figure2_protocol::metadata::{self, AuthorizationServerMetadata, MetadataError};
 use figure2_protocol::{Clock, UnixTime};
-use http::{HeaderMap, Method, header};
+use http::{HeaderMap, header};
 use jsonwebtoken::jwk::JwkSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -34,29 +34,7 @@ use std::time::Duration;
 /// How long a JWKS re-fetch on the request path may take before the request gives up on it.
 const REFETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Debug, thiserror::Error)]
-pub enum DiscoveryError {
-    #[error("issuer {0:?} is not a URL a metadata URL can be built from (RFC 8414 §3.1)")]
-    InvalidIssuer(String),
-    #[error(transparent)]
-    Fetch(#[from] ClientError),
-    #[error("GET {url} answered HTTP {status}")]
-    Status { url: String, status: u16 },
-    #[error("GET {url} did not return the expected JSON: {source}")]
-    Json { url: String, source: serde_json::Error },
-    #[error(transparent)]
-    Metadata(#[from] MetadataError),
-    #[error("the JWK Set at {url} holds no key usable for verifying access tokens")]
-    NoUsableKeys { url: String },
-}
-
-impl DiscoveryError {
-    /// Whether trying again later may help (the authorization server may not be up yet).
-    /// A bad issuer URL or an issuer mismatch will not fix itself.
-    pub fn is_retryable(&self) -> bool {
-        !matches!(self, Self::InvalidIssuer(_) | Self::Metadata(MetadataError::IssuerMismatch { .. }))
-    }
-}
+pub use figure2_http::discovery::DiscoveryError;
 
 /// When the key set was fetched and what the fetches since allow (guarded by the tokio
 /// mutex that serialises fetches).
@@ -87,11 +65,7 @@ impl ResourceServer {
         clock: Arc<dyn Clock>,
         http: HttpClient,
     ) -> Result<Arc<Self>, DiscoveryError> {
-        let url = metadata::metadata_url(&config.issuer)
-            .ok_or_else(|| DiscoveryError::InvalidIssuer(config.issuer.clone()))?;
-        let (metadata, _): (AuthorizationServerMetadata, _) = get_json(&http, &url).await?;
-        // RFC 8414 §3.3: the metadata's issuer MUST be identical to the one we asked for.
-        metadata.validate_for_issuer(&config.issuer)?;
+        let metadata = figure2_http::discover(&http, &config.issuer).await?;
         let jwks_uri = metadata.jwks_uri()?.to_owned();
         let fetched_at = clock.now();
         let (keys, lifetime) = fetch_keys(&http, &jwks_uri, &config, fetched_at).await?;
@@ -255,19 +229,6 @@ fn lifetime_from_headers(headers: &HeaderMap, now: UnixTime) -> Option<u64> {
         _ => std::time::UNIX_EPOCH + Duration::from_secs(now),
     };
     Some(expires.duration_since(base).map_or(0, |d| d.as_secs()))
-}
-
-async fn get_json<T: serde::de::DeserializeOwned>(
-    http: &HttpClient,
-    url: &str,
-) -> Result<(T, HeaderMap), DiscoveryError> {
-    let response = http.send(Method::GET, url, &[("accept", "application/json")], None).await?;
-    if response.status != 200 {
-        return Err(DiscoveryError::Status { url: url.to_owned(), status: response.status });
-    }
-    let value = serde_json::from_slice(&response.body)
-        .map_err(|source| DiscoveryError::Json { url: url.to_owned(), source })?;
-    Ok((value, response.headers))
 }
 
 #[cfg(test)]

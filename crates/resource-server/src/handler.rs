@@ -13,6 +13,7 @@ use crate::ResourceServer;
 use crate::validation::TokenRejection;
 use bytes::Bytes;
 use figure2_http::{BodyError, Handler, HttpResponse, has_content_type, json, read_body, text};
+use figure2_protocol::FlowStep;
 use figure2_protocol::access_token::AccessTokenClaims;
 use figure2_protocol::bearer::{self, BearerChallenge, BearerErrorCode};
 use figure2_protocol::secret::fingerprint;
@@ -167,11 +168,11 @@ impl ResourceServer {
             Ok(Some(token)) => token,
             Ok(None) => {
                 // RFC 6750 §3.1: a request with no authentication gets a bare challenge.
-                tracing::info!(figure2.step = "D", outcome = "no_token", "401: no access token presented");
+                tracing::info!(step = %FlowStep::D, outcome = "no_token", "401: no access token presented");
                 return self.challenge(BearerChallenge::unauthenticated(&self.config.realm));
             }
             Err(description) => {
-                tracing::info!(figure2.step = "D", outcome = "invalid_request", description, "400: malformed request");
+                tracing::info!(step = %FlowStep::D, outcome = "invalid_request", description, "400: malformed request");
                 return self.challenge(BearerChallenge::error(
                     &self.config.realm,
                     BearerErrorCode::InvalidRequest,
@@ -192,7 +193,7 @@ impl ResourceServer {
         let granted = claims.scope();
         if !granted.contains(needed) {
             tracing::info!(
-                figure2.step = "D",
+                step = %FlowStep::D,
                 outcome = "insufficient_scope",
                 token = %token_fp,
                 sub = %claims.sub,
@@ -210,7 +211,7 @@ impl ResourceServer {
         }
 
         tracing::info!(
-            figure2.step = "D",
+            step = %FlowStep::D,
             outcome = "served",
             token = %token_fp,
             sub = %claims.sub,
@@ -223,7 +224,7 @@ impl ResourceServer {
 
     /// Step F: RFC 6750 §3.1 `invalid_token`, 401.
     fn invalid_token(&self, token_fp: &Fingerprint<'_>, rejection: TokenRejection) -> HttpResponse {
-        tracing::info!(figure2.step = "F", token = %token_fp, reason = %rejection, "401: invalid_token");
+        tracing::info!(step = %FlowStep::F, token = %token_fp, reason = %rejection, "401: invalid_token");
         self.challenge(BearerChallenge::error(
             &self.config.realm,
             BearerErrorCode::InvalidToken,

@@ -34,6 +34,13 @@ pub async fn handle(server: &AuthorizationServer, request: http::Request<Incomin
     let now = server.now();
     let mut answer = IntrospectionResponse::inactive();
     if let Some(claims) = server.verify_access_token(token) {
+        // Usage-based recovery: an introspected access token counts as used (a resource
+        // server asks before it serves). Only policies that read it pay for the write.
+        if server.refresh_policy.reuse_while_successor_unused
+            && let Err(e) = server.store.record_access_token_use(digest(&claims.jti), now).await
+        {
+            tracing::error!(error = %e, "recording an access token's use failed");
+        }
         answer = IntrospectionResponse {
             active: true,
             scope: claims.scope.clone(),

@@ -7,7 +7,7 @@ use crate::store::RedeemCode;
 use figure2_protocol::ErrorResponse;
 use figure2_protocol::client_auth::RegisteredClient;
 use figure2_protocol::pkce::CodeVerifier;
-use figure2_protocol::secret::{Secret, digest, fingerprint};
+use figure2_protocol::secret::{AuthorizationCode, digest, fingerprint};
 use figure2_protocol::token_response::AccessTokenResponse;
 
 /// §4.1.3: the store checks the code (`figure2_protocol::authorization::check_code`: bound
@@ -16,12 +16,12 @@ use figure2_protocol::token_response::AccessTokenResponse;
 pub(crate) async fn exchange(
     server: &AuthorizationServer,
     client: &RegisteredClient,
-    code: &Secret,
+    code: &AuthorizationCode,
     redirect_uri: Option<String>,
     code_verifier: Option<CodeVerifier>,
 ) -> Result<AccessTokenResponse, ErrorResponse> {
     let now = server.now();
-    let refresh = (issues_refresh_tokens(client) && server.oidc_allows_refresh_token(&digest(code.expose())))
+    let refresh = (issues_refresh_tokens(server, client) && server.oidc_allows_refresh_token(&digest(code.expose())))
         .then(|| new_refresh_token(server, now));
     let command = RedeemCode {
         digest: digest(code.expose()),

@@ -14,7 +14,7 @@ use crate::AuthorizationServer;
 use crate::store::{Grant, NewRefreshToken};
 use figure2_protocol::access_token::{AccessTokenClaims, Audience};
 use figure2_protocol::client_auth::{GrantType, RegisteredClient};
-use figure2_protocol::secret::{digest, fingerprint};
+use figure2_protocol::secret::{AccessToken, RefreshToken, digest, fingerprint};
 use figure2_protocol::token_request::TokenRequest;
 use figure2_protocol::token_response::{AccessTokenResponse, BEARER};
 use figure2_protocol::{ErrorCode, ErrorResponse, Scope};
@@ -57,9 +57,18 @@ fn server_error(e: impl std::fmt::Display) -> ErrorResponse {
     ErrorResponse::new(ErrorCode::ServerError, "the authorization server failed; try again")
 }
 
-/// Whether the client is issued refresh tokens (its registration allows the grant).
-fn issues_refresh_tokens(client: &RegisteredClient) -> bool {
+/// Whether the client is issued refresh tokens: its registration allows the grant, and
+/// the policy gives them to clients of its kind (Spring gives public clients none).
+fn issues_refresh_tokens(server: &AuthorizationServer, client: &RegisteredClient) -> bool {
     client.grant_types.contains(&GrantType::RefreshToken)
+        && (client.is_confidential() || server.config.refresh.issue_refresh_tokens_to_public_clients)
+}
+
+/// A new access token's `jti` (128 random bits).
+pub(crate) fn new_jti() -> String {
+    let mut jti = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut jti);
+    figure2_protocol::secret::encode_token(&jti)
 }
 
 /// A fresh refresh token (RFC 6749 §10.10: 256 random bits) and what the store keeps of it.
@@ -70,17 +79,16 @@ fn new_refresh_token(server: &AuthorizationServer, family_created_at: u64) -> (S
 }
 
 impl AuthorizationServer {
-    /// Signs an RFC 9068 access token; returns it and its lifetime in seconds.
+    /// Signs an RFC 9068 access token with this `jti`; returns it and its lifetime in seconds.
     fn issue_access_token(
         &self,
         subject: &str,
         client_id: &str,
         scope: &Scope,
+        jti: String,
     ) -> Result<(String, u64), ErrorResponse> {
         let now = self.now();
         let lifetime = self.config.access_token_lifetime;
-        let mut jti = [0u8; 16];
-        rand::RngCore::fill_bytes(&mut rand::rng(), &mut jti);
         let claims = AccessTokenClaims {
             iss: self.config.issuer.clone(),
             sub: subject.to_owned(),
@@ -88,7 +96,7 @@ impl AuthorizationServer {
             exp: (now + lifetime).into(),
             iat: now.into(),
             nbf: None,
-            jti: figure2_protocol::secret::encode_token(&jti),
+            jti,
             client_id: client_id.to_owned(),
             scope: (!scope.is_empty()).then(|| scope.to_string()),
         };
@@ -104,12 +112,12 @@ impl AuthorizationServer {
         scope: Scope,
         refresh_token: Option<String>,
     ) -> Result<AccessTokenResponse, ErrorResponse> {
-        let (access_token, expires_in) = self.issue_access_token(subject, client_id, &scope)?;
+        let (access_token, expires_in) = self.issue_access_token(subject, client_id, &scope, new_jti())?;
         Ok(AccessTokenResponse {
-            access_token,
+            access_token: AccessToken::new(access_token),
             token_type: BEARER.to_owned(),
             expires_in: Some(expires_in),
-            refresh_token,
+            refresh_token: refresh_token.map(RefreshToken::new),
             scope: Some(scope),
             id_token: None,
         })
@@ -126,7 +134,7 @@ async fn issue_new_grant(
     what: &str,
 ) -> Result<AccessTokenResponse, ErrorResponse> {
     let now = server.now();
-    let refresh = issues_refresh_tokens(client).then(|| new_refresh_token(server, now));
+    let refresh = issues_refresh_tokens(server, client).then(|| new_refresh_token(server, now));
     let grant = Grant { client_id: client.client_id.clone(), subject: subject.to_owned(), scope: scope.clone() };
     let family =
         server.store.create_family(grant, refresh.as_ref().map(|(_, new)| *new), now).await.map_err(server_error)?;

@@ -8,6 +8,11 @@
 //! - **2** — the lean schema: the family row holds its live token, and `refresh_tokens`
 //!   maps every digest ever issued to its family. A rotation writes three pages: the new
 //!   token's row, the retired token's `retired_at`, and the family row.
+//! - **3** — recovery policies (`figure2_protocol::presets`): a retired token's reuse count
+//!   (count grace), the live token's access-token id and whether it was used (usage-based
+//!   recovery, indexed for introspection), and `server_secrets` (the key the idempotent
+//!   retry derives successors with). Rows of older files get the defaults: never reused,
+//!   no access token known.
 
 use rusqlite_migration::{M, Migrations};
 
@@ -87,9 +92,21 @@ DROP TABLE refresh_tokens;
 ALTER TABLE refresh_tokens_v2 RENAME TO refresh_tokens;
 ";
 
+const V3: &str = "
+ALTER TABLE refresh_tokens ADD COLUMN reuses INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE families ADD COLUMN live_access_token_id BLOB;
+ALTER TABLE families ADD COLUMN live_access_token_used INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX families_live_access_token ON families(live_access_token_id)
+    WHERE live_access_token_id IS NOT NULL;
+CREATE TABLE server_secrets (
+    name   TEXT PRIMARY KEY,
+    value  BLOB NOT NULL
+);
+";
+
 /// Every migration, oldest first. Append; never edit one that has shipped.
 pub(super) fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3)])
 }
 
 #[cfg(test)]

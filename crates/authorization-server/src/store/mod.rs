@@ -170,6 +170,14 @@ pub trait Store: Send + Sync {
     /// Number of refresh-token families not revoked (for the operator and benchmarks).
     fn live_family_count(&self) -> StoreFuture<'_, u64>;
 
+    /// RFC 7662: the access token whose `jti` has digest `access_token_id` was seen in use
+    /// (usage-based recovery ends for its family). Returns whether anything changed.
+    fn record_access_token_use(&self, access_token_id: TokenDigest, now: UnixTime) -> StoreFuture<'_, bool>;
+
+    /// A named 32-byte server secret, made on first use and kept with the signing keys
+    /// (blocking: start-up only).
+    fn server_secret(&self, name: &str) -> Result<[u8; 32], StoreError>;
+
     // Signing keys change rarely (start-up, `rotate-key`): these block the caller.
     fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
     fn add_signing_key(&self, key: &StoredKey) -> Result<(), StoreError>;

@@ -35,6 +35,11 @@ pub const MAX_BATCH: usize = 256;
 /// million families finds its pages in memory.
 const CACHE_KIB: i64 = 64 * 1024;
 
+/// Bytes of the database file SQLite reads through a memory map instead of `pread`
+/// (measured: reads were 8 % of the writer's CPU with 1M families). Only reads: writes go
+/// through the WAL as before, so durability is unchanged.
+const MMAP_BYTES: i64 = 1 << 30;
+
 /// One unit of work for the writer.
 trait Job: Send {
     /// Runs inside the batch's transaction (in its own savepoint). Returns whether it
@@ -109,6 +114,7 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+        conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
         migrations().to_latest(&mut conn)?;
         // Query planner stability: plans no longer depend on bound values, so the lookups
         // by digest are not re-prepared on every run.
@@ -295,7 +301,7 @@ fn load(
             "SELECT t.family_id, t.generation, t.issued_at, t.expires_at, t.retired_at,
                     f.client_id, f.subject, f.scope, f.created_at, f.last_used_at,
                     f.live_digest, f.live_generation, f.live_issued_at, f.live_expires_at, f.grace_floor,
-                    f.revoked_at, f.revoked_reason
+                    f.revoked_at, f.revoked_reason, t.reuses, f.live_access_token_id, f.live_access_token_used
              FROM refresh_tokens t JOIN families f ON f.id = t.family_id WHERE t.digest = ?1",
         )?
         .query_row([&digest[..]], |r| {
@@ -312,6 +318,7 @@ fn load(
                     r.get::<_, i64>(14)?,
                 ),
                 (r.get::<_, Option<i64>>(15)?, r.get::<_, Option<String>>(16)?),
+                (r.get::<_, i64>(17)?, r.get::<_, Option<Vec<u8>>>(18)?, r.get::<_, bool>(19)?),
             ))
         })
         .optional()?;
@@ -322,6 +329,7 @@ fn load(
         (created_at, last_used_at),
         (live_digest, live_generation, live_issued_at, live_expires_at, grace_floor),
         (revoked_at, revoked_reason),
+        (reuses, live_access_token_id, live_access_token_used),
     )) = row
     else {
         return Ok(None);
@@ -332,6 +340,8 @@ fn load(
             generation: generation as u64,
             issued_at: live_issued_at.unwrap_or(created_at) as u64,
             expires_at: live_expires_at.map(|e| e as u64),
+            access_token_id: live_access_token_id.map(digest_of).transpose()?,
+            access_token_used: live_access_token_used,
         }),
         _ => None,
     };
@@ -347,12 +357,19 @@ fn load(
         generation: generation as u64,
         expires_at: expires_at.map(|e| e as u64),
         retired_at: retired_at.map(|r| r as u64),
+        reuses: u32::try_from(reuses).unwrap_or(u32::MAX),
     };
     Ok(Some((family_id, family, presented, issued_at as u64)))
 }
 
 /// Writes a transition's effects. The only place a family's rows change after step B.
-fn persist(conn: &Connection, family_id: FamilyId, effects: &[FamilyEffect]) -> Result<(), StoreError> {
+/// `presented` is the token the transition was about (the token-level effects apply to it).
+fn persist(
+    conn: &Connection,
+    family_id: FamilyId,
+    presented: Option<&TokenDigest>,
+    effects: &[FamilyEffect],
+) -> Result<(), StoreError> {
     for effect in effects {
         match effect {
             FamilyEffect::RetireLive { digest, at, .. } => {
@@ -364,14 +381,17 @@ fn persist(conn: &Connection, family_id: FamilyId, effects: &[FamilyEffect]) -> 
                 insert_token(conn, family_id, token.generation, token.issued_at, &new)?;
                 conn.prepare_cached(
                     "UPDATE families SET live_digest = ?2, live_generation = ?3, live_issued_at = ?4,
-                                         live_expires_at = ?5 WHERE id = ?1",
+                                         live_expires_at = ?5, live_access_token_id = ?6,
+                                         live_access_token_used = ?7 WHERE id = ?1",
                 )?
                 .execute(params![
                     family_id,
                     &token.digest[..],
                     token.generation as i64,
                     token.issued_at as i64,
-                    token.expires_at.map(|e| e as i64)
+                    token.expires_at.map(|e| e as i64),
+                    token.access_token_id.as_ref().map(|d| &d[..]),
+                    token.access_token_used,
                 ])?;
             }
             FamilyEffect::SetGraceFloor(generation) => {
@@ -383,6 +403,24 @@ fn persist(conn: &Connection, family_id: FamilyId, effects: &[FamilyEffect]) -> 
                     .execute(params![family_id, *at as i64])?;
             }
             FamilyEffect::Revoke { at, reason } => revoke(conn, family_id, *at, reason)?,
+            FamilyEffect::RecordReuse { reuses } => {
+                if let Some(digest) = presented {
+                    conn.prepare_cached("UPDATE refresh_tokens SET reuses = ?2 WHERE digest = ?1")?
+                        .execute(params![&digest[..], i64::from(*reuses)])?;
+                }
+            }
+            FamilyEffect::ForgetPresented => {
+                if let Some(digest) = presented {
+                    conn.prepare_cached("DELETE FROM refresh_tokens WHERE digest = ?1")?.execute([&digest[..]])?;
+                }
+            }
+            FamilyEffect::DiscardLive { digest, .. } => {
+                conn.prepare_cached("DELETE FROM refresh_tokens WHERE digest = ?1")?.execute([&digest[..]])?;
+            }
+            FamilyEffect::AccessTokenUsed { .. } => {
+                conn.prepare_cached("UPDATE families SET live_access_token_used = 1 WHERE id = ?1")?
+                    .execute([family_id])?;
+            }
         }
     }
     Ok(())
@@ -403,8 +441,42 @@ fn refresh(conn: &Connection, command: RefreshCommand) -> Result<RefreshOutcome,
     };
     request.subject_registered = directory.subject_registered(&family.grant.subject);
     let transition = family.refresh(&token, &request, &policy);
-    persist(conn, family_id, &transition.effects)?;
+    persist(conn, family_id, Some(&presented), &transition.effects)?;
     Ok(RefreshOutcome { family_id: Some(family_id), subject: family.grant.subject, transition })
+}
+
+/// RFC 7662: an access token (`access_token_id`, digest of its `jti`) was seen in use.
+fn record_access_token_use(
+    conn: &Connection,
+    access_token_id: &TokenDigest,
+    now: UnixTime,
+) -> Result<bool, StoreError> {
+    let live: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT live_digest FROM families WHERE live_access_token_id = ?1")?
+        .query_row([&access_token_id[..]], |r| r.get(0))
+        .optional()?
+        .flatten();
+    let Some(live) = live else { return Ok(false) };
+    let Some((family_id, family, _, _)) = load(conn, &digest_of(live)?)? else { return Ok(false) };
+    let effects = family.access_token_used(access_token_id, now);
+    persist(conn, family_id, None, &effects)?;
+    Ok(!effects.is_empty())
+}
+
+/// The named server secret (32 random bytes), made on first use.
+fn server_secret(conn: &Connection, name: &str) -> Result<[u8; 32], StoreError> {
+    let stored: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT value FROM server_secrets WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()?;
+    if let Some(value) = stored {
+        return digest_of(value);
+    }
+    let mut value = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut value);
+    conn.prepare_cached("INSERT INTO server_secrets (name, value) VALUES (?1, ?2)")?
+        .execute(params![name, &value[..]])?;
+    Ok(value)
 }
 
 fn redeem_code(
@@ -566,6 +638,15 @@ impl Store for SqliteStore {
 
     fn live_family_count(&self) -> StoreFuture<'_, u64> {
         self.run(live_family_count)
+    }
+
+    fn record_access_token_use(&self, access_token_id: TokenDigest, now: UnixTime) -> StoreFuture<'_, bool> {
+        self.run(move |conn| record_access_token_use(conn, &access_token_id, now))
+    }
+
+    fn server_secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
+        let name = name.to_owned();
+        self.run_blocking(move |conn| server_secret(conn, &name))
     }
 
     fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {

@@ -285,7 +285,7 @@ async fn rfc7636_4_3_plain_challenge_method_is_refused() {
 
 #[tokio::test]
 async fn rfc9700_4_14_2_a_public_client_s_refresh_tokens_rotate_even_with_rotation_off() {
-    let server = Setup::demo().configure(|c| c.always_issue_new_refresh_token = false).start().await;
+    let server = Setup::demo().configure(|c| c.always_issue_new_refresh_token = Some(false)).start().await;
     let v = verifier(9);
     let code = code_for(&server, &public_query(&v, "s")).await;
     let rt0 = field(&ok_json(&exchange(&server, PUBLIC, &code, Some(&v)).await), "refresh_token");

@@ -22,6 +22,7 @@ mod migration;
 mod model;
 mod oidc;
 mod password;
+mod presets;
 mod refresh;
 mod registration;
 mod restart;

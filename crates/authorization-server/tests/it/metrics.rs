@@ -13,8 +13,8 @@ pub fn sample(text: &str, series: &str) -> f64 {
 async fn metrics_count_token_requests_and_refresh_outcomes_of_a_scenario() {
     let server = Setup::demo()
         .configure(|f| {
-            f.refresh_token_reuse_interval = 30;
-            f.refresh_token_lifetime = 600;
+            f.refresh_token_reuse_interval = Some(30);
+            f.refresh_token_lifetime = Some(600);
         })
         .start()
         .await;

@@ -15,7 +15,8 @@
 //! - the scope never grows: no access token beyond the original grant, and the family's
 //!   scope stays the grant's;
 //! - at most one live refresh token per family, at all times;
-//! - a retired token outside the grace period never works;
+//! - a retired token outside the grace period never works (and within it, only within
+//!   every recovery limit of the policy: time, count, use);
 //! - and, so that a store refusing everything cannot pass: the live token of a family
 //!   that is neither revoked, expired nor idle works.
 
@@ -24,10 +25,10 @@ use figure2_authorization_server::store::{Directory, NewRefreshToken, RefreshCom
 use figure2_authorization_server::{SqliteStore, Store};
 use figure2_protocol::Scope;
 use figure2_protocol::family::{
-    ClientRegistration, FamilyEffect, Grant, PresentedToken, RefreshRejection, RefreshRequest, RefreshTokenFamily,
-    RefreshTokenStatus,
+    ClientRegistration, FamilyEffect, Grant, PresentedToken, RefreshGranted, RefreshRejection, RefreshRequest,
+    RefreshTokenFamily, RefreshTokenStatus,
 };
-use figure2_protocol::refresh::RefreshPolicy;
+use figure2_protocol::refresh::{RefreshPolicy, ReuseRevokes};
 use figure2_protocol::secret::digest;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
@@ -63,6 +64,10 @@ enum Op {
     Advance {
         seconds: u64,
     },
+    /// RFC 7662 saw the access token issued with the family's live token in use.
+    UseAccessToken {
+        family: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -73,27 +78,45 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..4usize).prop_map(|family| Op::Revoke { family }),
         1 => (0..4usize).prop_map(|family| Op::OtherClient { family }),
         3 => prop::sample::select(vec![1u64, 5, 10, 29, 31, 59, 61, 200, 1_000]).prop_map(|seconds| Op::Advance { seconds }),
+        1 => (0..4usize).prop_map(|family| Op::UseAccessToken { family }),
     ]
 }
 
-/// A policy from the options users set (the same ranges the config file allows).
+/// A policy from the options users set (the same ranges the config file allows), or a
+/// shipped preset as it is.
 fn policy() -> impl Strategy<Value = RefreshPolicy> {
-    (
+    let base = (
         prop::bool::weighted(0.85),
         prop::sample::select(vec![None, Some(100u64), Some(1_000)]),
         prop::sample::select(vec![None, Some(60u64)]),
         prop::sample::select(vec![None, Some(300u64)]),
-        prop::sample::select(vec![0u64, 10, 30]),
-        prop::bool::weighted(0.8),
-    )
-        .prop_map(|(rotate, lifetime, idle, absolute, reuse_interval, revoke_on_reuse)| RefreshPolicy {
-            always_issue_new_refresh_token: rotate,
-            refresh_token_lifetime: lifetime,
-            refresh_token_idle_lifetime: idle,
-            refresh_token_absolute_lifetime: absolute,
-            refresh_token_reuse_interval: reuse_interval,
-            revoke_family_on_reuse: revoke_on_reuse,
-        })
+        prop::sample::select(vec![0u64, 3, 10, 30]),
+    );
+    let recovery = (
+        prop::sample::select(vec![None, Some(0u32), Some(1), Some(2)]),
+        prop::bool::weighted(0.3),
+        prop::bool::weighted(0.3),
+        prop::sample::select(vec![ReuseRevokes::Family, ReuseRevokes::PresentedToken, ReuseRevokes::Nothing]),
+        prop::sample::select(vec![None, Some(70u8)]),
+    );
+    let random = (base, recovery).prop_map(
+        |((rotate, lifetime, idle, absolute, reuse_interval), (max_reuse, unused, idempotent, on_reuse, percent))| {
+            RefreshPolicy {
+                always_issue_new_refresh_token: rotate,
+                rotate_after_lifetime_percent: percent,
+                refresh_token_lifetime: lifetime,
+                refresh_token_idle_lifetime: idle,
+                refresh_token_absolute_lifetime: absolute,
+                refresh_token_reuse_interval: reuse_interval,
+                refresh_token_max_reuse: max_reuse,
+                reuse_while_successor_unused: unused,
+                reuse_returns_issued_successor: idempotent,
+                on_reuse,
+                issue_refresh_tokens_to_public_clients: true,
+            }
+        },
+    );
+    prop_oneof![random, prop::sample::select(figure2_protocol::presets::all()).prop_map(|p| p.policy)]
 }
 
 fn scope(i: usize) -> Scope {
@@ -107,11 +130,23 @@ struct Token {
     generation: u64,
     expires_at: Option<u64>,
     retired_at: Option<u64>,
+    reuses: u32,
+    /// The store forgot it (reuse revoking only the presented token): now unknown.
+    forgotten: bool,
 }
 
 impl Token {
+    fn new(secret: String, generation: u64, expires_at: Option<u64>) -> Self {
+        Self { secret, generation, expires_at, retired_at: None, reuses: 0, forgotten: false }
+    }
+
     fn presented(&self) -> PresentedToken {
-        PresentedToken { generation: self.generation, expires_at: self.expires_at, retired_at: self.retired_at }
+        PresentedToken {
+            generation: self.generation,
+            expires_at: self.expires_at,
+            retired_at: self.retired_at,
+            reuses: self.reuses,
+        }
     }
 }
 
@@ -163,7 +198,7 @@ impl Model {
         let expires_at = self.policy.expiry_for_new_token(self.now, self.now);
         let grant = Grant { client_id: C1.into(), subject: "alice".into(), scope };
         let machine = RefreshTokenFamily::new(grant, Some((digest(&secret), expires_at)), self.now);
-        let token = Token { secret, generation: 0, expires_at, retired_at: None };
+        let token = Token::new(secret, 0, expires_at);
         self.families.push(Family { id, machine, tokens: vec![token] });
         self.families.last().expect("just pushed")
     }
@@ -183,12 +218,13 @@ impl Model {
             subject_registered: true,
             requested_scope: requested.cloned(),
             replacement: digest(replacement),
+            access_token_id: Some(access_token_id(replacement)),
             now: self.now,
         }
     }
 
     /// Runs the machine for token `t` of family `f` and applies the transition; returns
-    /// the expected answer and whether a new token was issued (named `replacement`).
+    /// the decision and whether a new token was issued (named `replacement`).
     fn present(
         &mut self,
         f: usize,
@@ -196,9 +232,12 @@ impl Model {
         client: &str,
         requested: Option<&Scope>,
         replacement: &str,
-    ) -> (Expected, bool) {
+    ) -> (Result<RefreshGranted, RefreshRejection>, bool) {
         let request = self.request(client, requested, replacement);
         let family = &mut self.families[f];
+        if family.tokens[t].forgotten {
+            return (Err(RefreshRejection::Unknown), false);
+        }
         let transition = family.machine.refresh(&family.tokens[t].presented(), &request, &self.policy);
         let mut issued = false;
         for effect in &transition.effects {
@@ -210,30 +249,37 @@ impl Model {
                 }
                 FamilyEffect::IssueLive(live) => {
                     issued = true;
-                    family.tokens.push(Token {
-                        secret: replacement.to_owned(),
-                        generation: live.generation,
-                        expires_at: live.expires_at,
-                        retired_at: None,
-                    });
+                    family.tokens.push(Token::new(replacement.to_owned(), live.generation, live.expires_at));
+                }
+                FamilyEffect::RecordReuse { reuses } => family.tokens[t].reuses = *reuses,
+                FamilyEffect::ForgetPresented => family.tokens[t].forgotten = true,
+                FamilyEffect::DiscardLive { generation, .. } => {
+                    for token in family.tokens.iter_mut().filter(|tk| tk.generation == *generation) {
+                        token.forgotten = true;
+                    }
                 }
                 _ => {}
             }
             family.machine.apply(effect);
         }
-        (transition.decision.map(|g| g.access_token_scope), issued)
+        (transition.decision, issued)
     }
 
     /// Every token of every family, with what the model says its status is.
     fn expected_statuses(&self) -> Vec<(usize, &Token, &'static str)> {
         let mut out = Vec::new();
         for (f, family) in self.families.iter().enumerate() {
-            for t in &family.tokens {
+            for t in family.tokens.iter().filter(|t| !t.forgotten) {
                 out.push((f, t, status_name(&family.machine.status_of(&t.presented()))));
             }
         }
         out
     }
+}
+
+/// The `jti` digest the model gives the access token issued with `replacement`.
+fn access_token_id(replacement: &str) -> figure2_protocol::secret::TokenDigest {
+    digest(&format!("jti-{replacement}"))
 }
 
 fn status_name(s: &RefreshTokenStatus) -> &'static str {
@@ -257,11 +303,11 @@ fn check_answer(
     if family.revoked() {
         prop_assert!(got.is_err(), "a token of a revoked family worked");
     }
-    if let Some(at) = token.retired_at
-        && (model.policy.refresh_token_reuse_interval == 0
-            || model.now > at + model.policy.refresh_token_reuse_interval)
-    {
-        prop_assert!(got.is_err(), "a token retired at {at} worked at {} outside the grace period", model.now);
+    if let Some(at) = token.retired_at {
+        let successor_used = family.machine.live.is_some_and(|l| l.access_token_used);
+        if !model.policy.allows_reuse(at, token.reuses, successor_used, model.now) {
+            prop_assert!(got.is_err(), "a token retired at {at} worked at {} outside every recovery limit", model.now);
+        }
     }
     if let Ok(granted) = got {
         prop_assert!(granted.is_subset_of(family.scope()), "scope grew: {granted} beyond {}", family.scope());
@@ -304,17 +350,24 @@ async fn present_to_store(
                 model.families[f].scope(),
                 "§6: the refresh token keeps the grant's scope"
             );
-            prop_assert_eq!(granted.new_refresh_token.is_some(), policy.always_issue_new_refresh_token);
             Ok(granted.access_token_scope.clone())
         }
         Err(rejection) => {
-            prop_assert_eq!(revoked, *rejection == RefreshRejection::Reused && policy.revoke_family_on_reuse);
+            prop_assert_eq!(revoked, *rejection == RefreshRejection::Reused && policy.revokes_family_on_reuse());
             Err(*rejection)
         }
     };
     check_answer(model, f, t, requested.as_ref(), &got)?;
     let (expected, _) = model.present(f, t, client, requested.as_ref(), &replacement);
-    prop_assert_eq!(&got, &expected, "store and model disagree on family {} token #{} at t={}", f, t, now);
+    // The whole decision: scope, the token issued (or handed back again), grace.
+    prop_assert_eq!(
+        &outcome.transition.decision,
+        &expected,
+        "store and model disagree on family {} token #{} at t={}",
+        f,
+        t,
+        now
+    );
     Ok(())
 }
 
@@ -330,6 +383,10 @@ impl Directory for Everyone {
 /// The store agrees with the model on every token's status; at most one is active per family.
 async fn check_store(store: &SqliteStore, model: &Model) -> Result<(), TestCaseError> {
     let mut active = vec![0usize; model.families.len()];
+    for token in model.families.iter().flat_map(|f| &f.tokens).filter(|t| t.forgotten) {
+        let info = store.refresh_token_info(digest(&token.secret)).await.expect("store");
+        prop_assert!(info.is_none(), "a token reuse should have made the store forget is still known");
+    }
     for (f, token, want) in model.expected_statuses() {
         let info = store.refresh_token_info(digest(&token.secret)).await.expect("store");
         let info = info.ok_or_else(|| TestCaseError::fail("a token the model knows is not stored"))?;
@@ -337,6 +394,8 @@ async fn check_store(store: &SqliteStore, model: &Model) -> Result<(), TestCaseE
         prop_assert_eq!(got, want, "family {} token status", f);
         prop_assert_eq!(&info.grant().scope, model.families[f].scope(), "the family's scope changed");
         prop_assert_eq!(info.family_id, model.families[f].id);
+        prop_assert_eq!(info.presented.reuses, token.reuses, "reuse count of family {}", f);
+        prop_assert_eq!(info.family.live, model.families[f].machine.live, "live token of family {}", f);
         if got == "active" {
             active[f] += 1;
         }
@@ -385,6 +444,20 @@ async fn run_against_store(store: &SqliteStore, policy: RefreshPolicy, ops: Vec<
                 }
             }
             Op::Advance { seconds } => model.now += seconds,
+            Op::UseAccessToken { family } => {
+                if let Some(f) = model.family_index(family) {
+                    let now = model.now;
+                    let machine = &mut model.families[f].machine;
+                    if let Some(id) = machine.live.and_then(|l| l.access_token_id) {
+                        let changed = store.record_access_token_use(id, now).await.expect("store");
+                        let effects = machine.access_token_used(&id, now);
+                        prop_assert_eq!(changed, !effects.is_empty());
+                        for effect in &effects {
+                            machine.apply(effect);
+                        }
+                    }
+                }
+            }
         }
         check_store(store, &model).await?;
     }
@@ -451,7 +524,9 @@ async fn present_over_http(
     check_answer(model, f, t, requested.as_ref(), &got)?;
     let replacement = new_token.clone().unwrap_or_default();
     let client = if same_client { C1 } else { C2 };
-    let (expected, issued) = model.present(f, t, client, requested.as_ref(), &replacement);
+    let (decision, issued) = model.present(f, t, client, requested.as_ref(), &replacement);
+    let reissued = decision.as_ref().is_ok_and(|g| g.reissued);
+    let expected: Expected = decision.map(|g| g.access_token_scope);
     prop_assert_eq!(
         wire(&got),
         wire(&expected),
@@ -463,7 +538,12 @@ async fn present_over_http(
     if let Ok(s) = &expected {
         prop_assert_eq!(got.as_ref().ok(), Some(s));
     }
-    prop_assert_eq!(new_token.is_some(), issued);
+    prop_assert_eq!(new_token.is_some(), issued || reissued);
+    if reissued {
+        // Idempotent retry: the very successor the model already holds.
+        let live = model.families[f].tokens.iter().rev().find(|t| t.retired_at.is_none()).map(|t| t.secret.clone());
+        prop_assert_eq!(new_token, live, "an idempotent retry returned another token");
+    }
     Ok(())
 }
 
@@ -484,14 +564,20 @@ async fn check_introspection(server: &TestServer, model: &Model) -> Result<(), T
     Ok(())
 }
 
-async fn run_over_http(config: (bool, u64, bool, u64), ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let (rotate, reuse_interval, revoke_on_reuse, lifetime) = config;
+/// The configuration of one HTTP case: a preset, or options over Figure2's default.
+type HttpConfig = (Option<&'static str>, bool, u64, bool, u64);
+
+async fn run_over_http(config: HttpConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let (preset, rotate, reuse_interval, revoke_on_reuse, lifetime) = config;
     let server = Setup::demo()
-        .configure(|c| {
-            c.always_issue_new_refresh_token = rotate;
-            c.refresh_token_reuse_interval = reuse_interval;
-            c.revoke_family_on_reuse = revoke_on_reuse;
-            c.refresh_token_lifetime = lifetime;
+        .configure(|c| match preset {
+            Some(name) => c.preset = Some(name.to_owned()),
+            None => {
+                c.always_issue_new_refresh_token = Some(rotate);
+                c.refresh_token_reuse_interval = Some(reuse_interval);
+                c.revoke_family_on_reuse = Some(revoke_on_reuse);
+                c.refresh_token_lifetime = Some(lifetime);
+            }
         })
         .start()
         .await;
@@ -543,6 +629,8 @@ async fn run_over_http(config: (bool, u64, bool, u64), ops: Vec<Op>) -> Result<(
                 server.clock.advance(seconds);
                 model.now += seconds;
             }
+            // Access-token use over HTTP is tested in refresh.rs (it needs the access token).
+            Op::UseAccessToken { .. } => {}
         }
         check_introspection(&server, &model).await?;
     }
@@ -555,7 +643,10 @@ fn proptest_http_rotation_model() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut runner =
         TestRunner::new(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() });
+    let presets: Vec<Option<&'static str>> =
+        std::iter::once(None).chain(figure2_protocol::presets::all().iter().map(|p| Some(p.name))).collect();
     let config = (
+        prop::sample::select(presets),
         prop::bool::weighted(0.85),
         prop::sample::select(vec![0u64, 30]),
         prop::bool::weighted(0.8),

@@ -46,7 +46,7 @@ async fn rfc9700_4_14_2_replayed_refresh_token_is_invalid_grant_and_revokes_the_
 
 #[tokio::test]
 async fn rfc6749_6_without_rotation_no_new_refresh_token_and_the_same_one_keeps_working() {
-    let server = Setup::demo().configure(|c| c.always_issue_new_refresh_token = false).start().await;
+    let server = Setup::demo().configure(|c| c.always_issue_new_refresh_token = Some(false)).start().await;
     let rt = first_refresh_token(&server, None).await;
     for _ in 0..3 {
         server.clock.advance(3600);
@@ -103,7 +103,7 @@ async fn rfc6749_6_refresh_token_of_another_client_is_invalid_grant() {
 
 #[tokio::test]
 async fn rfc6749_5_2_expired_refresh_token_is_invalid_grant() {
-    let server = Setup::demo().configure(|c| c.refresh_token_lifetime = 600).start().await;
+    let server = Setup::demo().configure(|c| c.refresh_token_lifetime = Some(600)).start().await;
     let rt0 = first_refresh_token(&server, None).await;
     server.clock.advance(599);
     let rt1 = field(&server.refresh_ok(DEMO, &rt0, None).await, "refresh_token");
@@ -115,7 +115,7 @@ async fn rfc6749_5_2_expired_refresh_token_is_invalid_grant() {
 
 #[tokio::test]
 async fn rfc6749_5_2_expired_refresh_token_default_lifetime_is_fourteen_days() {
-    let server = Setup::demo().configure(|c| c.always_issue_new_refresh_token = false).start().await;
+    let server = Setup::demo().configure(|c| c.always_issue_new_refresh_token = Some(false)).start().await;
     let rt = first_refresh_token(&server, None).await;
     server.clock.advance(14 * 24 * 3600 - 1);
     server.refresh_ok(DEMO, &rt, None).await;
@@ -136,7 +136,7 @@ async fn rfc6749_5_2_unknown_refresh_token_is_invalid_grant() {
 
 #[tokio::test]
 async fn rfc9700_4_14_2_reuse_interval_accepts_the_previous_token_for_30_seconds() {
-    let server = Setup::demo().configure(|c| c.refresh_token_reuse_interval = 30).start().await;
+    let server = Setup::demo().configure(|c| c.refresh_token_reuse_interval = Some(30)).start().await;
     let rt0 = first_refresh_token(&server, None).await;
     let rt1 = field(&server.refresh_ok(DEMO, &rt0, None).await, "refresh_token");
     // The response carrying rt1 was lost: the client retries with rt0 within the interval.
@@ -150,7 +150,7 @@ async fn rfc9700_4_14_2_reuse_interval_accepts_the_previous_token_for_30_seconds
 
 #[tokio::test]
 async fn rfc9700_4_14_2_previous_token_after_the_reuse_interval_is_reuse() {
-    let server = Setup::demo().configure(|c| c.refresh_token_reuse_interval = 30).start().await;
+    let server = Setup::demo().configure(|c| c.refresh_token_reuse_interval = Some(30)).start().await;
     let rt0 = first_refresh_token(&server, None).await;
     let rt1 = field(&server.refresh_ok(DEMO, &rt0, None).await, "refresh_token");
     server.clock.advance(31);
@@ -170,7 +170,7 @@ async fn rfc9700_4_14_2_previous_token_after_the_reuse_interval_is_reuse() {
 // Expected: 400 {"error":"invalid_grant"} and the family revoked (rt2 refused).
 #[tokio::test]
 async fn rfc9700_4_14_2_token_two_generations_old_is_reuse_even_within_the_interval() {
-    let server = Setup::demo().configure(|c| c.refresh_token_reuse_interval = 30).start().await;
+    let server = Setup::demo().configure(|c| c.refresh_token_reuse_interval = Some(30)).start().await;
     let rt0 = first_refresh_token(&server, None).await;
     let rt1 = field(&server.refresh_ok(DEMO, &rt0, None).await, "refresh_token");
     let rt2 = field(&server.refresh_ok(DEMO, &rt1, None).await, "refresh_token");
@@ -181,7 +181,7 @@ async fn rfc9700_4_14_2_token_two_generations_old_is_reuse_even_within_the_inter
 
 #[tokio::test]
 async fn rfc9700_4_14_2_token_retired_by_a_grace_refresh_is_still_within_the_interval() {
-    let server = Setup::demo().configure(|c| c.refresh_token_reuse_interval = 30).start().await;
+    let server = Setup::demo().configure(|c| c.refresh_token_reuse_interval = Some(30)).start().await;
     let rt0 = first_refresh_token(&server, None).await;
     let rt1 = field(&server.refresh_ok(DEMO, &rt0, None).await, "refresh_token");
     // A retry with rt0 (grace) yields rt2; rt1, the token retired by that, is now the

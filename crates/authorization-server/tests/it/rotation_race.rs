@@ -100,7 +100,7 @@ async fn rfc9700_4_14_2_hundred_concurrent_refreshes_of_one_token_succeed_exactl
 async fn rfc9700_4_14_2_hundred_concurrent_refreshes_without_reuse_revocation_still_rotate_once() {
     // With revoke_family_on_reuse off, the race still has one winner, and the winner's
     // token is the family's one live token afterwards.
-    let server = Setup::demo().configure(|c| c.revoke_family_on_reuse = false).start().await;
+    let server = Setup::demo().configure(|c| c.revoke_family_on_reuse = Some(false)).start().await;
     let rt0 = field(&server.password_grant(DEMO, None).await, "refresh_token");
 
     let (granted, refused) = tally(&storm(&server, &rt0, N).await);
@@ -114,7 +114,7 @@ async fn rfc9700_4_14_2_hundred_concurrent_refreshes_without_reuse_revocation_st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rfc9700_4_14_2_hundred_concurrent_refreshes_within_the_reuse_interval_leave_one_live_token() {
-    let server = Setup::demo().configure(|c| c.refresh_token_reuse_interval = 30).start().await;
+    let server = Setup::demo().configure(|c| c.refresh_token_reuse_interval = Some(30)).start().await;
     let rt0 = field(&server.password_grant(DEMO, None).await, "refresh_token");
 
     let (granted, refused) = tally(&storm(&server, &rt0, N).await);
@@ -148,7 +148,7 @@ async fn rfc9700_4_14_2_hundred_concurrent_refreshes_within_the_reuse_interval_l
 async fn rfc9700_4_14_2_concurrent_refreshes_of_a_token_two_generations_old_never_get_grace() {
     // The same storm with a token the family has rotated past twice: reuse even inside
     // the interval, so nobody wins and the family is revoked.
-    let server = Setup::demo().configure(|c| c.refresh_token_reuse_interval = 30).start().await;
+    let server = Setup::demo().configure(|c| c.refresh_token_reuse_interval = Some(30)).start().await;
     let rt0 = field(&server.password_grant(DEMO, None).await, "refresh_token");
     let rt1 = field(&server.refresh_ok(DEMO, &rt0, None).await, "refresh_token");
     let rt2 = field(&server.refresh_ok(DEMO, &rt1, None).await, "refresh_token");

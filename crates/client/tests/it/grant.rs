@@ -5,7 +5,7 @@ use figure2_client::{Client, ClientError};
 use figure2_http::HttpClient;
 use figure2_protocol::client_auth::TokenEndpointAuthMethod;
 use figure2_protocol::form::FormParams;
-use figure2_protocol::secret::Secret;
+use figure2_protocol::secret::RefreshToken;
 use figure2_protocol::token_request::TokenRequest;
 use figure2_protocol::{ErrorCode, Scope};
 use serde_json::json;
@@ -185,7 +185,7 @@ async fn send_token_request_changes_no_state() {
     h.authorize().await;
     refresh_mock("rt-old", "at-x", Some("rt-x")).mount(&h.auth).await;
     let replay = TokenRequest::RefreshToken(figure2_protocol::token_request::RefreshTokenRequest {
-        refresh_token: Secret::new("rt-old"),
+        refresh_token: RefreshToken::new("rt-old"),
         scope: None,
     });
     let response = h.client.send_token_request(&replay, figure2_client::Step::Refresh).await.unwrap();

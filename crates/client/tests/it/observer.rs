@@ -21,7 +21,7 @@ async fn observer_sees_a_to_h_in_order_with_the_right_letters() {
         steps,
         [Step::AuthorizationGrant, Step::ProtectedResource, Step::InvalidToken, Step::Refresh, Step::ProtectedResource]
     );
-    let letters: String = steps.iter().flat_map(|s| [s.request_letter(), s.response_letter()]).collect();
+    let letters: String = steps.iter().flat_map(|s| [s.request_step().letter(), s.response_step().letter()]).collect();
     assert_eq!(letters, "ABCDEFGHCD");
 
     let [a, c, e, g, c2] = exchanges.as_slice() else { unreachable!() };
@@ -55,5 +55,8 @@ async fn observer_sees_a_to_h_in_order_with_the_right_letters() {
 #[tokio::test]
 async fn step_descriptions() {
     assert_eq!(Step::Refresh.describe(), "Refresh Token -> Access Token & Optional Refresh Token");
-    assert_eq!((Step::InvalidToken.request_letter(), Step::InvalidToken.response_letter()), ('E', 'F'));
+    assert_eq!(
+        (Step::InvalidToken.request_step(), Step::InvalidToken.response_step()),
+        (figure2_protocol::FlowStep::E, figure2_protocol::FlowStep::F)
+    );
 }

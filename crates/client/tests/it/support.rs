@@ -5,7 +5,7 @@ use figure2_http::HttpClient;
 use figure2_protocol::bearer::{BearerChallenge, BearerErrorCode};
 use figure2_protocol::client_auth::TokenEndpointAuthMethod;
 use figure2_protocol::form::FormParams;
-use figure2_protocol::secret::Secret;
+use figure2_protocol::secret::{ClientSecret, Secret};
 use figure2_protocol::token_request::TokenRequest;
 use figure2_protocol::{Scope, SimulatedClock};
 use serde_json::json;
@@ -47,7 +47,7 @@ impl Harness {
         let clock = SimulatedClock::starting_at(START);
         let config = ClientConfig {
             client_id: CLIENT_ID.into(),
-            client_secret: secret.map(Secret::new),
+            client_secret: secret.map(ClientSecret::new),
             auth_method,
             token_endpoint: format!("{}/token", auth.uri()),
             expiry_margin,

@@ -7,7 +7,7 @@ use figure2_authorization_server::control::ControlledClock;
 use figure2_authorization_server::{AuthorizationServer, ConfigFile};
 use figure2_client::{Client, ClientConfig, ClientError};
 use figure2_http::HttpClient;
-use figure2_protocol::secret::Secret;
+use figure2_protocol::secret::{ClientSecret, Secret};
 use figure2_protocol::token_request::TokenRequest;
 use figure2_protocol::{ErrorCode, Scope, SystemClock};
 use figure2_resource_server::clock_follow::{FollowedClock, serve_following};
@@ -65,7 +65,7 @@ impl World {
     /// nothing of the control API), and `timeout` on every HTTP exchange.
     fn client(&self, timeout: Duration) -> Client {
         let config =
-            ClientConfig::new("demo-client", Some(Secret::new("demo-secret")), format!("{}/token", self.issuer));
+            ClientConfig::new("demo-client", Some(ClientSecret::new("demo-secret")), format!("{}/token", self.issuer));
         Client::new(config, Arc::new(SystemClock), HttpClient::new().with_timeout(timeout))
     }
 
@@ -172,7 +172,7 @@ async fn a_response_lost_after_the_commit_without_grace_costs_the_client_its_gra
 
 #[tokio::test]
 async fn a_response_lost_after_the_commit_is_recovered_within_the_grace_period() {
-    let world = World::start(|f| f.refresh_token_reuse_interval = 30).await;
+    let world = World::start(|f| f.refresh_token_reuse_interval = Some(30)).await;
     let client = world.authorized_client().await;
     world.control.queue_fault(&FaultRequest::next(Fault::LoseResponse)).await.unwrap();
     assert!(client.refresh(None).await.is_err());
@@ -245,7 +245,7 @@ async fn users_and_clients_created_at_runtime_get_tokens_and_claims() {
     ));
 
     let config =
-        ClientConfig::new("app-under-test", Some(Secret::new("app-secret")), format!("{}/token", world.issuer));
+        ClientConfig::new("app-under-test", Some(ClientSecret::new("app-secret")), format!("{}/token", world.issuer));
     let client = Client::new(config, Arc::new(SystemClock), HttpClient::new());
     client.request_token(password("carol", "carol-password")).await.expect("runtime client and user");
     assert_eq!(client.call(Method::GET, &world.read(), None).await.unwrap().status, 200);

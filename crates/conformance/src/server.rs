@@ -1,0 +1,772 @@
+//! Server checks: each is a short sequence of raw HTTP steps against an authorization
+//! server (and a resource server), with expectations on status, OAuth error, headers,
+//! JSON fields and the access token's JWT. They run against a [`Target`]: Figure2's own
+//! roles in-process (simulated clock, signing key at hand) or anyone's servers over
+//! real HTTP with the real clock.
+
+use super::{CheckResult, Keyword, Need, Role, Verdict, forge};
+use figure2_http::{HttpClient, ReceivedResponse};
+use figure2_protocol::access_token::decode_unverified;
+use figure2_protocol::bearer::BearerChallenge;
+use figure2_protocol::client_auth::ClientAuthentication;
+use figure2_protocol::metadata::AuthorizationServerMetadata;
+use figure2_protocol::{Clock, Scope, SimulatedClock};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// A file of server checks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerCatalogue {
+    pub role: Role,
+    #[serde(rename = "check")]
+    pub checks: Vec<ServerCheck>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerCheck {
+    /// Stable identifier, e.g. `AS-6-narrower-scope`.
+    pub id: String,
+    /// The section it checks, e.g. `RFC 6749 §6`.
+    pub section: String,
+    pub keyword: Keyword,
+    /// The requirement in one line.
+    pub summary: String,
+    #[serde(default)]
+    pub needs: Vec<Need>,
+    #[serde(rename = "step")]
+    pub steps: Vec<HttpStep>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// Password grant with the target's client and user; its tokens become
+    /// `{access_token}` and `{refresh_token}`.
+    Grant,
+    /// A request to the token endpoint built from `form`, `auth`, `method`.
+    Token,
+    /// `grant_type=refresh_token` with the current refresh token (or `form`); on 200 the
+    /// new tokens replace the current ones.
+    Refresh,
+    /// `GET url`.
+    Get,
+    /// A request to the resource server with `token` (or a raw `authorization`).
+    Resource,
+    /// RFC 7009 revocation of `token`.
+    Revoke,
+    /// RFC 7662 introspection of `token`.
+    Introspect,
+    /// Let time pass: `seconds`, or `until = "access_token_expiry"`.
+    Wait,
+    /// In-process only: the authorization server adds a signing key, which signs from now
+    /// on; the previous one is kept for `forge:retired-key`.
+    RotateKey,
+    /// In-process only: the authorization server stops publishing every key but the one
+    /// that signs (as `authorization-server retire-key` and a restart would).
+    RetireKeys,
+}
+
+/// How a step authenticates the client (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthKind {
+    /// `Authorization: Basic` (the default).
+    Basic,
+    /// `client_id` and `client_secret` in the body.
+    Post,
+    /// Basic and `client_secret` in the body: two methods.
+    Both,
+    /// No authentication at all.
+    None,
+    /// The second client's Basic credentials.
+    Other,
+    /// Basic with a wrong secret.
+    Wrong,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpStep {
+    #[serde(rename = "do")]
+    pub kind: StepKind,
+    pub method: Option<String>,
+    pub url: Option<String>,
+    pub auth: Option<AuthKind>,
+    /// Form parameters as `[name, value]` pairs (values are templates; order and
+    /// repetition are kept).
+    #[serde(default)]
+    pub form: Vec<(String, String)>,
+    pub content_type: Option<String>,
+    /// For `grant`: the scope to ask for.
+    pub scope: Option<String>,
+    /// A template, or `forge:KIND` for a crafted token (see [`forge`]).
+    pub token: Option<String>,
+    /// A raw `Authorization` header value (template).
+    pub authorization: Option<String>,
+    /// Query appended to the resource URL (template).
+    pub query: Option<String>,
+    /// `resource` (default) or `scope_limited_resource`.
+    pub target: Option<String>,
+    pub seconds: Option<u64>,
+    pub until: Option<String>,
+    #[serde(default)]
+    pub expect: HttpExpect,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpExpect {
+    /// One status, or any of several.
+    pub status: Option<StatusSpec>,
+    /// §5.2 `error` in a JSON body.
+    pub error: Option<String>,
+    /// Any answer but this §5.2 `error` (the status and the rest are free).
+    pub error_not: Option<String>,
+    /// RFC 6750 `error` in `WWW-Authenticate: Bearer`; `""` means a challenge with no error.
+    pub bearer_error: Option<String>,
+    /// Headers that must be present, with a value containing this (case-insensitive).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub json_has: Vec<String>,
+    #[serde(default)]
+    pub json_lacks: Vec<String>,
+    /// JSON fields with exact values (string values are templates).
+    #[serde(default)]
+    pub json_equals: BTreeMap<String, toml::Value>,
+    /// The whole body must be exactly this JSON.
+    pub json_exactly: Option<String>,
+    /// The granted scope, compared as a set.
+    pub scope: Option<String>,
+    /// `token_type`, if present, is an access token type of RFC 6749 §7.1 (the IANA
+    /// "OAuth Access Token Types" registry: `Bearer`, `N_A`, `PoP`, `DPoP`), not an
+    /// RFC 7009 `token_type_hint` value such as `refresh_token` (RFC 7662 §2.2).
+    #[serde(default)]
+    pub token_type_is_access_token_type: bool,
+    pub refresh_token_changed: Option<bool>,
+    pub access_token_changed: Option<bool>,
+    pub jwt: Option<JwtExpect>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum StatusSpec {
+    One(u16),
+    Any(Vec<u16>),
+}
+
+impl StatusSpec {
+    fn matches(&self, status: u16) -> bool {
+        match self {
+            Self::One(s) => *s == status,
+            Self::Any(list) => list.contains(&status),
+        }
+    }
+}
+
+/// Expectations on the access token of a token response (RFC 9068).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtExpect {
+    pub typ: Option<String>,
+    #[serde(default)]
+    pub claims: Vec<String>,
+    #[serde(default)]
+    pub iss_is_issuer: bool,
+    /// The header's `kid` names a key of the JWKS and the signature verifies with it.
+    #[serde(default)]
+    pub verifies_with_jwks: bool,
+    #[serde(default)]
+    pub alg_not_none: bool,
+    /// The `scope` claim equals the granted scope.
+    #[serde(default)]
+    pub scope_claim: bool,
+}
+
+/// How time passes for the target.
+#[derive(Debug, Clone)]
+pub enum TimeSource {
+    Simulated(SimulatedClock),
+    /// Real time: waits up to `max_wait` seconds, else the check is skipped.
+    Real {
+        max_wait: u64,
+    },
+}
+
+/// The servers under test and what the checker may use.
+#[derive(Clone)]
+pub struct Target {
+    pub issuer: String,
+    pub metadata: AuthorizationServerMetadata,
+    pub client_id: String,
+    pub client_secret: String,
+    pub other_client: Option<(String, String)>,
+    pub user: Option<(String, String)>,
+    pub scope: Option<String>,
+    pub resource: Option<String>,
+    pub scope_limited_resource: Option<String>,
+    pub time: TimeSource,
+    /// In-process only: the authorization server's signing key, for crafted tokens.
+    pub forge: Option<Arc<dyn crate::Forge>>,
+    pub http: HttpClient,
+}
+
+impl Target {
+    fn has(&self, need: Need) -> Option<&'static str> {
+        let ok = match need {
+            Need::PasswordGrant => self.user.is_some(),
+            Need::OtherClient => self.other_client.is_some(),
+            Need::Resource => self.resource.is_some(),
+            Need::ScopeLimitedResource => self.scope_limited_resource.is_some(),
+            Need::Revocation => self.metadata.revocation_endpoint.is_some(),
+            Need::Introspection => self.metadata.introspection_endpoint.is_some(),
+            Need::RefreshTokenExpiry | Need::Forge => self.forge.is_some(),
+            // Decided while the check runs.
+            Need::Rotation | Need::JwtAccessTokens => true,
+        };
+        (!ok).then(|| need.describe())
+    }
+
+    fn keys(&self) -> forge::Keys<'_> {
+        forge::Keys { http: &self.http, jwks_uri: self.metadata.jwks_uri.as_deref(), forge: self.forge.as_deref() }
+    }
+
+    fn now(&self) -> u64 {
+        match &self.time {
+            TimeSource::Simulated(c) => c.now(),
+            TimeSource::Real { .. } => figure2_protocol::SystemClock.now(),
+        }
+    }
+}
+
+/// The state of one check while it runs: the current tokens and every value steps may
+/// refer to as `{name}`.
+struct Run<'t> {
+    target: &'t Target,
+    vars: HashMap<String, String>,
+    refresh_tokens: Vec<String>,
+    expires_in: Option<u64>,
+    last_token_response: Option<serde_json::Value>,
+    /// The signing key a `rotate_key` step replaced.
+    /// Whether a `rotate_key` step ran in this check (`forge:retired-key` needs one).
+    rotated_key: bool,
+}
+
+enum StepError {
+    Fail(String),
+    Skip(String),
+}
+
+/// Runs every check of a catalogue.
+pub async fn run_catalogue(catalogue: &ServerCatalogue, target: &Target) -> Vec<CheckResult> {
+    let mut results = Vec::new();
+    for check in &catalogue.checks {
+        results.push(run_check(catalogue.role, check, target).await);
+    }
+    results
+}
+
+pub async fn run_check(role: Role, check: &ServerCheck, target: &Target) -> CheckResult {
+    let (verdict, reason) = match check.needs.iter().find_map(|n| target.has(*n)) {
+        Some(reason) => (Verdict::Skip, reason.to_owned()),
+        None => {
+            let mut run = Run::new(target);
+            match run.steps(check).await {
+                Ok(()) => (Verdict::Pass, String::new()),
+                Err(StepError::Fail(reason)) => (Verdict::Fail, reason),
+                Err(StepError::Skip(reason)) => (Verdict::Skip, reason),
+            }
+        }
+    };
+    CheckResult {
+        id: check.id.clone(),
+        role,
+        section: check.section.clone(),
+        keyword: check.keyword,
+        summary: check.summary.clone(),
+        verdict,
+        reason,
+    }
+}
+
+impl<'t> Run<'t> {
+    fn new(target: &'t Target) -> Self {
+        let m = &target.metadata;
+        let mut vars = HashMap::new();
+        let mut set = |k: &str, v: Option<&str>| {
+            if let Some(v) = v {
+                vars.insert(k.to_owned(), v.to_owned());
+            }
+        };
+        set("issuer", Some(&target.issuer));
+        set("metadata_url", figure2_protocol::metadata::metadata_url(&target.issuer).as_deref());
+        set("token_endpoint", m.token_endpoint.as_deref());
+        set("jwks_uri", m.jwks_uri.as_deref());
+        set("revocation_endpoint", m.revocation_endpoint.as_deref());
+        set("introspection_endpoint", m.introspection_endpoint.as_deref());
+        set("client_id", Some(&target.client_id));
+        set("other_client_id", target.other_client.as_ref().map(|(id, _)| id.as_str()));
+        set("username", target.user.as_ref().map(|(u, _)| u.as_str()));
+        set("password", target.user.as_ref().map(|(_, p)| p.as_str()));
+        set("unknown_token", Some("figure2-unknown-token-qY3mV8rTzK1wXb5nLp0sA7"));
+        Self {
+            target,
+            vars,
+            refresh_tokens: Vec::new(),
+            expires_in: None,
+            last_token_response: None,
+            rotated_key: false,
+        }
+    }
+
+    fn expand(&self, template: &str) -> Result<String, StepError> {
+        let mut out = String::new();
+        let mut rest = template;
+        while let Some(start) = rest.find('{') {
+            out.push_str(&rest[..start]);
+            let end = rest[start..].find('}').ok_or_else(|| StepError::Fail(format!("bad template {template}")))?;
+            let name = &rest[start + 1..start + end];
+            let value =
+                self.vars.get(name).ok_or_else(|| StepError::Fail(format!("{{{name}}} is not known at this point")))?;
+            out.push_str(value);
+            rest = &rest[start + end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    async fn steps(&mut self, check: &ServerCheck) -> Result<(), StepError> {
+        for (i, step) in check.steps.iter().enumerate() {
+            self.step(step, check).await.map_err(|e| match e {
+                StepError::Fail(r) => StepError::Fail(format!("step {}: {r}", i + 1)),
+                skip => skip,
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn step(&mut self, step: &HttpStep, check: &ServerCheck) -> Result<(), StepError> {
+        let response = match step.kind {
+            StepKind::Wait => return self.wait(step).await,
+            StepKind::RotateKey | StepKind::RetireKeys => {
+                let forge = self.target.forge.clone().ok_or_else(|| StepError::Skip(Need::Forge.describe().into()))?;
+                if step.kind == StepKind::RotateKey {
+                    forge.rotate_key().map_err(StepError::Fail)?;
+                    self.rotated_key = true;
+                } else {
+                    forge.retire_other_keys().map_err(StepError::Fail)?;
+                }
+                return Ok(());
+            }
+            StepKind::Grant => {
+                let answer = self.grant(step).await?;
+                if answer.status != 200 {
+                    return Err(StepError::Fail(format!(
+                        "the password grant that sets up this check answered {}: {}",
+                        answer.status,
+                        short(&answer.body_text())
+                    )));
+                }
+                if check.needs.contains(&Need::JwtAccessTokens)
+                    && self.vars.get("access_token").is_some_and(|t| decode_unverified(t).is_none())
+                {
+                    return Err(StepError::Skip(Need::JwtAccessTokens.describe().into()));
+                }
+                answer
+            }
+            StepKind::Token | StepKind::Refresh => {
+                let form = if step.form.is_empty() && step.kind == StepKind::Refresh {
+                    vec![
+                        ("grant_type".to_owned(), "refresh_token".to_owned()),
+                        ("refresh_token".into(), "{refresh_token}".into()),
+                    ]
+                } else {
+                    step.form.clone()
+                };
+                let endpoint = self.expand("{token_endpoint}")?;
+                let answer = self.post_form(&endpoint, step, &form).await?;
+                if step.kind == StepKind::Refresh && answer.status == 200 {
+                    let rotated = self.absorb_tokens(&answer);
+                    if check.needs.contains(&Need::Rotation) && !rotated {
+                        return Err(StepError::Skip(Need::Rotation.describe().into()));
+                    }
+                }
+                answer
+            }
+            StepKind::Revoke | StepKind::Introspect => {
+                let endpoint = self.expand(if step.kind == StepKind::Revoke {
+                    "{revocation_endpoint}"
+                } else {
+                    "{introspection_endpoint}"
+                })?;
+                let token = self.token_value(step).await?;
+                let mut form = vec![("token".to_owned(), token)];
+                form.extend(step.form.iter().cloned());
+                self.post_form(&endpoint, step, &form).await?
+            }
+            StepKind::Get => {
+                let url = self.expand(step.url.as_deref().unwrap_or("{metadata_url}"))?;
+                self.send(method(step, "GET")?, &url, Vec::new(), None).await?
+            }
+            StepKind::Resource => {
+                let base = match step.target.as_deref() {
+                    Some("scope_limited_resource") => self.target.scope_limited_resource.clone(),
+                    _ => self.target.resource.clone(),
+                }
+                .ok_or_else(|| StepError::Skip(Need::Resource.describe().into()))?;
+                let url = match &step.query {
+                    Some(q) => format!("{base}{}{}", if base.contains('?') { '&' } else { '?' }, self.expand(q)?),
+                    None => base,
+                };
+                let mut headers = Vec::new();
+                if let Some(raw) = &step.authorization {
+                    headers.push(("authorization".to_owned(), self.expand(raw)?));
+                } else if step.token.is_some() {
+                    headers.push(("authorization".to_owned(), format!("Bearer {}", self.token_value(step).await?)));
+                }
+                self.send(method(step, "GET")?, &url, headers, None).await?
+            }
+        };
+        self.verify(&step.expect, &response).await
+    }
+
+    async fn wait(&mut self, step: &HttpStep) -> Result<(), StepError> {
+        let seconds = match (step.seconds, step.until.as_deref()) {
+            (Some(s), _) => s,
+            (None, Some("access_token_expiry")) => self
+                .expires_in
+                .ok_or_else(|| StepError::Skip("the token response has no expires_in to wait for".into()))?,
+            _ => return Err(StepError::Fail("wait needs seconds or until".into())),
+        };
+        match &self.target.time {
+            TimeSource::Simulated(clock) => {
+                clock.advance(seconds);
+            }
+            TimeSource::Real { max_wait } => {
+                if seconds > *max_wait {
+                    return Err(StepError::Skip(format!("needs {seconds}s to pass, more than --max-wait {max_wait}s")));
+                }
+                // Real-clock mode: the only place the checker waits.
+                tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn grant(&mut self, step: &HttpStep) -> Result<ReceivedResponse, StepError> {
+        let (username, password) =
+            self.target.user.clone().ok_or_else(|| StepError::Skip(Need::PasswordGrant.describe().into()))?;
+        let mut form = vec![
+            ("grant_type".to_owned(), "password".to_owned()),
+            ("username".to_owned(), username),
+            ("password".to_owned(), password),
+        ];
+        if let Some(scope) = step.scope.as_ref().or(self.target.scope.as_ref()) {
+            form.push(("scope".to_owned(), scope.clone()));
+        }
+        let endpoint = self.expand("{token_endpoint}")?;
+        let answer = self.post_form(&endpoint, step, &form).await?;
+        if answer.status == 200 {
+            self.absorb_tokens(&answer);
+            let scope = self.vars.get("granted_scope").cloned().unwrap_or_default();
+            let parsed = Scope::parse(&scope).unwrap_or_default();
+            // A scope strictly narrower than the grant, and one strictly wider.
+            if let Some(first) = parsed.iter().next() {
+                self.vars.insert("narrower_scope".into(), first.to_owned());
+            }
+            self.vars.insert("wider_scope".into(), format!("{scope} figure2-never-granted").trim().to_owned());
+        }
+        Ok(answer)
+    }
+
+    /// Takes the tokens of a 200 token response; returns whether a new refresh token came.
+    fn absorb_tokens(&mut self, answer: &ReceivedResponse) -> bool {
+        let Ok(body) = serde_json::from_slice::<serde_json::Value>(&answer.body) else { return false };
+        if let Some(at) = body.get("access_token").and_then(|v| v.as_str())
+            && let Some(previous) = self.vars.insert("access_token".into(), at.to_owned())
+        {
+            self.vars.insert("previous_access_token".into(), previous);
+        }
+        self.expires_in = body.get("expires_in").and_then(|v| v.as_u64());
+        if let Some(scope) = body.get("scope").and_then(|v| v.as_str()) {
+            self.vars.entry("granted_scope".into()).or_insert_with(|| scope.to_owned());
+        } else if let Some(scope) = &self.target.scope {
+            self.vars.entry("granted_scope".into()).or_insert_with(|| scope.clone());
+        }
+        let mut rotated = false;
+        if let Some(rt) = body.get("refresh_token").and_then(|v| v.as_str()) {
+            rotated = self.vars.get("refresh_token").is_some_and(|old| old != rt);
+            if let Some(previous) = self.vars.insert("refresh_token".into(), rt.to_owned()) {
+                self.vars.insert("previous_refresh_token".into(), previous);
+            }
+            if self.refresh_tokens.is_empty() {
+                self.vars.insert("first_refresh_token".into(), rt.to_owned());
+            }
+            self.refresh_tokens.push(rt.to_owned());
+        }
+        self.last_token_response = Some(body);
+        rotated
+    }
+
+    async fn token_value(&self, step: &HttpStep) -> Result<String, StepError> {
+        let spec = step.token.as_deref().unwrap_or("{access_token}");
+        match spec.strip_prefix("forge:") {
+            None => self.expand(spec),
+            // A token with valid claims signed by the key a `rotate_key` step replaced.
+            Some("retired-key") => {
+                let forge = self.target.forge.clone().ok_or_else(|| StepError::Skip(Need::Forge.describe().into()))?;
+                if !self.rotated_key {
+                    return Err(StepError::Fail("no rotate_key step before".into()));
+                }
+                let access_token = self.vars.get("access_token").cloned().unwrap_or_default();
+                let (_, mut claims) = decode_unverified(&access_token)
+                    .ok_or_else(|| StepError::Skip(Need::JwtAccessTokens.describe().into()))?;
+                let now = self.target.now();
+                claims["iat"] = serde_json::json!(now);
+                claims["exp"] = serde_json::json!(now + 600);
+                forge.sign_with_previous_key(&claims).map_err(StepError::Fail)
+            }
+            Some(kind) => {
+                let access_token = self.vars.get("access_token").cloned().unwrap_or_default();
+                forge::craft(kind, &access_token, self.target.keys(), self.target.now()).await.map_err(StepError::Fail)
+            }
+        }
+    }
+
+    async fn post_form(
+        &self,
+        url: &str,
+        step: &HttpStep,
+        form: &[(String, String)],
+    ) -> Result<ReceivedResponse, StepError> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (k, v) in form {
+            pairs.push((k.clone(), self.expand(v)?));
+        }
+        let mut headers = vec![(
+            "content-type".to_owned(),
+            step.content_type.clone().unwrap_or_else(|| "application/x-www-form-urlencoded".into()),
+        )];
+        let t = self.target;
+        let basic =
+            |id: &str, secret: &str| ("authorization".to_owned(), ClientAuthentication::basic_header_value(id, secret));
+        match step.auth.unwrap_or(AuthKind::Basic) {
+            AuthKind::Basic => headers.push(basic(&t.client_id, &t.client_secret)),
+            AuthKind::Post => {
+                pairs.push(("client_id".into(), t.client_id.clone()));
+                pairs.push(("client_secret".into(), t.client_secret.clone()));
+            }
+            AuthKind::Both => {
+                headers.push(basic(&t.client_id, &t.client_secret));
+                pairs.push(("client_secret".into(), t.client_secret.clone()));
+            }
+            AuthKind::None => {}
+            AuthKind::Other => {
+                let (id, secret) =
+                    t.other_client.clone().ok_or_else(|| StepError::Skip(Need::OtherClient.describe().into()))?;
+                headers.push(basic(&id, &secret));
+            }
+            AuthKind::Wrong => headers.push(basic(&t.client_id, &format!("{}-wrong", t.client_secret))),
+        }
+        let body = serde_urlencoded::to_string(&pairs).map_err(|e| StepError::Fail(e.to_string()))?;
+        self.send(method(step, "POST")?, url, headers, Some(body)).await
+    }
+
+    async fn send(
+        &self,
+        method: http::Method,
+        url: &str,
+        headers: Vec<(String, String)>,
+        body: Option<String>,
+    ) -> Result<ReceivedResponse, StepError> {
+        let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let body = if method == http::Method::GET { None } else { body.map(bytes::Bytes::from) };
+        self.target
+            .http
+            .send(method.clone(), url, &pairs, body)
+            .await
+            .map_err(|e| StepError::Fail(format!("{method} {url}: {e}")))
+    }
+
+    async fn verify(&mut self, expect: &HttpExpect, r: &ReceivedResponse) -> Result<(), StepError> {
+        let fail =
+            |what: String| Err(StepError::Fail(format!("{what} (answer {}: {})", r.status, short(&r.body_text()))));
+        if let Some(status) = &expect.status
+            && !status.matches(r.status)
+        {
+            return fail(format!("expected status {status:?}"));
+        }
+        let json: Option<serde_json::Value> = serde_json::from_slice(&r.body).ok();
+        if let Some(want) = &expect.error {
+            let got = json.as_ref().and_then(|j| j.get("error")).and_then(|e| e.as_str());
+            if got != Some(want.as_str()) {
+                return fail(format!("expected error {want}"));
+            }
+        }
+        if let Some(unwanted) = &expect.error_not
+            && json.as_ref().and_then(|j| j.get("error")).and_then(|e| e.as_str()) == Some(unwanted.as_str())
+        {
+            return fail(format!("expected any answer but error {unwanted}"));
+        }
+        if let Some(want) = &expect.bearer_error {
+            let challenges: Vec<&str> =
+                r.headers.get_all("www-authenticate").iter().filter_map(|v| v.to_str().ok()).collect();
+            let challenge = challenges.iter().find_map(|c| BearerChallenge::parse(c));
+            let Some(challenge) = challenge else {
+                return fail("expected a WWW-Authenticate: Bearer challenge".into());
+            };
+            let got = challenge.error.map(|e| e.as_str()).unwrap_or("");
+            if got != want {
+                return fail(format!("expected Bearer error {:?}, got {got:?}", want));
+            }
+        }
+        for (name, contains) in &expect.headers {
+            let values: Vec<String> = r
+                .headers
+                .get_all(name.as_str())
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::to_lowercase)
+                .collect();
+            if !values.iter().any(|v| v.contains(&contains.to_lowercase())) {
+                return fail(format!("expected header {name} containing {contains:?}, got {values:?}"));
+            }
+        }
+        for field in &expect.json_has {
+            if json.as_ref().and_then(|j| j.get(field)).is_none() {
+                return fail(format!("expected JSON field {field}"));
+            }
+        }
+        for field in &expect.json_lacks {
+            if json.as_ref().and_then(|j| j.get(field)).is_some() {
+                return fail(format!("expected no JSON field {field}"));
+            }
+        }
+        for (field, want) in &expect.json_equals {
+            let got = json.as_ref().and_then(|j| j.get(field));
+            let ok = match (want, got) {
+                (toml::Value::String(s), Some(serde_json::Value::String(g))) => {
+                    let s = self.expand(s)?;
+                    if field == "token_type" { s.eq_ignore_ascii_case(g) } else { &s == g }
+                }
+                (toml::Value::Boolean(b), Some(serde_json::Value::Bool(g))) => b == g,
+                (toml::Value::Integer(i), Some(serde_json::Value::Number(n))) => n.as_i64() == Some(*i),
+                _ => false,
+            };
+            if !ok {
+                return fail(format!("expected {field} = {want}"));
+            }
+        }
+        if let Some(exact) = &expect.json_exactly {
+            let want: serde_json::Value = serde_json::from_str(exact).map_err(|e| StepError::Fail(e.to_string()))?;
+            if json.as_ref() != Some(&want) {
+                return fail(format!("expected exactly {exact}"));
+            }
+        }
+        if let Some(want) = &expect.scope {
+            let want = Scope::parse(&self.expand(want)?).map_err(|e| StepError::Fail(e.to_string()))?;
+            let got =
+                json.as_ref().and_then(|j| j.get("scope")).and_then(|s| s.as_str()).and_then(|s| Scope::parse(s).ok());
+            // RFC 6749 §5.1: scope may be omitted only if identical to the requested one.
+            if got.as_ref() != Some(&want) {
+                return fail(format!("expected scope \"{want}\""));
+            }
+        }
+        if expect.token_type_is_access_token_type
+            && let Some(got) = json.as_ref().and_then(|j| j.get("token_type"))
+        {
+            let registered = ["Bearer", "N_A", "PoP", "DPoP"];
+            let ok = got.as_str().is_some_and(|t| registered.iter().any(|r| r.eq_ignore_ascii_case(t)));
+            if !ok {
+                return fail(format!(
+                    "token_type {got} is not an RFC 6749 §7.1 access token type (refresh_token and access_token are RFC 7009 token_type_hint values)"
+                ));
+            }
+        }
+        let history = &self.refresh_tokens;
+        if let Some(changed) = expect.refresh_token_changed {
+            let got_new = json.as_ref().and_then(|j| j.get("refresh_token")).and_then(|v| v.as_str());
+            let previous = history.len().checked_sub(2).and_then(|i| history.get(i));
+            let is_changed = got_new.is_some() && got_new != previous.map(String::as_str);
+            if is_changed != changed {
+                return fail(format!("expected refresh_token {}", if changed { "to change" } else { "to stay" }));
+            }
+        }
+        if let Some(changed) = expect.access_token_changed {
+            let is_changed = self.vars.get("previous_access_token") != self.vars.get("access_token");
+            if is_changed != changed {
+                return fail(format!("expected access_token {}", if changed { "to change" } else { "to stay" }));
+            }
+        }
+        if let Some(jwt) = &expect.jwt {
+            let token = json.as_ref().and_then(|j| j.get("access_token")).and_then(|v| v.as_str()).unwrap_or("");
+            self.verify_jwt(jwt, token).await?;
+        }
+        Ok(())
+    }
+
+    async fn verify_jwt(&self, expect: &JwtExpect, token: &str) -> Result<(), StepError> {
+        let (header, claims) =
+            decode_unverified(token).ok_or_else(|| StepError::Skip(Need::JwtAccessTokens.describe().into()))?;
+        let fail = |s: String| Err(StepError::Fail(s));
+        if let Some(typ) = &expect.typ {
+            let got = header.get("typ").and_then(|v| v.as_str()).unwrap_or("");
+            if !(got.eq_ignore_ascii_case(typ) || got.eq_ignore_ascii_case(&format!("application/{typ}"))) {
+                return fail(format!("JWT typ is {got:?}, expected {typ:?}"));
+            }
+        }
+        for claim in &expect.claims {
+            if claims.get(claim).is_none() {
+                return fail(format!("JWT lacks the {claim} claim"));
+            }
+        }
+        if expect.iss_is_issuer && claims.get("iss").and_then(|v| v.as_str()) != Some(self.target.issuer.as_str()) {
+            return fail(format!("JWT iss {} is not the issuer", claims["iss"]));
+        }
+        if expect.alg_not_none
+            && header.get("alg").and_then(|v| v.as_str()).is_none_or(|a| a.eq_ignore_ascii_case("none"))
+        {
+            return fail("JWT alg is none".into());
+        }
+        if expect.scope_claim {
+            let granted = self.vars.get("granted_scope").and_then(|s| Scope::parse(s).ok());
+            let claim = claims.get("scope").and_then(|v| v.as_str()).and_then(|s| Scope::parse(s).ok());
+            if claim.is_none() || claim != granted {
+                return fail(format!("JWT scope claim {:?} is not the granted scope", claims.get("scope")));
+            }
+        }
+        if expect.verifies_with_jwks {
+            forge::verify_with_jwks(self.target.keys(), token).await.map_err(StepError::Fail)?;
+        }
+        Ok(())
+    }
+}
+
+fn method(step: &HttpStep, default: &str) -> Result<http::Method, StepError> {
+    step.method
+        .as_deref()
+        .unwrap_or(default)
+        .parse()
+        .map_err(|_| StepError::Fail(format!("bad method {:?}", step.method)))
+}
+
+/// A response body for a failure reason: one line, bounded, and with any token replaced
+/// by its fingerprint (reports end up in CI logs).
+fn short(s: &str) -> String {
+    let s = match serde_json::from_str::<serde_json::Value>(s) {
+        Ok(serde_json::Value::Object(mut map)) => {
+            for key in ["access_token", "refresh_token", "id_token"] {
+                if let Some(serde_json::Value::String(t)) = map.get_mut(key) {
+                    *t = format!("#{}", figure2_protocol::secret::fingerprint(t));
+                }
+            }
+            serde_json::Value::Object(map).to_string()
+        }
+        _ => s.to_owned(),
+    };
+    let one_line: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if one_line.chars().count() > 160 { one_line.chars().take(160).collect::<String>() + "…" } else { one_line }
+}

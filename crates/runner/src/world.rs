@@ -1,0 +1,305 @@
+//! The in-process world a scenario runs in: the authorization server and the resource
+//! server on ephemeral 127.0.0.1 ports, sharing one [`SimulatedClock`] with the clients,
+//! as quinn-proto's test driver steps its peers in virtual time, but over real HTTP.
+//!
+//! Between the clients and the authorization server sits [`Network`], a forwarding hop
+//! that owns the issuer's address. It lets a scenario lose a response after the server
+//! has committed it (RFC 9700 §4.14's hard case) and restart the authorization server on
+//! the same database while clients and the resource server keep the same issuer URL.
+
+use figure2_authorization_server::{AuthorizationServer, Config, ConfigFile};
+use figure2_client::{Client, ClientConfig, Observer};
+use figure2_http::{HttpClient, HttpResponse, Incoming, Limits};
+use figure2_protocol::SimulatedClock;
+use figure2_protocol::secret::ClientSecret;
+use figure2_resource_server::{ResourceServer, ResourceServerConfig};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::oneshot;
+
+/// The demo configuration the authorization server starts from.
+pub const DEMO_CONFIG: &str = include_str!("../../../config/demo.toml");
+
+/// The clients of the demo configuration, with the secrets the config stores digests of.
+pub const DEMO_CLIENTS: [(&str, Option<&str>); 3] =
+    [("demo-client", Some("demo-secret")), ("other-client", Some("other-secret")), ("public-client", None)];
+
+/// The demo resource owners and their passwords.
+pub const DEMO_USERS: [(&str, &str); 2] = [("alice", "alice-password"), ("bob", "bob-password")];
+
+/// When scenarios start: 2026-01-01T00:00:00Z, so traces are reproducible.
+pub const SCENARIO_EPOCH: u64 = figure2_protocol::SIMULATION_EPOCH;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorldError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("cannot start a role: {0}")]
+    Start(String),
+}
+
+/// What the network did to a token response: it reached the server, the server answered,
+/// and the answer never reached the client. `Debug` leaves out the body: it holds tokens.
+#[derive(Clone)]
+pub struct LostResponse {
+    pub path: String,
+    pub status: u16,
+    pub body: String,
+}
+
+impl std::fmt::Debug for LostResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LostResponse").field("path", &self.path).field("status", &self.status).finish_non_exhaustive()
+    }
+}
+
+/// Rewrites the authorization server's answers on their way back (the path is given):
+/// a deliberately broken authorization server, for proving that checks can fail.
+pub type Mutator = Arc<dyn Fn(&str, &mut figure2_http::ReceivedResponse) + Send + Sync>;
+
+/// The hop between the clients and the authorization server.
+pub struct Network {
+    backend: RwLock<String>,
+    http: HttpClient,
+    lose_next_token_response: AtomicBool,
+    lost: Mutex<Vec<LostResponse>>,
+    mutator: RwLock<Option<Mutator>>,
+}
+
+impl Network {
+    /// The next answer of `POST /token` is dropped after the server has sent it.
+    pub fn lose_next_token_response(&self) {
+        self.lose_next_token_response.store(true, Ordering::SeqCst);
+    }
+
+    /// Breaks the authorization server on purpose (see [`Mutator`]).
+    pub fn set_mutator(&self, mutator: Option<Mutator>) {
+        if let Ok(mut m) = self.mutator.write() {
+            *m = mutator;
+        }
+    }
+
+    pub fn take_lost(&self) -> Vec<LostResponse> {
+        self.lost.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default()
+    }
+}
+
+impl figure2_http::Handler for Network {
+    async fn handle(self: Arc<Self>, request: http::Request<Incoming>) -> HttpResponse {
+        let (parts, body) = request.into_parts();
+        let body = match figure2_http::read_body(body, 64 * 1024).await {
+            Ok(b) => b,
+            Err(e) => return figure2_http::text(413, "text/plain", e.to_string(), &[]),
+        };
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        let backend = self.backend.read().map(|b| b.clone()).unwrap_or_default();
+        let headers: Vec<(String, String)> = parts
+            .headers
+            .iter()
+            .filter(|(n, _)| *n != http::header::HOST && *n != http::header::CONTENT_LENGTH)
+            .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_owned(), v.to_owned())))
+            .collect();
+        let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let url = format!("{backend}{path}");
+        // figure2_http hands a HEAD over as GET; the hop forwards what the client sent.
+        let method = if parts.extensions.get::<figure2_http::HeadRequest>().is_some() {
+            http::Method::HEAD
+        } else {
+            parts.method.clone()
+        };
+        let mut answer = match self.http.send(method, &url, &pairs, Some(body)).await {
+            Ok(answer) => answer,
+            // The authorization server is down (restarting): as a real network would.
+            Err(e) => return figure2_http::text(502, "text/plain", format!("figure2 network: {e}"), &[]),
+        };
+        if let Some(mutate) = self.mutator.read().ok().and_then(|m| m.clone()) {
+            mutate(parts.uri.path(), &mut answer);
+        }
+        if parts.uri.path().ends_with("/token") && self.lose_next_token_response.swap(false, Ordering::SeqCst) {
+            if let Ok(mut lost) = self.lost.lock() {
+                lost.push(LostResponse { path: path.clone(), status: answer.status, body: answer.body_text() });
+            }
+            // The client sees what a dropped connection gives a proxy: a gateway timeout.
+            return figure2_http::text(504, "text/plain", "figure2 network: the response was lost", &[]);
+        }
+        let mut response = figure2_http::text(answer.status, "", answer.body.clone(), &[]);
+        *response.headers_mut() = answer.headers.clone();
+        response.headers_mut().remove(http::header::TRANSFER_ENCODING);
+        response
+    }
+}
+
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    fn spawn<F>(serve: impl FnOnce(tokio::sync::oneshot::Receiver<()>) -> F) -> Self
+    where
+        F: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel();
+        Self { stop, task: tokio::spawn(serve(stopped)) }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+pub struct World {
+    pub clock: SimulatedClock,
+    pub authorization_server: Arc<AuthorizationServer>,
+    pub resource_server: Arc<ResourceServer>,
+    pub network: Arc<Network>,
+    /// The issuer: the network hop's address, stable across restarts.
+    pub issuer: String,
+    pub resource_url: String,
+    pub http: HttpClient,
+    config: Config,
+    database: std::path::PathBuf,
+    authorization: Option<Running>,
+    others: Vec<Running>,
+}
+
+impl World {
+    /// Starts both servers with the demo configuration plus `overrides` (a TOML table of
+    /// authorization-server options, as in a scenario's `[config]`). The store is a
+    /// fresh SQLite file, deleted by [`World::stop`].
+    pub async fn start(overrides: &toml::Table) -> Result<Self, WorldError> {
+        crate::reasons::install();
+        let clock = SimulatedClock::starting_at(SCENARIO_EPOCH);
+        let network_listener = bind().await?;
+        let rs_listener = bind().await?;
+        let issuer = format!("http://{}", local_addr(&network_listener)?);
+        let resource_url = format!("http://{}", local_addr(&rs_listener)?);
+
+        let database = std::env::temp_dir().join(format!("figure2-{}.db", random_suffix()));
+        let mut table: toml::Table = toml::from_str(DEMO_CONFIG).map_err(|e| WorldError::Config(e.to_string()))?;
+        table.insert("issuer".into(), issuer.clone().into());
+        table.insert("database".into(), database.display().to_string().into());
+        table.remove("listen");
+        for (k, v) in overrides {
+            table.insert(k.clone(), v.clone());
+        }
+        let file: ConfigFile = table.try_into().map_err(|e: toml::de::Error| WorldError::Config(e.to_string()))?;
+        let config = file.resolve().map_err(|e| WorldError::Config(e.to_string()))?;
+
+        let http = HttpClient::new();
+        let network = Arc::new(Network {
+            backend: RwLock::new(String::new()),
+            http: http.clone(),
+            lose_next_token_response: AtomicBool::new(false),
+            lost: Mutex::new(Vec::new()),
+            mutator: RwLock::new(None),
+        });
+        let mut others = Vec::new();
+        let net = network.clone();
+        others.push(Running::spawn(move |stopped| {
+            figure2_http::serve(network_listener, net, Limits::default(), async {
+                let _ = stopped.await;
+            })
+        }));
+        let (authorization_server, authorization) = start_authorization_server(&config, &clock, &network).await?;
+
+        // The resource server finds the authorization server the way it would in
+        // production: RFC 8414 metadata, then the JWKS, with production settings (a new
+        // kid is re-fetched at once; the key set ages per the JWKS's max-age).
+        let rs_config = ResourceServerConfig::new(issuer.clone(), config.audience.clone());
+        let resource_server = ResourceServer::discover(rs_config, Arc::new(clock.clone()), http.clone())
+            .await
+            .map_err(|e| WorldError::Start(e.to_string()))?;
+        let rs = resource_server.clone();
+        others.push(Running::spawn(move |stopped| {
+            figure2_resource_server::serve(rs_listener, rs, async {
+                let _ = stopped.await;
+            })
+        }));
+        Ok(Self {
+            clock,
+            authorization_server,
+            resource_server,
+            network,
+            issuer,
+            resource_url,
+            http,
+            config,
+            database,
+            authorization: Some(authorization),
+            others,
+        })
+    }
+
+    /// Stops the authorization server and starts a new one on the same database file:
+    /// no refresh token or signing key may be lost.
+    pub async fn restart_authorization_server(&mut self) -> Result<(), WorldError> {
+        if let Some(running) = self.authorization.take() {
+            running.stop().await;
+        }
+        let (server, running) = start_authorization_server(&self.config, &self.clock, &self.network).await?;
+        self.authorization_server = server;
+        self.authorization = Some(running);
+        Ok(())
+    }
+
+    /// A client of the demo configuration, sharing the world's clock.
+    pub fn client(&self, client_id: &str, observer: Observer) -> Option<Client> {
+        let (_, secret) = DEMO_CLIENTS.iter().find(|(id, _)| *id == client_id)?;
+        let config = ClientConfig::new(client_id, secret.map(ClientSecret::new), format!("{}/token", self.issuer));
+        Some(Client::new(config, Arc::new(self.clock.clone()), self.http.clone()).with_observer(observer))
+    }
+
+    pub fn secret_of(client_id: &str) -> Option<&'static str> {
+        DEMO_CLIENTS.iter().find(|(id, _)| *id == client_id).and_then(|(_, s)| *s)
+    }
+
+    /// Stops every server and deletes the database.
+    pub async fn stop(mut self) {
+        if let Some(running) = self.authorization.take() {
+            running.stop().await;
+        }
+        for running in self.others.drain(..) {
+            running.stop().await;
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.database.display()));
+        }
+    }
+}
+
+async fn start_authorization_server(
+    config: &Config,
+    clock: &SimulatedClock,
+    network: &Arc<Network>,
+) -> Result<(Arc<AuthorizationServer>, Running), WorldError> {
+    let listener = bind().await?;
+    let backend = format!("http://{}", local_addr(&listener)?);
+    let server = AuthorizationServer::new(config.clone(), Arc::new(clock.clone()))
+        .map_err(|e| WorldError::Start(e.to_string()))?;
+    if let Ok(mut b) = network.backend.write() {
+        *b = backend;
+    }
+    let s = server.clone();
+    let running = Running::spawn(move |stopped| {
+        figure2_authorization_server::serve(listener, s, async {
+            let _ = stopped.await;
+        })
+    });
+    Ok((server, running))
+}
+
+async fn bind() -> Result<tokio::net::TcpListener, WorldError> {
+    tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| WorldError::Start(e.to_string()))
+}
+
+fn local_addr(l: &tokio::net::TcpListener) -> Result<std::net::SocketAddr, WorldError> {
+    l.local_addr().map_err(|e| WorldError::Start(e.to_string()))
+}
+
+fn random_suffix() -> String {
+    let mut r = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut r);
+    r.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,312 @@
+use figure2_conformance::client::{self, Ending, Env, Subject};
+use figure2_conformance::{self as conformance, ConformanceReport, Role, Verdict};
+use figure2_runner::checks;
+use figure2_runner::world::{Mutator, World};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+fn ids(report: &ConformanceReport, verdict: Verdict) -> BTreeSet<String> {
+    report.results.iter().filter(|r| r.verdict == verdict).map(|r| r.id.clone()).collect()
+}
+
+fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+async fn run_broken(overrides: toml::Table, mutator: Option<Mutator>) -> ConformanceReport {
+    let mut config = checks::in_process_config();
+    config.extend(overrides);
+    let world = World::start(&config).await.expect("world starts");
+    world.network.set_mutator(mutator);
+    let report = checks::run_against_world(&world).await.expect("catalogue runs");
+    world.stop().await;
+    report
+}
+
+#[tokio::test]
+async fn the_server_catalogue_passes_in_process() {
+    let report = checks::run_in_process(&checks::in_process_config()).await.unwrap();
+    let failed = ids(&report, Verdict::Fail);
+    assert!(failed.is_empty(), "{}", report.render(conformance::Format::Table));
+    assert!(ids(&report, Verdict::Skip).is_empty(), "in-process nothing is skipped");
+    let count = |role| report.results.iter().filter(|r| r.role == role).count();
+    assert!(count(Role::AuthorizationServer) >= 30, "at least 30 authorization-server checks");
+    assert!(count(Role::ResourceServer) >= 10, "at least 10 resource-server checks");
+    // Every id is unique and cites a section.
+    let unique: BTreeSet<_> = report.results.iter().map(|r| &r.id).collect();
+    assert_eq!(unique.len(), report.results.len());
+    assert!(report.results.iter().all(|r| r.section.starts_with("RFC ")));
+    assert!(report.render(conformance::Format::Table).ends_with(&format!("{}\n", report.summary_line())));
+}
+
+#[tokio::test]
+async fn the_client_catalogue_passes_for_the_client_library() {
+    let catalogue = conformance::client_catalogue().unwrap();
+    assert!(catalogue.checks.len() >= 8);
+    let report = ConformanceReport { results: client::run_catalogue(&catalogue, &checks::client_library()).await };
+    assert!(ids(&report, Verdict::Fail).is_empty(), "{}", report.render(conformance::Format::Table));
+}
+
+#[tokio::test]
+async fn a_server_without_no_store_fails_exactly_that_check() {
+    let strip: Mutator = Arc::new(|path, answer| {
+        if path.ends_with("/token") {
+            answer.headers.remove("cache-control");
+        }
+    });
+    let report = run_broken(toml::Table::new(), Some(strip)).await;
+    assert_eq!(ids(&report, Verdict::Fail), set(&["AS-5.1-no-store"]));
+    assert!(report.failed_absolute(), "a failed MUST fails the run");
+}
+
+#[tokio::test]
+async fn a_server_that_widens_scope_on_refresh_fails_the_scope_checks() {
+    let widen: Mutator = Arc::new(|path, answer| {
+        if !path.ends_with("/token") || answer.status != 200 {
+            return;
+        }
+        let Ok(mut body) = serde_json::from_slice::<serde_json::Value>(&answer.body) else { return };
+        // Only refreshes: a grant's response is left alone.
+        if body.get("refresh_token").is_some() && body["scope"].as_str().is_some_and(|s| !s.contains("admin")) {
+            let widened = format!("{} admin", body["scope"].as_str().unwrap_or(""));
+            body["scope"] = serde_json::json!(widened);
+            answer.body = serde_json::to_vec(&body).unwrap().into();
+            answer.headers.remove("content-length");
+        }
+    });
+    let report = run_broken(toml::Table::new(), Some(widen)).await;
+    let failed = ids(&report, Verdict::Fail);
+    assert!(failed.contains("AS-6-narrower-scope"), "{failed:?}");
+    assert!(failed.contains("AS-6-omitted-scope-is-original"), "{failed:?}");
+    assert!(failed.iter().all(|id| id.starts_with("AS-6-") || id.starts_with("AS-9068-scope")), "{failed:?}");
+}
+
+#[tokio::test]
+async fn a_server_without_reuse_detection_fails_exactly_that_check() {
+    let mut config = toml::Table::new();
+    config.insert("revoke_family_on_reuse".into(), false.into());
+    let report = run_broken(config, None).await;
+    assert_eq!(ids(&report, Verdict::Fail), set(&["AS-9700-reuse-revokes-family"]));
+    assert!(!report.failed_absolute(), "reuse detection is a SHOULD");
+}
+
+#[tokio::test]
+async fn a_server_without_rotation_fails_the_rotation_check_and_skips_the_rest() {
+    let mut config = toml::Table::new();
+    config.insert("always_issue_new_refresh_token".into(), false.into());
+    let report = run_broken(config, None).await;
+    assert_eq!(ids(&report, Verdict::Fail), set(&["AS-9700-rotation"]));
+    let skipped = ids(&report, Verdict::Skip);
+    assert!(skipped.contains("AS-9700-reuse-revokes-family") && skipped.contains("AS-9700-rotated-token-refused"));
+    let reasons: BTreeSet<_> =
+        report.results.iter().filter(|r| r.verdict == Verdict::Skip).map(|r| r.reason.clone()).collect();
+    assert_eq!(reasons.len(), 1, "every skip gives the same reason: {reasons:?}");
+}
+
+/// A naive client: never looks at expires_in, and after invalid_token refreshes and
+/// retries until it works (bounded here so the test ends).
+fn retries_forever() -> Subject {
+    Subject::InProcess(Arc::new(|env: Env| Box::pin(naive_client(env, true))))
+}
+
+/// A client that forgets the rotated refresh token and keeps presenting the first one.
+fn forgets_rotated_token() -> Subject {
+    Subject::InProcess(Arc::new(|env: Env| Box::pin(naive_client(env, false))))
+}
+
+async fn naive_client(env: Env, store_rotated: bool) -> Ending {
+    use figure2_protocol::Clock;
+    let http = figure2_http::HttpClient::new();
+    let basic =
+        figure2_protocol::client_auth::ClientAuthentication::basic_header_value(&env.client_id, &env.client_secret);
+    let token = |form: String| {
+        let http = http.clone();
+        let url = env.token_endpoint.clone();
+        let basic = basic.clone();
+        async move {
+            let r = http
+                .send(
+                    http::Method::POST,
+                    &url,
+                    &[("authorization", basic.as_str()), ("content-type", "application/x-www-form-urlencoded")],
+                    Some(form.into()),
+                )
+                .await
+                .ok()?;
+            serde_json::from_slice::<serde_json::Value>(&r.body).ok().filter(|_| r.status == 200)
+        }
+    };
+    let grant = format!("grant_type=password&username={}&password={}", env.username, env.password);
+    let Some(b) = token(grant).await else { return Ending::Failed("grant".into()) };
+    let mut at = b["access_token"].as_str().unwrap_or("").to_owned();
+    let first_rt = b["refresh_token"].as_str().unwrap_or("").to_owned();
+    let mut rt = first_rt.clone();
+    let start = env.clock.now();
+    for t in &env.calls {
+        let now = env.clock.now();
+        if start + t > now {
+            env.clock.advance(start + t - now);
+        }
+        for _ in 0..env.concurrency {
+            let mut ok = false;
+            for _ in 0..20 {
+                let auth = format!("Bearer {at}");
+                let r =
+                    http.send(http::Method::GET, &env.resource_url, &[("authorization", auth.as_str())], None).await;
+                if r.as_ref().is_ok_and(|r| r.status == 200) {
+                    ok = true;
+                    break;
+                }
+                let presented = if store_rotated { rt.clone() } else { first_rt.clone() };
+                let Some(b) = token(format!("grant_type=refresh_token&refresh_token={presented}")).await else {
+                    return Ending::Reauthorize;
+                };
+                at = b["access_token"].as_str().unwrap_or("").to_owned();
+                if let Some(new) = b["refresh_token"].as_str() {
+                    rt = new.to_owned();
+                }
+            }
+            if !ok {
+                return Ending::Failed("gave up after 20 tries".into());
+            }
+        }
+    }
+    Ending::Ok
+}
+
+#[tokio::test]
+async fn a_client_that_retries_forever_fails_the_loop_and_expiry_checks() {
+    let catalogue = conformance::client_catalogue().unwrap();
+    let report = ConformanceReport { results: client::run_catalogue(&catalogue, &retries_forever()).await };
+    let failed = ids(&report, Verdict::Fail);
+    assert!(failed.contains("CL-1.5-no-loop"), "{}", report.render(conformance::Format::Table));
+    assert!(failed.contains("CL-1.5-E-skip-to-G"), "{failed:?}");
+    assert!(!failed.contains("CL-10.4-refresh-token-private"), "{failed:?}");
+    assert!(!failed.contains("CL-5.1-honours-expires-in"), "{failed:?}");
+}
+
+#[tokio::test]
+async fn a_client_that_forgets_the_rotated_token_fails_the_rotation_check() {
+    let catalogue = conformance::client_catalogue().unwrap();
+    let report = ConformanceReport { results: client::run_catalogue(&catalogue, &forgets_rotated_token()).await };
+    let failed = ids(&report, Verdict::Fail);
+    assert!(failed.contains("CL-6-keeps-rotated-token"), "{}", report.render(conformance::Format::Table));
+    assert!(!failed.contains("CL-6-keeps-token-without-rotation"), "{failed:?}");
+}
+
+#[tokio::test]
+async fn a_server_that_calls_a_refresh_token_type_refresh_token_fails_the_vocabulary_check() {
+    // Issue 10 kind 4: RFC 7662 §2.2 token_type is an RFC 6749 §7.1 type, not a hint value.
+    let mislabel: Mutator = Arc::new(|path, answer| {
+        if !path.ends_with("/introspect") || answer.status != 200 {
+            return;
+        }
+        let Ok(mut body) = serde_json::from_slice::<serde_json::Value>(&answer.body) else { return };
+        if body["active"] == true && body.get("token_type").is_none() {
+            body["token_type"] = serde_json::json!("refresh_token");
+            answer.body = serde_json::to_vec(&body).unwrap().into();
+            answer.headers.remove("content-length");
+        }
+    });
+    let report = run_broken(toml::Table::new(), Some(mislabel)).await;
+    assert_eq!(ids(&report, Verdict::Fail), set(&["AS-7662-token-type-vocabulary"]));
+}
+
+/// Issue 10 kind 7's broken client: refreshes only on an explicit `invalid_token`, so a
+/// bare 401 leaves it presenting the refused token for ever.
+async fn refreshes_only_on_invalid_token(env: Env) -> Ending {
+    let http = figure2_http::HttpClient::new();
+    let basic =
+        figure2_protocol::client_auth::ClientAuthentication::basic_header_value(&env.client_id, &env.client_secret);
+    let headers = [("authorization", basic.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+    let grant = format!("grant_type=password&username={}&password={}", env.username, env.password);
+    let Ok(r) = http.send(http::Method::POST, &env.token_endpoint, &headers, Some(grant.into())).await else {
+        return Ending::Failed("grant".into());
+    };
+    let b: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    let mut at = b["access_token"].as_str().unwrap_or("").to_owned();
+    let rt = b["refresh_token"].as_str().unwrap_or("").to_owned();
+    for _ in &env.calls {
+        for attempt in 0..2 {
+            let auth = format!("Bearer {at}");
+            let Ok(r) =
+                http.send(http::Method::GET, &env.resource_url, &[("authorization", auth.as_str())], None).await
+            else {
+                return Ending::Failed("transport".into());
+            };
+            if r.status == 200 {
+                break;
+            }
+            let invalid_token = r.header("www-authenticate").is_some_and(|c| c.contains("invalid_token"));
+            if attempt == 1 || !invalid_token {
+                return Ending::Failed(format!("the resource answered {}", r.status));
+            }
+            let form = format!("grant_type=refresh_token&refresh_token={rt}");
+            let Ok(r) = http.send(http::Method::POST, &env.token_endpoint, &headers, Some(form.into())).await else {
+                return Ending::Failed("refresh".into());
+            };
+            let b: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            at = b["access_token"].as_str().unwrap_or("").to_owned();
+        }
+    }
+    Ending::Ok
+}
+
+#[tokio::test]
+async fn a_client_that_ignores_bare_401_fails_the_bare_401_checks() {
+    let catalogue = conformance::client_catalogue().unwrap();
+    let subject = Subject::InProcess(Arc::new(|env: Env| Box::pin(refreshes_only_on_invalid_token(env))));
+    let mut checks = catalogue.clone();
+    checks.checks.retain(|c| c.id.starts_with("CL-1.5-F-") || c.id == "CL-1.5-F-retry-once");
+    let report = ConformanceReport { results: client::run_catalogue(&checks, &subject).await };
+    let failed = ids(&report, Verdict::Fail);
+    assert_eq!(
+        failed,
+        set(&["CL-1.5-F-bare-401", "CL-1.5-F-401-without-challenge"]),
+        "{}",
+        report.render(conformance::Format::Table)
+    );
+}
+
+/// Issue 10 kind 3's broken resource server: trusts its key set for a day whatever the
+/// JWKS's max-age says. It fails exactly the retired-key check.
+#[tokio::test]
+async fn a_resource_server_whose_keys_never_age_fails_the_retired_key_check() {
+    use figure2_conformance::server::{self, Target, TimeSource};
+    use figure2_resource_server::{ResourceServer, ResourceServerConfig};
+    let world = World::start(&checks::in_process_config()).await.expect("world starts");
+    let mut config = ResourceServerConfig::new(world.issuer.clone(), "figure2-resource-server");
+    config.jwks_cache_floor = 86_400;
+    config.jwks_cache_ceiling = 86_400;
+    let rs = ResourceServer::discover(config, Arc::new(world.clock.clone()), world.http.clone()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/resource/read", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(figure2_resource_server::serve(listener, rs, async {
+        let _ = stopped.await;
+    }));
+    let target = Target {
+        issuer: world.issuer.clone(),
+        metadata: figure2_http::discover(&world.http, &world.issuer).await.unwrap(),
+        client_id: "demo-client".into(),
+        client_secret: "demo-secret".into(),
+        other_client: None,
+        user: Some(("alice".into(), "alice-password".into())),
+        scope: Some("read write".into()),
+        resource: Some(url),
+        scope_limited_resource: None,
+        time: TimeSource::Simulated(world.clock.clone()),
+        forge: Some(checks::forge(&world)),
+        http: world.http.clone(),
+    };
+    let catalogue = conformance::server_catalogue(conformance::CatalogueFile::ResourceServer).unwrap();
+    let mut verdicts = Vec::new();
+    for id in ["RS-9068-4-new-key-at-once", "RS-9111-retired-key"] {
+        let check = catalogue.checks.iter().find(|c| c.id == id).expect(id);
+        verdicts.push(server::run_check(catalogue.role, check, &target).await.verdict);
+    }
+    assert_eq!(verdicts, [Verdict::Pass, Verdict::Fail]);
+    let _ = stop.send(());
+    let _ = served.await;
+    world.stop().await;
+}

@@ -1,0 +1,578 @@
+//! Every sentence the runner says about Figure 2, in English and in Chinese, in one place:
+//! the terminal trace (`figure2 run --lang zh`), the exports and the live page
+//! (`figure2 serve`, which fetches [`i18n_json`]) all read them from here.
+//!
+//! The RFC text is summarised in our own words, each summary with a link to the section
+//! it comes from (RFC 6749 §1.5 and §6, RFC 6750 §2.1 and §3).
+
+use figure2_protocol::FlowStep;
+use figure2_runner::scenario::{Action, GrantKind, Text};
+use figure2_runner::trace::{Expectation, Failure, Happening, ResourceOwnerAct, letters};
+use serde_json::{Value, json};
+
+/// A language of the narration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lang {
+    #[default]
+    En,
+    Zh,
+}
+
+impl Lang {
+    pub const ALL: [Lang; 2] = [Lang::En, Lang::Zh];
+
+    /// The code used on the command line and in the page: `en`, `zh`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Zh => "zh",
+        }
+    }
+}
+
+impl std::str::FromStr for Lang {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "en" | "english" => Ok(Lang::En),
+            "zh" | "zh-cn" | "zh-hans" | "chinese" | "中文" => Ok(Lang::Zh),
+            other => Err(format!("unknown language {other:?} (use en or zh)")),
+        }
+    }
+}
+
+/// Figure 2's steps in a sentence each (RFC 6749 §1.5, in our words). `ok` says whether
+/// the answer was a success (it changes B, D and H).
+pub fn narration(lang: Lang, step: FlowStep, ok: bool) -> &'static str {
+    match lang {
+        Lang::En => match (step, ok) {
+            (FlowStep::A, _) => {
+                "The client authenticates and presents an authorization grant to the authorization server."
+            }
+            (FlowStep::B, true) => {
+                "The authorization server validates the grant and issues an access token and a refresh token."
+            }
+            (FlowStep::B, false) => "The authorization server refuses the grant (RFC 6749 §5.2).",
+            (FlowStep::C, _) => "The client presents the access token to the resource server.",
+            (FlowStep::D, true) => "The resource server validates the access token locally and serves the request.",
+            (FlowStep::D, false) => "The resource server refuses the request.",
+            (FlowStep::E, _) => {
+                "Steps C and D repeat until the access token expires; the client presents it once more."
+            }
+            (FlowStep::F, _) => {
+                "The access token is no longer valid: the resource server answers invalid_token (RFC 6750 §3.1)."
+            }
+            (FlowStep::G, _) => {
+                "The client authenticates and presents the refresh token to the authorization server (RFC 6749 §6)."
+            }
+            (FlowStep::H, true) => {
+                "The authorization server validates the refresh token and issues a new access token (and, optionally, a new refresh token)."
+            }
+            (FlowStep::H, false) => "The authorization server refuses the refresh token (RFC 6749 §5.2).",
+        },
+        Lang::Zh => match (step, ok) {
+            (FlowStep::A, _) => "客户端向授权服务器认证自己的身份，并出示授权许可。",
+            (FlowStep::B, true) => "授权服务器验证授权许可，签发访问令牌和刷新令牌。",
+            (FlowStep::B, false) => "授权服务器拒绝了该授权许可（RFC 6749 §5.2）。",
+            (FlowStep::C, _) => "客户端向资源服务器出示访问令牌。",
+            (FlowStep::D, true) => "资源服务器在本地验证访问令牌，并处理请求。",
+            (FlowStep::D, false) => "资源服务器拒绝了该请求。",
+            (FlowStep::E, _) => "步骤 C 和 D 一直重复，直到访问令牌过期；客户端又一次出示了这个令牌。",
+            (FlowStep::F, _) => "访问令牌已经失效：资源服务器返回 invalid_token（RFC 6750 §3.1）。",
+            (FlowStep::G, _) => "客户端向授权服务器认证自己的身份，并出示刷新令牌（RFC 6749 §6）。",
+            (FlowStep::H, true) => "授权服务器验证刷新令牌，签发新的访问令牌（也可以同时签发新的刷新令牌）。",
+            (FlowStep::H, false) => "授权服务器拒绝了该刷新令牌（RFC 6749 §5.2）。",
+        },
+    }
+}
+
+/// The narration of an answer that never came back usable (a 5xx: the server or the
+/// network failed, e.g. a lost response).
+pub fn no_answer(lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => "No usable answer reached the client: the server or the network failed.",
+        Lang::Zh => "客户端没有收到可用的应答：服务器或网络出了故障。",
+    }
+}
+
+/// The narration of an exchange's response letter given its status.
+pub fn response_narration(lang: Lang, step: FlowStep, status: u16) -> &'static str {
+    match status {
+        500.. => no_answer(lang),
+        s => narration(lang, step, s < 400),
+    }
+}
+
+/// A section of an RFC, as cited and as linked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Citation {
+    pub label: &'static str,
+    pub url: &'static str,
+}
+
+const RFC6749_1_5: Citation =
+    Citation { label: "RFC 6749 §1.5", url: "https://www.rfc-editor.org/rfc/rfc6749#section-1.5" };
+const RFC6749_4: Citation = Citation { label: "RFC 6749 §4", url: "https://www.rfc-editor.org/rfc/rfc6749#section-4" };
+const RFC6749_5_1: Citation =
+    Citation { label: "RFC 6749 §5.1", url: "https://www.rfc-editor.org/rfc/rfc6749#section-5.1" };
+const RFC6749_6: Citation = Citation { label: "RFC 6749 §6", url: "https://www.rfc-editor.org/rfc/rfc6749#section-6" };
+const RFC6750_2_1: Citation =
+    Citation { label: "RFC 6750 §2.1", url: "https://www.rfc-editor.org/rfc/rfc6750#section-2.1" };
+const RFC6750_3: Citation = Citation { label: "RFC 6750 §3", url: "https://www.rfc-editor.org/rfc/rfc6750#section-3" };
+const RFC6750_3_1: Citation =
+    Citation { label: "RFC 6750 §3.1", url: "https://www.rfc-editor.org/rfc/rfc6750#section-3.1" };
+
+/// The sections a Figure 2 step comes from.
+pub fn citations(step: FlowStep) -> &'static [Citation] {
+    match step {
+        FlowStep::A => &[RFC6749_1_5, RFC6749_4],
+        FlowStep::B => &[RFC6749_1_5, RFC6749_5_1],
+        FlowStep::C => &[RFC6749_1_5, RFC6750_2_1],
+        FlowStep::D | FlowStep::E => &[RFC6749_1_5],
+        FlowStep::F => &[RFC6749_1_5, RFC6750_3, RFC6750_3_1],
+        FlowStep::G | FlowStep::H => &[RFC6749_1_5, RFC6749_6],
+    }
+}
+
+/// What the RFCs say about a step, in a few sentences of our own.
+pub fn rfc_text(lang: Lang, step: FlowStep) -> &'static str {
+    match lang {
+        Lang::En => match step {
+            FlowStep::A => {
+                "The client asks the authorization server for tokens by presenting an authorization grant: an authorization code, the resource owner's password or the client's own credentials (§4). A confidential client authenticates itself in the same request."
+            }
+            FlowStep::B => {
+                "The authorization server authenticates the client, checks the grant and answers with an access token and, usually, a refresh token. The answer is JSON and must not be cached (Cache-Control: no-store, §5.1). The refresh token is for the authorization server only: the client never sends it to a resource server."
+            }
+            FlowStep::C => {
+                "The client asks the resource server for a protected resource and shows it may have it by presenting the access token, here in the Authorization: Bearer header (RFC 6750 §2.1)."
+            }
+            FlowStep::D => {
+                "The resource server validates the access token and, if it is valid, serves the request. Here it checks the JWT's signature, issuer, audience, expiry and scope locally, with the keys the authorization server publishes."
+            }
+            FlowStep::E => {
+                "Steps C and D repeat until the access token expires. A client that knows the token has expired (from expires_in) skips straight to step G; this one does not, so it presents the old token once more."
+            }
+            FlowStep::F => {
+                "The token is no longer valid, so the resource server refuses the request: 401 with a WWW-Authenticate: Bearer challenge carrying error=\"invalid_token\" (RFC 6750 §3, §3.1). It tells the client that a new access token may help."
+            }
+            FlowStep::G => {
+                "The client authenticates to the authorization server and sends grant_type=refresh_token with its refresh token (§6). It may ask for a narrower scope, never a wider one than was originally granted."
+            }
+            FlowStep::H => {
+                "The authorization server checks that the refresh token is valid and was issued to this client, then issues a new access token. It may also issue a new refresh token: then the client must drop the old one, and the server may revoke it (rotation)."
+            }
+        },
+        Lang::Zh => match step {
+            FlowStep::A => {
+                "客户端向授权服务器出示授权许可，以换取令牌。授权许可可以是授权码、资源所有者的密码，或者客户端自己的凭据（§4）。机密客户端在同一个请求里还要证明自己的身份。"
+            }
+            FlowStep::B => {
+                "授权服务器认证客户端、校验授权许可，然后返回访问令牌，通常还有一个刷新令牌。响应是 JSON 格式，并且不得被缓存（Cache-Control: no-store，§5.1）。刷新令牌只发给授权服务器使用，客户端绝不会把它发送给资源服务器。"
+            }
+            FlowStep::C => {
+                "客户端向资源服务器请求受保护的资源，并出示访问令牌来证明自己有权访问；这里令牌放在 Authorization: Bearer 请求头中（RFC 6750 §2.1）。"
+            }
+            FlowStep::D => {
+                "资源服务器验证访问令牌，令牌有效就处理请求。这里资源服务器用授权服务器公布的公钥，在本地检查 JWT 的签名、签发者、受众、过期时间和权限范围。"
+            }
+            FlowStep::E => {
+                "步骤 C 和 D 会一直重复，直到访问令牌过期。如果客户端知道令牌已经过期（根据 expires_in），就会直接跳到步骤 G；这个客户端并不知道，所以又一次出示了旧令牌。"
+            }
+            FlowStep::F => {
+                "令牌已经失效，资源服务器拒绝请求：返回 401，并在 WWW-Authenticate: Bearer 质询中带上 error=\"invalid_token\"（RFC 6750 §3、§3.1）。这告诉客户端：换一个新的访问令牌也许就能成功。"
+            }
+            FlowStep::G => {
+                "客户端向授权服务器认证自己的身份，发送 grant_type=refresh_token 和刷新令牌（§6）。它可以请求更小的权限范围，但绝不能超出最初授予的范围。"
+            }
+            FlowStep::H => {
+                "授权服务器确认刷新令牌有效、并且确实是签发给这个客户端的，然后签发新的访问令牌。它也可以同时签发新的刷新令牌：这时客户端必须丢弃旧的刷新令牌，服务器也可以将旧令牌作废（即令牌轮换）。"
+            }
+        },
+    }
+}
+
+/// The label of an arrow of Figure 2, as the RFC's figure writes it.
+pub fn arrow_label(lang: Lang, step: FlowStep) -> &'static str {
+    match lang {
+        Lang::En => step.arrow(),
+        Lang::Zh => match step {
+            FlowStep::A => "授权许可",
+            FlowStep::B => "访问令牌和刷新令牌",
+            FlowStep::C | FlowStep::E => "访问令牌",
+            FlowStep::D => "受保护的资源",
+            FlowStep::F => "无效令牌错误",
+            FlowStep::G => "刷新令牌",
+            FlowStep::H => "访问令牌和可选的刷新令牌",
+        },
+    }
+}
+
+/// A scenario's own words (title, description, notes) in `lang`; English when the
+/// scenario has no translation.
+pub fn text(lang: Lang, text: &Text) -> &str {
+    match lang {
+        Lang::Zh if !text.zh.trim().is_empty() => &text.zh,
+        _ => &text.en,
+    }
+}
+
+/// A step's one-line description.
+pub fn action(lang: Lang, action: &Action) -> String {
+    if lang == Lang::En {
+        return action.to_string();
+    }
+    let mut line = match action {
+        Action::Authorize { client, grant, .. } => {
+            let grant = match grant {
+                GrantKind::Password => "密码授权（RFC 6749 §4.3，旧式）",
+                GrantKind::AuthorizationCode => "带 PKCE 的授权码授权（RFC 6749 §4.1、RFC 7636）",
+                GrantKind::ClientCredentials => "客户端凭据授权（RFC 6749 §4.4）",
+            };
+            format!("{client} 通过{grant}获取令牌")
+        }
+        Action::Call { client, resource, .. } => format!("{client} 访问 {} 资源", resource.as_str()),
+        Action::Refresh { client, scope: Some(s), .. } => format!("{client} 刷新令牌，请求权限范围 \"{s}\""),
+        Action::Refresh { client, scope: None, .. } => format!("{client} 刷新令牌"),
+        Action::Replay { client, of, generation, .. } => format!("{client} 出示 {of} 的第 #{generation} 个刷新令牌"),
+        Action::Revoke { client, generation, .. } => {
+            format!("{client} 撤销自己的第 #{generation} 个刷新令牌（RFC 7009）")
+        }
+        Action::Advance { seconds } => format!("时间流逝：{seconds} 秒"),
+        Action::RotateKey => "授权服务器轮换签名密钥".into(),
+        Action::Restart => "授权服务器在同一个数据库上重启".into(),
+    };
+    if action.loses_response() {
+        line.push_str("（令牌响应将会丢失）");
+    }
+    line
+}
+
+/// An expectation and what was found.
+pub fn expectation(lang: Lang, check: &Expectation) -> String {
+    if lang == Lang::En {
+        return check.to_string();
+    }
+    let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "无".into());
+    match check {
+        Expectation::Outcome { want, got } => format!("结果为 {want}（实际 {got}）"),
+        Expectation::Succeeds { got } => format!("步骤失败：{got}"),
+        Expectation::Status { want, got } => {
+            format!("状态码 {want}（实际 {}）", got.map_or("没有交换".into(), |s| s.to_string()))
+        }
+        Expectation::Error { want, got } => format!("错误码 {want}（实际 {}）", or_none(got)),
+        Expectation::Steps { want, got } => format!("图 2 步骤 {}（实际 {}）", letters(want), letters(got)),
+        Expectation::Has { field } => format!("令牌响应包含 {field}"),
+        Expectation::Lacks { field } => format!("令牌响应不含 {field}"),
+        Expectation::Changed { field } => format!("{field} 已改变"),
+        Expectation::Unchanged { field } => format!("{field} 未改变"),
+        Expectation::Scope { want, got } => format!("权限范围 \"{want}\"（实际 {}）", or_none(got)),
+    }
+}
+
+/// An unmet expectation, with its step.
+pub fn failure(lang: Lang, f: &Failure) -> String {
+    match lang {
+        Lang::En => f.to_string(),
+        Lang::Zh => format!("第 {} 步（{}）：{}", f.step, action(lang, &f.action), expectation(lang, &f.check)),
+    }
+}
+
+/// Something that happened outside the client's exchanges.
+pub fn happening(lang: Lang, what: &Happening) -> String {
+    if lang == Lang::En {
+        return what.to_string();
+    }
+    match what {
+        Happening::ResponseLost { status, path, refresh_token } => {
+            let rt = refresh_token.as_ref().map(|t| format!("，新的刷新令牌 {t}")).unwrap_or_default();
+            format!("授权服务器已应答 {status} {path}{rt} 并已提交，但响应在途中丢失：客户端从未收到")
+        }
+        Happening::KeyRotated { kid } => format!("新的签名密钥 kid={kid}；旧密钥仍留在 JWKS 中，供已签发的令牌验证"),
+        Happening::Restarted => "授权服务器停止后在同一个 SQLite 文件上重新启动".into(),
+        Happening::Revoked { client_id, refresh_token, status } => {
+            format!("{client_id} → 授权服务器：POST /revoke token={refresh_token} → {status}")
+        }
+    }
+}
+
+/// What the resource owner's browser did.
+pub fn resource_owner(lang: Lang, act: &ResourceOwnerAct) -> String {
+    if lang == Lang::En {
+        return act.to_string();
+    }
+    match act {
+        ResourceOwnerAct::OpensAuthorizationPage { client_id, state, status } => {
+            format!("GET /authorize（client_id={client_id}，PKCE S256，state={state}）→ {status} 登录和授权同意页面")
+        }
+        ResourceOwnerAct::Approves { user, status, redirect_uri, code } => {
+            format!("以 {user} 身份 POST /authorize 并同意 → {status} 重定向到 {redirect_uri}，带上 {code}")
+        }
+    }
+}
+
+/// The role's internal reason for a refusal, next to the wire's error code.
+pub fn rejection(lang: Lang, error: Option<&str>, reason: &str) -> String {
+    let error = error.unwrap_or("—");
+    match lang {
+        Lang::En => format!("{error} on the wire; the role's reason: {reason}"),
+        Lang::Zh => format!("线上错误码 {error}；角色内部原因：{reason}"),
+    }
+}
+
+/// The fixed phrases of the text trace.
+#[derive(Debug, Clone, Copy)]
+pub enum Phrase {
+    /// `{0}` seconds, to `{1}`.
+    ClockMoves,
+    /// `{0}` steps, `{1}` exchanges.
+    Passed,
+    /// `{0}` unmet expectations.
+    Failed,
+    ResourceOwner,
+    /// Whose browser it is, in a transcript.
+    Browser,
+    /// Scenario `{0}`: title `{1}`.
+    Scenario,
+    /// The RFC sections `{0}`.
+    Shows,
+    /// The authorization server's address `{0}`, the resource server's `{1}`.
+    Servers,
+}
+
+/// A phrase of the text trace with its `{0}`, `{1}` placeholders filled in.
+pub fn phrase(lang: Lang, phrase: Phrase, args: &[&str]) -> String {
+    let template = match (lang, phrase) {
+        (Lang::En, Phrase::ClockMoves) => "the shared clock moves {0}s forward, to {1}",
+        (Lang::Zh, Phrase::ClockMoves) => "共享时钟向前拨动 {0} 秒，到达 {1}",
+        (Lang::En, Phrase::Passed) => "passed: {0} steps, {1} HTTP exchanges, every expectation met",
+        (Lang::Zh, Phrase::Passed) => "通过：{0} 个步骤，{1} 次 HTTP 交换，所有预期均已满足",
+        (Lang::En, Phrase::Failed) => "FAILED: {0} of the expectations were not met",
+        (Lang::Zh, Phrase::Failed) => "失败：有 {0} 项预期未满足",
+        (Lang::En, Phrase::ResourceOwner) => "resource owner",
+        (Lang::Zh, Phrase::ResourceOwner) => "资源所有者",
+        (Lang::En, Phrase::Browser) => "resource owner's browser",
+        (Lang::Zh, Phrase::Browser) => "资源所有者的浏览器",
+        (Lang::En, Phrase::Scenario) => "scenario {0}: {1}",
+        (Lang::Zh, Phrase::Scenario) => "场景 {0}：{1}",
+        (Lang::En, Phrase::Shows) => "shows {0}",
+        (Lang::Zh, Phrase::Shows) => "演示 {0}",
+        (Lang::En, Phrase::Servers) => "authorization server {0}   resource server {1}",
+        (Lang::Zh, Phrase::Servers) => "授权服务器 {0}   资源服务器 {1}",
+    };
+    let mut out = template.to_owned();
+    for (i, a) in args.iter().enumerate() {
+        out = out.replace(&format!("{{{i}}}"), a);
+    }
+    out
+}
+
+/// The words of the live page, by key.
+fn ui(lang: Lang) -> &'static [(&'static str, &'static str)] {
+    match lang {
+        Lang::En => &[
+            ("title", "Figure 2, live: refreshing an expired access token"),
+            ("caption", "RFC 6749 Figure 2: Refreshing an Expired Access Token"),
+            ("client", "Client"),
+            ("resource_server", "Resource Server"),
+            ("authorization_server", "Authorization Server"),
+            ("resource", "Resource"),
+            ("authorization", "Authorization"),
+            ("server", "Server"),
+            ("families_n", "families: {0}"),
+            ("live_n", "live: {0}"),
+            ("run", "Run"),
+            ("step", "Step"),
+            ("advance", "Advance clock"),
+            ("seconds", "s"),
+            ("replay", "Replay old refresh token"),
+            ("revoke", "Revoke"),
+            ("restart", "Restart authorization server"),
+            ("reset", "Reset"),
+            ("call", "Call resource"),
+            ("refresh", "Refresh"),
+            ("timeline", "Exchanges"),
+            ("details", "Selected exchange"),
+            ("lineage", "Refresh-token lineage"),
+            ("no_family", "No refresh token issued yet."),
+            ("select_hint", "Select an exchange to see its raw HTTP, its tokens and the RFC text."),
+            ("request", "Request"),
+            ("response", "Response"),
+            ("raw_note", "Tokens are shown as fingerprints, secrets redacted; date and content-length omitted."),
+            ("jwt", "Access token (JWT, decoded, not verified)"),
+            ("jwt_header", "Header"),
+            ("jwt_claims", "Claims"),
+            ("changed_since", "changed since"),
+            ("first_token", "first access token"),
+            ("rfc", "What the RFC says"),
+            ("next", "next step"),
+            ("finished", "scenario finished"),
+            ("clock", "clock"),
+            ("family", "Family"),
+            ("granted", "granted"),
+            ("live", "live"),
+            ("revoked_by_reuse", "revoked by reuse"),
+            ("revoked", "revoked"),
+            ("expired", "expired"),
+            ("active", "active"),
+            ("used", "used"),
+            ("accepted_during_grace", "accepted during grace"),
+            ("replayed", "replayed"),
+            ("never_delivered", "never delivered"),
+            ("passed", "passed"),
+            ("failed", "failed"),
+            ("language", "Language"),
+            ("connected", "live"),
+            ("disconnected", "reconnecting…"),
+            ("issued", "issued"),
+            ("presented", "presented"),
+        ],
+        Lang::Zh => &[
+            ("title", "图 2 实况：刷新过期的访问令牌"),
+            ("caption", "RFC 6749 图 2：刷新过期的访问令牌"),
+            ("client", "客户端"),
+            ("resource_server", "资源服务器"),
+            ("authorization_server", "授权服务器"),
+            ("resource", "资源"),
+            ("authorization", "授权"),
+            ("server", "服务器"),
+            ("families_n", "令牌族：{0}"),
+            ("live_n", "有效：{0}"),
+            ("run", "运行"),
+            ("step", "单步"),
+            ("advance", "拨快时钟"),
+            ("seconds", "秒"),
+            ("replay", "重放旧的刷新令牌"),
+            ("revoke", "撤销"),
+            ("restart", "重启授权服务器"),
+            ("reset", "重置"),
+            ("call", "访问资源"),
+            ("refresh", "刷新"),
+            ("timeline", "交换记录"),
+            ("details", "所选交换"),
+            ("lineage", "刷新令牌谱系"),
+            ("no_family", "尚未签发刷新令牌。"),
+            ("select_hint", "选择一次交换，查看原始 HTTP 报文、令牌内容和 RFC 说明。"),
+            ("request", "请求"),
+            ("response", "响应"),
+            ("raw_note", "令牌以指纹显示，机密信息已隐去；省略了 date 和 content-length 头。"),
+            ("jwt", "访问令牌（JWT，已解码，未验证签名）"),
+            ("jwt_header", "头部"),
+            ("jwt_claims", "声明"),
+            ("changed_since", "相对于上一个令牌有变化："),
+            ("first_token", "第一个访问令牌"),
+            ("rfc", "RFC 怎么说"),
+            ("next", "下一步"),
+            ("finished", "场景已结束"),
+            ("clock", "时钟"),
+            ("family", "令牌族"),
+            ("granted", "授权于"),
+            ("live", "有效"),
+            ("revoked_by_reuse", "因重用被吊销"),
+            ("revoked", "已撤销"),
+            ("expired", "已过期"),
+            ("active", "有效"),
+            ("used", "已使用"),
+            ("accepted_during_grace", "宽限期内被接受"),
+            ("replayed", "被重放"),
+            ("never_delivered", "未送达"),
+            ("passed", "通过"),
+            ("failed", "失败"),
+            ("language", "语言"),
+            ("connected", "实时"),
+            ("disconnected", "正在重连…"),
+            ("issued", "签发"),
+            ("presented", "出示"),
+        ],
+    }
+}
+
+/// Everything the live page says, in both languages, as one JSON document:
+/// `{ "en": { "ui": {...}, "letters": { "A": { "arrow", "request", "ok", "fail", "rfc",
+/// "citations": [{label, url}] } }, "no_answer": "..." }, "zh": {...} }`.
+pub fn i18n_json() -> Value {
+    let mut all = serde_json::Map::new();
+    for lang in Lang::ALL {
+        let ui: serde_json::Map<String, Value> = ui(lang).iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
+        let mut letters = serde_json::Map::new();
+        for letter in FlowStep::ALL {
+            let cites: Vec<Value> = citations(letter).iter().map(|c| json!({"label": c.label, "url": c.url})).collect();
+            letters.insert(
+                letter.to_string(),
+                json!({
+                    "arrow": arrow_label(lang, letter),
+                    "ok": narration(lang, letter, true),
+                    "fail": narration(lang, letter, false),
+                    "rfc": rfc_text(lang, letter),
+                    "citations": cites,
+                }),
+            );
+        }
+        let phrases = json!({
+            "clock": phrase(lang, Phrase::ClockMoves, &[]),
+            "passed": phrase(lang, Phrase::Passed, &[]),
+            "failed": phrase(lang, Phrase::Failed, &[]),
+            "resource_owner": phrase(lang, Phrase::ResourceOwner, &[]),
+        });
+        all.insert(
+            lang.code().into(),
+            json!({ "ui": ui, "letters": letters, "no_answer": no_answer(lang), "phrases": phrases }),
+        );
+    }
+    Value::Object(all)
+}
+
+/// The address of a cited section: `RFC 6749 §1.5` →
+/// `https://www.rfc-editor.org/rfc/rfc6749#section-1.5`. Anything after the section
+/// number (`RFC 6749 §5.2 invalid_grant`) is ignored.
+pub fn citation_url(citation: &str) -> Option<String> {
+    let rest = citation.trim().strip_prefix("RFC")?.trim_start();
+    let (number, rest) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let base = format!("https://www.rfc-editor.org/rfc/rfc{number}");
+    let Some(section) = rest.trim_start().strip_prefix('§') else {
+        return Some(base);
+    };
+    let section: String = section.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '.').collect();
+    let section = section.trim_end_matches('.');
+    if section.is_empty() { Some(base) } else { Some(format!("{base}#section-{section}")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_letter_is_said_in_both_languages() {
+        for lang in Lang::ALL {
+            for letter in FlowStep::ALL {
+                assert!(!narration(lang, letter, true).is_empty(), "{lang:?} {letter}");
+                assert!(!narration(lang, letter, false).is_empty(), "{lang:?} {letter}");
+                assert!(!rfc_text(lang, letter).is_empty(), "{lang:?} {letter}");
+                assert!(!arrow_label(lang, letter).is_empty(), "{lang:?} {letter}");
+                assert!(!citations(letter).is_empty());
+            }
+        }
+        let en: Vec<&str> = ui(Lang::En).iter().map(|(k, _)| *k).collect();
+        let zh: Vec<&str> = ui(Lang::Zh).iter().map(|(k, _)| *k).collect();
+        assert_eq!(en, zh, "the page's words exist in both languages");
+    }
+
+    #[test]
+    fn citations_link_to_the_rfc_editor() {
+        assert_eq!(
+            citation_url("RFC 6749 §1.5").as_deref(),
+            Some("https://www.rfc-editor.org/rfc/rfc6749#section-1.5")
+        );
+        assert_eq!(
+            citation_url("RFC 6749 §5.2 invalid_grant").as_deref(),
+            Some("https://www.rfc-editor.org/rfc/rfc6749#section-5.2")
+        );
+        assert_eq!(citation_url("RFC 7009").as_deref(), Some("https://www.rfc-editor.org/rfc/rfc7009"));
+        assert_eq!(citation_url("OAuth"), None);
+        assert_eq!(phrase(Lang::Zh, Phrase::ClockMoves, &["301", "t+301s"]), "共享时钟向前拨动 301 秒，到达 t+301s");
+    }
+}
