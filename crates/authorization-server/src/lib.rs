@@ -22,6 +22,7 @@
 //! | `GET /.well-known/openid-configuration`, `/userinfo`, `/end_session` | [`oidc`] | OpenID Connect Core, Discovery, RP-Initiated Logout |
 //! | `GET /metrics` | [`metrics`] | Prometheus / OpenMetrics text |
 //! | `/control/*` (only with `--test-control`; never in production) | [`control`] | — |
+//! | `DPoP` header at `POST /token` | `dpop` | RFC 9449 §4.3, §5, §8 |
 //!
 //! | grant (`grant_type`) | file | RFC |
 //! |---|---|---|
@@ -36,6 +37,7 @@
 
 pub mod config;
 pub mod control;
+mod dpop;
 pub mod endpoints;
 pub mod grants;
 pub mod keys;
@@ -87,6 +89,8 @@ pub struct AuthorizationServer {
     oidc: oidc::OidcStore,
     control: std::sync::OnceLock<control::TestControl>,
     runtime: Arc<control::RuntimeRegistry>,
+    /// RFC 9449: the `jti`s seen and the nonces of the token endpoint.
+    dpop: dpop::DpopState,
 }
 
 impl std::fmt::Debug for AuthorizationServer {
@@ -119,6 +123,7 @@ impl AuthorizationServer {
         let oidc = oidc::OidcStore::open(&config.database)?;
         let successor_key =
             aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &store.server_secret("refresh-successor")?);
+        let dpop = dpop::DpopState::new(&config.dpop);
         let server = Self {
             config,
             clock,
@@ -133,6 +138,7 @@ impl AuthorizationServer {
             oidc,
             control: std::sync::OnceLock::new(),
             runtime,
+            dpop,
         };
         server.load_keys()?;
         if server.keys.read().map(|k| k.is_empty()).unwrap_or(true) {

@@ -5,7 +5,7 @@
 //! |---|---|---|---|
 //! | `figure2_token_requests_total` | counter | `grant_type`, `outcome` | every `POST /token`: `outcome` is `success` or the RFC 6749 §5.2 error code |
 //! | `figure2_token_request_duration_seconds` | histogram | `grant_type` | time from the request's body to its answer |
-//! | `figure2_refresh_outcomes_total` | counter | `outcome` | steps G→H decided: `rotated`, `accepted` (no rotation), `accepted_in_grace`, `reuse_detected`, `revoked`, `expired`, `idle_expired`, `invalid_scope`, `subject_removed`, `unknown`, `wrong_client` |
+//! | `figure2_refresh_outcomes_total` | counter | `outcome` | steps G→H decided: `rotated`, `accepted` (no rotation), `accepted_in_grace`, `reuse_detected`, `revoked`, `expired`, `idle_expired`, `invalid_scope`, `subject_removed`, `dpop_key_mismatch`, `unknown`, `wrong_client` |
 //! | `figure2_refresh_families_revoked_total` | counter | — | families revoked because a rotated refresh token came back (RFC 9700 §4.14.2) |
 //! | `figure2_userinfo_requests_total` | counter | `outcome` | `GET/POST /userinfo`: `success` or the RFC 6750 §3.1 error code |
 //!
@@ -158,6 +158,8 @@ impl Metrics {
                         "invalid_scope"
                     }
                     RefreshRejection::SubjectRemoved => "subject_removed",
+                    // RFC 9449 §5: a DPoP-bound family refreshed without its key.
+                    RefreshRejection::DpopProofMissing | RefreshRejection::DpopKeyMismatch => "dpop_key_mismatch",
                     RefreshRejection::Unknown => "unknown",
                     RefreshRejection::IssuedToAnotherClient => "wrong_client",
                 }

@@ -40,6 +40,11 @@ impl AccessTokenResponse {
         self.token_type.eq_ignore_ascii_case(BEARER)
     }
 
+    /// RFC 9449 §5: a DPoP-bound access token has the type "DPoP" (case-insensitive).
+    pub fn is_dpop(&self) -> bool {
+        self.token_type.eq_ignore_ascii_case(crate::dpop::TOKEN_TYPE)
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }

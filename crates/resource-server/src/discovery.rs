@@ -74,8 +74,10 @@ impl ResourceServer {
         }
         tracing::info!(issuer = %config.issuer, jwks_uri = %jwks_uri, keys = ?keys, lifetime, "discovered the authorization server");
         let verified = crate::verified::VerifiedTokens::new(config.verified_token_cache);
+        let dpop = crate::dpop::DpopState::new(&config);
         Ok(Arc::new(Self {
             verified,
+            dpop,
             config,
             clock,
             http,

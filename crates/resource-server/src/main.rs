@@ -40,6 +40,13 @@ struct Args {
     /// --test-control (its issuer URL): tokens expire here when its clock is moved.
     #[arg(long, env = "FIGURE2_CLOCK_FROM")]
     clock_from: Option<String>,
+    /// The URL clients reach this server at (e.g. https://api.example behind a proxy),
+    /// against which DPoP proofs' htu is checked; default http:// and the Host header.
+    #[arg(long, env = "FIGURE2_RS_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// RFC 9449 §9: require a server-provided nonce in DPoP proofs.
+    #[arg(long, env = "FIGURE2_RS_DPOP_NONCE")]
+    dpop_nonce: bool,
 }
 
 #[tokio::main]
@@ -63,6 +70,8 @@ async fn main() -> ExitCode {
     let mut config = ResourceServerConfig::new(args.issuer, args.audience);
     config.leeway = args.leeway;
     config.realm = args.realm;
+    config.public_url = args.public_url;
+    config.dpop_nonce = args.dpop_nonce;
     let http = HttpClient::new().with_timeout(Duration::from_secs(5));
     let followed = args.clock_from.as_deref().map(|issuer| Arc::new(FollowedClock::new(issuer, http.clone())));
     let clock: Arc<dyn Clock> = match &followed {

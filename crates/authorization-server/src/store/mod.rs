@@ -102,6 +102,8 @@ pub struct RedeemCode {
     pub now: UnixTime,
     /// The family's first refresh token, if the client gets one.
     pub refresh: Option<NewRefreshToken>,
+    /// RFC 9449 §5: the DPoP key thumbprint the family is bound to, if any.
+    pub dpop_jkt: Option<String>,
 }
 
 /// What introspection and revocation need to know about a refresh token.

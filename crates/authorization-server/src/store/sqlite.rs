@@ -251,8 +251,8 @@ fn insert_family(
 ) -> Result<FamilyId, StoreError> {
     conn.prepare_cached(
         "INSERT INTO families (client_id, subject, scope, created_at, last_used_at,
-                               live_digest, live_generation, live_issued_at, live_expires_at, grace_floor)
-         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8, 0)",
+                               live_digest, live_generation, live_issued_at, live_expires_at, grace_floor, dpop_jkt)
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8, 0, ?9)",
     )?
     .execute(params![
         grant.client_id,
@@ -263,6 +263,7 @@ fn insert_family(
         first.map(|_| 0i64),
         first.map(|_| now as i64),
         first.and_then(|t| t.expires_at).map(|e| e as i64),
+        grant.dpop_jkt,
     ])?;
     let family_id = conn.last_insert_rowid();
     if let Some(token) = first {
@@ -301,7 +302,8 @@ fn load(
             "SELECT t.family_id, t.generation, t.issued_at, t.expires_at, t.retired_at,
                     f.client_id, f.subject, f.scope, f.created_at, f.last_used_at,
                     f.live_digest, f.live_generation, f.live_issued_at, f.live_expires_at, f.grace_floor,
-                    f.revoked_at, f.revoked_reason, t.reuses, f.live_access_token_id, f.live_access_token_used
+                    f.revoked_at, f.revoked_reason, t.reuses, f.live_access_token_id, f.live_access_token_used,
+                    f.dpop_jkt
              FROM refresh_tokens t JOIN families f ON f.id = t.family_id WHERE t.digest = ?1",
         )?
         .query_row([&digest[..]], |r| {
@@ -319,6 +321,7 @@ fn load(
                 ),
                 (r.get::<_, Option<i64>>(15)?, r.get::<_, Option<String>>(16)?),
                 (r.get::<_, i64>(17)?, r.get::<_, Option<Vec<u8>>>(18)?, r.get::<_, bool>(19)?),
+                r.get::<_, Option<String>>(20)?,
             ))
         })
         .optional()?;
@@ -330,6 +333,7 @@ fn load(
         (live_digest, live_generation, live_issued_at, live_expires_at, grace_floor),
         (revoked_at, revoked_reason),
         (reuses, live_access_token_id, live_access_token_used),
+        dpop_jkt,
     )) = row
     else {
         return Ok(None);
@@ -346,7 +350,7 @@ fn load(
         _ => None,
     };
     let family = RefreshTokenFamily {
-        grant: Grant { client_id, subject, scope: parse_scope(scope)? },
+        grant: Grant { client_id, subject, scope: parse_scope(scope)?, dpop_jkt },
         created_at: created_at as u64,
         last_used_at: last_used_at as u64,
         live,
@@ -529,8 +533,12 @@ fn redeem_code(
     ) {
         return Ok(Err(rejection));
     }
-    let family =
-        Grant { client_id: grant.client_id.clone(), subject: grant.subject.clone(), scope: grant.scope.clone() };
+    let family = Grant {
+        client_id: grant.client_id.clone(),
+        subject: grant.subject.clone(),
+        scope: grant.scope.clone(),
+        dpop_jkt: command.dpop_jkt.clone(),
+    };
     let family_id = insert_family(conn, &family, command.refresh.as_ref(), command.now)?;
     conn.prepare_cached("UPDATE authorization_codes SET used_at = ?2, family_id = ?3 WHERE digest = ?1")?
         .execute(params![&command.digest[..], command.now as i64, family_id])?;
@@ -557,7 +565,7 @@ fn families(
     limit: usize,
 ) -> Result<Vec<FamilySummary>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, client_id, subject, scope, created_at, last_used_at, revoked_at, revoked_reason FROM families
+        "SELECT id, client_id, subject, scope, created_at, last_used_at, revoked_at, revoked_reason, dpop_jkt FROM families
          WHERE (?1 IS NULL OR subject = ?1) AND (?2 IS NULL OR client_id = ?2) ORDER BY id DESC LIMIT ?3",
     )?;
     let rows = stmt
@@ -571,14 +579,15 @@ fn families(
                 r.get::<_, i64>(5)?,
                 r.get::<_, Option<i64>>(6)?,
                 r.get::<_, Option<String>>(7)?,
+                r.get::<_, Option<String>>(8)?,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     rows.into_iter()
-        .map(|(id, client_id, subject, scope, created_at, last_used_at, revoked_at, revoked_reason)| {
+        .map(|(id, client_id, subject, scope, created_at, last_used_at, revoked_at, revoked_reason, dpop_jkt)| {
             Ok(FamilySummary {
                 id,
-                grant: Grant { client_id, subject, scope: parse_scope(scope)? },
+                grant: Grant { client_id, subject, scope: parse_scope(scope)?, dpop_jkt },
                 created_at: created_at as u64,
                 last_used_at: last_used_at as u64,
                 revoked_at: revoked_at.map(|t| t as u64),
@@ -793,7 +802,7 @@ mod tests {
     use super::*;
 
     fn grant() -> Grant {
-        Grant { client_id: "c".into(), subject: "alice".into(), scope: Scope::parse("read").unwrap() }
+        Grant { client_id: "c".into(), subject: "alice".into(), scope: Scope::parse("read").unwrap(), dpop_jkt: None }
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod concurrency;
 mod control;
 mod crash;
 mod discovery;
+mod dpop;
 mod errors;
 mod introspection;
 mod keys;

@@ -3,6 +3,7 @@
 
 mod attacks;
 mod discovery;
+mod dpop;
 mod metrics;
 mod requests;
 mod steps;
