@@ -222,7 +222,8 @@ impl Builder<'_> {
             FlowStep::A => {
                 if let (200, Some(token)) = (x.status, issued) {
                     let scope = field(&x.response, "scope").and_then(|s| Scope::parse(s).ok()).unwrap_or_default();
-                    let grant = Grant { client_id: x.client_id.clone(), subject: String::new(), scope };
+                    // The trace does not show DPoP bindings: replayed as unbound.
+                    let grant = Grant { client_id: x.client_id.clone(), subject: String::new(), scope, dpop_jkt: None };
                     let expires_at = self.policy.expiry_for_new_token(x.t, x.t);
                     let machine = RefreshTokenFamily::new(grant, Some((digest_of(&token), expires_at)), x.t);
                     self.lineage.families.push(Family {
@@ -271,6 +272,7 @@ impl Builder<'_> {
             requested_scope: None,
             replacement: digest_of(issued.unwrap_or_default()),
             access_token_id: None,
+            dpop_jkt: None,
             now: t,
         };
         family.machine.refresh(&family.generations[g].presented, &request, self.policy)
