@@ -100,6 +100,9 @@ pub struct ConfigFile {
     pub clients: Vec<ClientConfig>,
     #[serde(default)]
     pub users: Vec<UserConfig>,
+    /// OpenID Connect (issue 13): see `crate::oidc::OidcSettings`.
+    #[serde(default)]
+    pub oidc: crate::oidc::OidcSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -122,6 +125,10 @@ pub struct UserConfig {
     pub username: String,
     /// An argon2 PHC string (`authorization-server hash-password`).
     pub password_argon2: String,
+    /// OpenID Connect claims of this user for `id_token` and `userinfo` (`email`, `name`,
+    /// any custom claim); `sub` is the username.
+    #[serde(default)]
+    pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
 fn default_database() -> String {
@@ -188,6 +195,9 @@ pub struct Config {
     pub clients: HashMap<String, RegisteredClient>,
     /// username → argon2 PHC string
     pub users: HashMap<String, String>,
+    /// username → OpenID Connect claims (issue 13).
+    pub user_claims: HashMap<String, serde_json::Map<String, serde_json::Value>>,
+    pub oidc: crate::oidc::OidcSettings,
 }
 
 impl ConfigFile {
@@ -300,7 +310,12 @@ impl ConfigFile {
             }
         }
         let mut users = HashMap::new();
+        let mut user_claims = HashMap::new();
         for u in self.users {
+            if u.claims.contains_key("sub") {
+                return Err(invalid(format!("user {}: sub is the username and cannot be set", u.username)));
+            }
+            user_claims.insert(u.username.clone(), u.claims);
             if argon2::PasswordHash::new(&u.password_argon2).is_err() {
                 return Err(invalid(format!("user {}: password_argon2 is not a PHC string", u.username)));
             }
@@ -324,6 +339,8 @@ impl ConfigFile {
             },
             clients,
             users,
+            user_claims,
+            oidc: self.oidc,
         })
     }
 }

@@ -28,6 +28,10 @@ pub struct AccessTokenResponse {
     /// send it, which is allowed and spares the client a guess.
     #[serde(skip_serializing_if = "Option::is_none", default, deserialize_with = "lenient_scope")]
     pub scope: Option<Scope>,
+    /// OpenID Connect Core §3.1.3.3: the ID Token, when `openid` was granted (§12.2: also
+    /// on refresh). Absent in plain OAuth 2.0.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub id_token: Option<String>,
 }
 
 impl AccessTokenResponse {
@@ -83,6 +87,7 @@ mod tests {
             expires_in: None,
             refresh_token: None,
             scope: None,
+            id_token: None,
         };
         assert!(r.is_bearer());
         assert_eq!(r.to_json(), r#"{"access_token":"a","token_type":"bearer"}"#);

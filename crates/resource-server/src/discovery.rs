@@ -86,6 +86,7 @@ impl ResourceServer {
             keys: RwLock::new(Arc::new(keys)),
             keys_stale_at: AtomicU64::new(fetched_at.saturating_add(lifetime)),
             jwks_fetch: tokio::sync::Mutex::new(FetchState::default()),
+            metrics: crate::metrics::Metrics::default(),
         }))
     }
 

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! GET  /health          200 ok, no token needed (every GET route answers HEAD too)
+//! GET  /metrics         Prometheus / OpenMetrics text (see `crate::metrics`)
 //! GET  /resource/read   scope read     (step C → D, or E → F)
 //! POST /resource/write  scope write    (body up to 16 KiB, echoed back)
 //! GET  /resource/admin  scope admin
@@ -89,6 +90,9 @@ impl Handler for ResourceServer {
         let span =
             tracing::info_span!("figure2.resource_server", method = %request.method(), path = %request.uri().path());
         async move {
+            if request.uri().path() == "/metrics" {
+                return crate::metrics::handle(&self.metrics, request.method());
+            }
             let Some(route) = Route::from_path(request.uri().path()) else {
                 return error_json(404, "not_found", "No such resource", &[]);
             };
@@ -109,7 +113,12 @@ impl Handler for ResourceServer {
             }
             match route {
                 Route::Health => text(200, "text/plain; charset=utf-8", "ok", &[]),
-                Route::Protected(resource) => self.protected(resource, request).await,
+                Route::Protected(resource) => {
+                    let started = std::time::Instant::now();
+                    let response = self.protected(resource, request).await;
+                    self.metrics.observe(&response, started.elapsed());
+                    response
+                }
             }
         }
         .instrument(span)

@@ -21,6 +21,8 @@
 //! | [`validation`] | header, key, signature and claim checks | RFC 9068 §4 |
 //! | [`keys`] | the issuer's JWK Set, parsed once into verification keys | RFC 7517 §5, RFC 8725 §3.1 |
 //! | [`discovery`] | metadata and JWKS fetch; the key set ages per its caching headers (floor, ceiling), rate-limited re-fetch on unknown `kid` | RFC 8414 §3, RFC 9111 §4.2 |
+//! | [`metrics`] | `GET /metrics`: answers by outcome and RFC 6750 error code, latency | OpenMetrics |
+//! | [`clock_follow`] | tests only: follow an authorization server's controlled clock | — |
 //! | `dpop` | the `DPoP` scheme: proof with `ath`, `cnf.jkt` binding, nonces, `jti` memory | RFC 9449 §4.3, §7, §9 |
 //! | `verified` | a bounded cache of tokens that passed every check (performance; changes no answer) | RFC 9068 §4 |
 //!
@@ -31,10 +33,12 @@
 //! §2.4 discourages them), call introspection per request, or follow a token's `jku`/`jwk`
 //! header (keys come only from the discovered `jwks_uri`).
 
+pub mod clock_follow;
 pub mod discovery;
 mod dpop;
 pub mod handler;
 pub mod keys;
+pub mod metrics;
 pub mod validation;
 mod verified;
 
@@ -152,6 +156,8 @@ pub struct ResourceServer {
     jwks_fetch: tokio::sync::Mutex<discovery::FetchState>,
     /// Tokens that passed every check, by digest (performance only).
     verified: verified::VerifiedTokens,
+    /// `GET /metrics` (issue 13).
+    metrics: metrics::Metrics,
     /// RFC 9449: the `jti`s seen and the nonces.
     dpop: dpop::DpopState,
 }
@@ -174,6 +180,10 @@ impl ResourceServer {
     /// The authorization server metadata found by discovery (RFC 8414 §2).
     pub fn metadata(&self) -> &AuthorizationServerMetadata {
         &self.metadata
+    }
+
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.metrics
     }
 }
 

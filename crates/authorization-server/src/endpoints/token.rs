@@ -50,6 +50,12 @@ pub async fn handle(server: &AuthorizationServer, request: http::Request<Incomin
         }
     };
     let dpop_jkt = proof.map(|p| p.jkt);
+    // Test control (never in production): a queued fault for this request.
+    let fault = match crate::control::before_token_request(server, &parts, &form).await {
+        Ok(fault) => fault,
+        Err(answer) => return answer,
+    };
+    let started = std::time::Instant::now();
     let result = async {
         let presented = ClientAuthentication::from_request(authorization_header(&parts)?, &form)?;
         // RFC 6749 §3.2.1 / §6: authenticate the client before looking at the grant.
@@ -60,7 +66,8 @@ pub async fn handle(server: &AuthorizationServer, request: http::Request<Incomin
         grants::issue(server, client, grant, dpop_jkt).await
     }
     .await;
-    match result {
+    server.metrics.token_request(form.get("grant_type"), result.as_ref().err(), started.elapsed());
+    let response = match result {
         Ok(response) => figure2_http::json(200, &response, &headers),
         Err(error) => {
             tracing::info!(error = %error, "token request refused");
@@ -70,5 +77,6 @@ pub async fn handle(server: &AuthorizationServer, request: http::Request<Incomin
             }
             response
         }
-    }
+    };
+    crate::control::after_token_request(fault, response)
 }

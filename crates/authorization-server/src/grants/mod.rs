@@ -134,6 +134,7 @@ impl AuthorizationServer {
             expires_in: Some(expires_in),
             refresh_token: refresh_token.map(RefreshToken::new),
             scope: Some(scope),
+            id_token: None,
         })
     }
 }

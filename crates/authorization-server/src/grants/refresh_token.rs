@@ -60,6 +60,7 @@ pub(crate) async fn refresh(
         directory: server.directory.clone(),
     };
     let outcome = server.store.refresh(command).await.map_err(server_error)?;
+    server.metrics.refresh_outcome(&outcome);
     let rt = request.refresh_token.fingerprint();
     let granted = match outcome.transition.decision {
         Ok(granted) => granted,
@@ -95,6 +96,7 @@ pub(crate) async fn refresh(
         token_type: super::token_type(dpop_jkt.as_deref()).to_owned(),
         expires_in: Some(expires_in),
         refresh_token: new_refresh.map(RefreshToken::new),
+        id_token: server.oidc_id_token_on_refresh(outcome.family_id, &outcome.subject, &scope, client)?,
         // §5.1: scope is REQUIRED if it differs from the requested one (a narrowed
         // registration); Figure2 always sends it.
         scope: Some(scope),

@@ -17,8 +17,8 @@
 
 use super::migrations::migrations;
 use super::{
-    FamilyId, Grant, NewRefreshToken, RedeemCode, RefreshCommand, RefreshOutcome, RefreshTokenInfo, Store, StoreError,
-    StoreFuture, StoredKey,
+    FamilyId, FamilySummary, Grant, NewRefreshToken, RedeemCode, RefreshCommand, RefreshOutcome, RefreshTokenInfo,
+    Store, StoreError, StoreFuture, StoredKey,
 };
 use figure2_protocol::authorization::{AuthorizationCodeGrant, CodeRejection, check_code};
 use figure2_protocol::family::{FamilyEffect, LiveToken, PresentedToken, RefreshTokenFamily, Revocation, reason};
@@ -558,6 +558,45 @@ fn live_family_count(conn: &Connection) -> Result<u64, StoreError> {
     Ok(conn.query_row("SELECT COUNT(*) FROM families WHERE revoked_at IS NULL", [], |r| r.get::<_, i64>(0))? as u64)
 }
 
+fn families(
+    conn: &Connection,
+    subject: Option<&str>,
+    client_id: Option<&str>,
+    limit: usize,
+) -> Result<Vec<FamilySummary>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, client_id, subject, scope, created_at, last_used_at, revoked_at, revoked_reason, dpop_jkt FROM families
+         WHERE (?1 IS NULL OR subject = ?1) AND (?2 IS NULL OR client_id = ?2) ORDER BY id DESC LIMIT ?3",
+    )?;
+    let rows = stmt
+        .query_map(params![subject, client_id, limit.min(i64::MAX as usize) as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+                r.get::<_, Option<String>>(7)?,
+                r.get::<_, Option<String>>(8)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(|(id, client_id, subject, scope, created_at, last_used_at, revoked_at, revoked_reason, dpop_jkt)| {
+            Ok(FamilySummary {
+                id,
+                grant: Grant { client_id, subject, scope: parse_scope(scope)?, dpop_jkt },
+                created_at: created_at as u64,
+                last_used_at: last_used_at as u64,
+                revoked_at: revoked_at.map(|t| t as u64),
+                revoked_reason,
+            })
+        })
+        .collect()
+}
+
 impl Store for SqliteStore {
     fn create_family(
         &self,
@@ -654,6 +693,15 @@ impl Store for SqliteStore {
             conn.execute("DELETE FROM signing_keys WHERE kid = ?1", [kid])?;
             Ok(())
         })
+    }
+
+    fn families(
+        &self,
+        subject: Option<String>,
+        client_id: Option<String>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<FamilySummary>> {
+        self.run(move |conn| families(conn, subject.as_deref(), client_id.as_deref(), limit))
     }
 }
 
