@@ -87,8 +87,6 @@ impl BearerChallenge {
     /// Builds the header value. Every attribute is a quoted-string (RFC 7230 §3.2.6),
     /// with `"` and `\` escaped.
     pub fn to_header_value(&self) -> String {
-        let mut out = String::from("Bearer");
-        let mut sep = " ";
         let attrs = [
             ("realm", self.realm.as_deref()),
             ("scope", self.scope.as_deref()),
@@ -96,17 +94,7 @@ impl BearerChallenge {
             ("error_description", self.error_description.as_deref()),
             ("error_uri", self.error_uri.as_deref()),
         ];
-        for (name, value) in attrs {
-            if let Some(value) = value {
-                out.push_str(sep);
-                out.push_str(name);
-                out.push_str("=\"");
-                out.push_str(&crate::syntax::escape_quoted(value));
-                out.push('"');
-                sep = ", ";
-            }
-        }
-        out
+        crate::syntax::challenge("Bearer", &attrs)
     }
 
     /// Finds the Bearer challenge in a `WWW-Authenticate` value, which may hold several

@@ -514,8 +514,6 @@ impl DpopChallenge {
     }
 
     pub fn to_header_value(&self) -> String {
-        let mut out = String::from(TOKEN_TYPE);
-        let mut sep = " ";
         let attrs = [
             ("realm", self.realm.as_deref()),
             ("scope", self.scope.as_deref()),
@@ -523,17 +521,7 @@ impl DpopChallenge {
             ("error_description", self.error_description.as_deref()),
             ("algs", self.algs.as_deref()),
         ];
-        for (name, value) in attrs {
-            if let Some(value) = value {
-                out.push_str(sep);
-                out.push_str(name);
-                out.push_str("=\"");
-                out.push_str(&crate::syntax::escape_quoted(value));
-                out.push('"');
-                sep = ", ";
-            }
-        }
-        out
+        crate::syntax::challenge(TOKEN_TYPE, &attrs)
     }
 
     /// Finds the DPoP challenge in a `WWW-Authenticate` value (RFC 7235 §4.1).

@@ -15,6 +15,24 @@ pub fn escape_quoted(s: &str) -> String {
     out
 }
 
+/// RFC 9110 §11.6.1: a challenge, `scheme name="value", ...`, with the attributes that
+/// have a value, each as a quoted-string.
+pub fn challenge(scheme: &str, attrs: &[(&str, Option<&str>)]) -> String {
+    let mut out = String::from(scheme);
+    let mut sep = " ";
+    for (name, value) in attrs {
+        if let Some(value) = value {
+            out.push_str(sep);
+            out.push_str(name);
+            out.push_str("=\"");
+            out.push_str(&escape_quoted(value));
+            out.push('"');
+            sep = ", ";
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
