@@ -23,18 +23,34 @@ pub struct CheckArgs {
     pub other_client_id: Option<String>,
     #[arg(long, env = "FIGURE2_CHECK_OTHER_CLIENT_SECRET")]
     pub other_client_secret: Option<String>,
-    /// A resource owner for the password grant (how the checker obtains tokens).
+    /// A resource owner for the password grant (one way to get tokens; most servers today
+    /// do not offer it: see --token-command and --refresh-token).
     #[arg(long)]
     pub username: Option<String>,
     #[arg(long, env = "FIGURE2_CHECK_PASSWORD")]
     pub password: Option<String>,
-    /// The scope to ask for in the password grant.
+    /// A shell command run whenever a check needs a new token family (by any grant, e.g.
+    /// an authorization-code login driven with curl); it prints an RFC 6749 §5.1 token
+    /// response as JSON. It gets FIGURE2_ISSUER, FIGURE2_TOKEN_ENDPOINT,
+    /// FIGURE2_AUTHORIZATION_ENDPOINT, FIGURE2_CLIENT_ID, FIGURE2_CLIENT_SECRET, FIGURE2_SCOPE.
+    #[arg(long)]
+    pub token_command: Option<String>,
+    /// One refresh token of the client: the checks that need only one family use it in
+    /// turn (each starts with a refresh); the checks that spend a family are skipped.
+    #[arg(long, env = "FIGURE2_CHECK_REFRESH_TOKEN")]
+    pub refresh_token: Option<String>,
+    /// Let the client credentials grant (RFC 6749 §4.4) give the checks that need only an
+    /// access token (most resource-server checks) their token.
+    #[arg(long)]
+    pub client_credentials: bool,
+    /// The scope to ask for (password grant, token command, client credentials).
     #[arg(long)]
     pub scope: Option<String>,
     /// A protected resource (GET) the granted token can read: enables the resource-server checks.
     #[arg(long)]
     pub resource: Option<String>,
-    /// A protected resource the granted scope does not cover (for insufficient_scope).
+    /// A protected resource the granted scope does not cover (for insufficient_scope). The
+    /// checker narrows the token to one scope value that still reads --resource first.
     #[arg(long)]
     pub insufficient_scope_url: Option<String>,
     /// The longest a check may wait for a token to expire, in seconds; longer ones are skipped.
@@ -89,6 +105,11 @@ pub async fn check(args: CheckArgs) -> Result<bool, String> {
         client_secret: args.client_secret,
         other_client: args.other_client_id.zip(args.other_client_secret),
         user: args.username.zip(args.password),
+        sources: server::TokenSources {
+            command: args.token_command,
+            refresh_token: args.refresh_token.map(server::TokenSources::shared_refresh_token),
+            client_credentials: args.client_credentials,
+        },
         scope: args.scope,
         resource: args.resource,
         scope_limited_resource: args.insufficient_scope_url,
@@ -102,9 +123,7 @@ pub async fn check(args: CheckArgs) -> Result<bool, String> {
         catalogue.checks.retain(|c| keep(&args.only, &c.id));
         for check in &catalogue.checks {
             let result = server::run_check(catalogue.role, check, &target).await;
-            if args.format == Format::Table {
-                eprintln!("  {:<40} {:?}", result.id, result.verdict);
-            }
+            eprintln!("  {:<40} {:?}", result.id, result.verdict);
             report.results.push(result);
         }
     }

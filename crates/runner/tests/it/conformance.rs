@@ -292,6 +292,7 @@ async fn a_resource_server_whose_keys_never_age_fails_the_retired_key_check() {
         client_secret: "demo-secret".into(),
         other_client: None,
         user: Some(("alice".into(), "alice-password".into())),
+        sources: Default::default(),
         scope: Some("read write".into()),
         resource: Some(url),
         scope_limited_resource: None,
