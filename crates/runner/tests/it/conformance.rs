@@ -433,3 +433,38 @@ async fn the_token_command_checks_a_server_without_the_password_grant() {
     assert!(ids(&first, Verdict::Pass).len() >= 40, "{table}");
     world.stop().await;
 }
+
+/// Issue 16: a client that refreshes before each call never presents the token the
+/// resource server would refuse, so the retry was never exercised: no pass for it.
+async fn refreshes_before_each_call(env: Env) -> Ending {
+    let http = figure2_http::HttpClient::new();
+    let basic =
+        figure2_protocol::client_auth::ClientAuthentication::basic_header_value(&env.client_id, &env.client_secret);
+    let headers = [("authorization", basic.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+    let grant = format!("grant_type=password&username={}&password={}", env.username, env.password);
+    let Ok(r) = http.send(http::Method::POST, &env.token_endpoint, &headers, Some(grant.into())).await else {
+        return Ending::Failed("grant".into());
+    };
+    let mut b: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    for _ in &env.calls {
+        let form = format!("grant_type=refresh_token&refresh_token={}", b["refresh_token"].as_str().unwrap_or(""));
+        let Ok(r) = http.send(http::Method::POST, &env.token_endpoint, &headers, Some(form.into())).await else {
+            return Ending::Failed("refresh".into());
+        };
+        b = serde_json::from_slice(&r.body).unwrap_or_default();
+        let auth = format!("Bearer {}", b["access_token"].as_str().unwrap_or(""));
+        let _ = http.send(http::Method::GET, &env.resource_url, &[("authorization", auth.as_str())], None).await;
+    }
+    Ending::Ok
+}
+
+#[tokio::test]
+async fn a_check_whose_situation_never_arose_does_not_pass() {
+    let catalogue = conformance::client_catalogue().unwrap();
+    let subject = Subject::InProcess(Arc::new(|env: Env| Box::pin(refreshes_before_each_call(env))));
+    let check = catalogue.checks.iter().find(|c| c.id == "CL-1.5-F-retry-once").unwrap();
+    let result = client::run_check(check, &subject).await;
+    assert_eq!(result.verdict, Verdict::Skip, "{}", result.reason);
+    assert!(result.reason.starts_with("not exercised"), "{}", result.reason);
+    assert_eq!(result.keyword, conformance::Keyword::May, "RFC 6750 §3.1: the client MAY retry");
+}
