@@ -2,6 +2,7 @@
 # start_servers ACCESS_TOKEN_LIFETIME: starts the authorization server (demo config, a
 # fresh SQLite file) on $AS_PORT and the resource server on $RS_PORT, waits (bounded) for
 # both health checks, and stops both when the script exits. Sets $AS, $RS and $work.
+# $AS_CONFIG (default config/demo.toml) and $RS_ARGS (extra resource-server flags) adjust them.
 
 AS_PORT=${AS_PORT:-18080}
 RS_PORT=${RS_PORT:-18081}
@@ -17,10 +18,11 @@ stop_servers() {
 trap stop_servers EXIT
 
 start_servers() {
-  ./target/release/authorization-server --config config/demo.toml --issuer "$AS" --listen "127.0.0.1:$AS_PORT" \
+  ./target/release/authorization-server --config "${AS_CONFIG:-config/demo.toml}" --issuer "$AS" --listen "127.0.0.1:$AS_PORT" \
     --database "$work/figure2.db" --access-token-lifetime "$1" >"$work/as.log" 2>&1 &
   as_pid=$!
-  ./target/release/resource-server --issuer "$AS" --listen "127.0.0.1:$RS_PORT" >"$work/rs.log" 2>&1 &
+  # shellcheck disable=SC2086
+  ./target/release/resource-server --issuer "$AS" --listen "127.0.0.1:$RS_PORT" ${RS_ARGS:-} >"$work/rs.log" 2>&1 &
   rs_pid=$!
   for _ in $(seq 1 100); do
     curl -fs "$AS/health" >/dev/null 2>&1 && curl -fs "$RS/health" >/dev/null 2>&1 && return 0

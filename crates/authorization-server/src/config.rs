@@ -73,10 +73,36 @@ pub struct ConfigFile {
     pub revoke_family_on_reuse: Option<bool>,
     #[serde(default)]
     pub issue_refresh_tokens_to_public_clients: Option<bool>,
+    /// RFC 9449 §5: bind confidential clients' refresh tokens to their DPoP key too
+    /// (public clients' always are when they send a proof). Default false: a confidential
+    /// client's refresh tokens are bound to its credentials.
+    #[serde(default)]
+    pub dpop_bind_confidential_refresh_tokens: bool,
+    /// RFC 9449 §8: require a server-provided nonce in every DPoP proof at the token
+    /// endpoint (answered with `use_dpop_nonce` and a `DPoP-Nonce` header). Default false.
+    #[serde(default)]
+    pub dpop_nonce: bool,
+    /// Seconds a DPoP nonce stays current (the previous one is accepted one period more).
+    #[serde(default = "default_dpop_nonce_lifetime")]
+    pub dpop_nonce_lifetime: u64,
+    /// Seconds: how old a DPoP proof's `iat` may be (RFC 9449 §4.3 point 11); also how
+    /// long its `jti` is remembered.
+    #[serde(default = "default_dpop_proof_max_age")]
+    pub dpop_proof_max_age: u64,
+    /// Seconds a DPoP proof's `iat` may be ahead of the server's clock.
+    #[serde(default = "default_dpop_proof_leeway")]
+    pub dpop_proof_leeway: u64,
+    /// How many DPoP `jti`s the server remembers at once (RFC 9449 §11.1); when full of
+    /// proofs still within `dpop_proof_max_age`, new proofs are refused.
+    #[serde(default = "default_dpop_jti_cache_size")]
+    pub dpop_jti_cache_size: usize,
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
     #[serde(default)]
     pub users: Vec<UserConfig>,
+    /// OpenID Connect (issue 13): see `crate::oidc::OidcSettings`.
+    #[serde(default)]
+    pub oidc: crate::oidc::OidcSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -99,6 +125,10 @@ pub struct UserConfig {
     pub username: String,
     /// An argon2 PHC string (`authorization-server hash-password`).
     pub password_argon2: String,
+    /// OpenID Connect claims of this user for `id_token` and `userinfo` (`email`, `name`,
+    /// any custom claim); `sub` is the username.
+    #[serde(default)]
+    pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
 fn default_database() -> String {
@@ -113,6 +143,42 @@ fn default_alg() -> String {
 fn default_access_token_lifetime() -> u64 {
     3600
 }
+fn default_dpop_nonce_lifetime() -> u64 {
+    300
+}
+fn default_dpop_proof_max_age() -> u64 {
+    60
+}
+fn default_dpop_proof_leeway() -> u64 {
+    5
+}
+fn default_dpop_jti_cache_size() -> usize {
+    100_000
+}
+
+/// RFC 9449 (DPoP) at the token endpoint. See the `dpop_*` options of [`ConfigFile`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpopConfig {
+    pub bind_confidential_refresh_tokens: bool,
+    pub nonce: bool,
+    pub nonce_lifetime: u64,
+    pub proof_max_age: u64,
+    pub proof_leeway: u64,
+    pub jti_cache_size: usize,
+}
+
+impl Default for DpopConfig {
+    fn default() -> Self {
+        Self {
+            bind_confidential_refresh_tokens: false,
+            nonce: false,
+            nonce_lifetime: default_dpop_nonce_lifetime(),
+            proof_max_age: default_dpop_proof_max_age(),
+            proof_leeway: default_dpop_proof_leeway(),
+            jti_cache_size: default_dpop_jti_cache_size(),
+        }
+    }
+}
 
 /// The configuration the server runs with.
 #[derive(Debug, Clone)]
@@ -125,9 +191,13 @@ pub struct Config {
     pub signing_algorithm: jsonwebtoken::Algorithm,
     pub access_token_lifetime: u64,
     pub refresh: RefreshPolicy,
+    pub dpop: DpopConfig,
     pub clients: HashMap<String, RegisteredClient>,
     /// username → argon2 PHC string
     pub users: HashMap<String, String>,
+    /// username → OpenID Connect claims (issue 13).
+    pub user_claims: HashMap<String, serde_json::Map<String, serde_json::Value>>,
+    pub oidc: crate::oidc::OidcSettings,
 }
 
 impl ConfigFile {
@@ -240,7 +310,12 @@ impl ConfigFile {
             }
         }
         let mut users = HashMap::new();
+        let mut user_claims = HashMap::new();
         for u in self.users {
+            if u.claims.contains_key("sub") {
+                return Err(invalid(format!("user {}: sub is the username and cannot be set", u.username)));
+            }
+            user_claims.insert(u.username.clone(), u.claims);
             if argon2::PasswordHash::new(&u.password_argon2).is_err() {
                 return Err(invalid(format!("user {}: password_argon2 is not a PHC string", u.username)));
             }
@@ -254,8 +329,18 @@ impl ConfigFile {
             signing_algorithm,
             access_token_lifetime: self.access_token_lifetime,
             refresh,
+            dpop: DpopConfig {
+                bind_confidential_refresh_tokens: self.dpop_bind_confidential_refresh_tokens,
+                nonce: self.dpop_nonce,
+                nonce_lifetime: self.dpop_nonce_lifetime,
+                proof_max_age: self.dpop_proof_max_age,
+                proof_leeway: self.dpop_proof_leeway,
+                jti_cache_size: self.dpop_jti_cache_size,
+            },
             clients,
             users,
+            user_claims,
+            oidc: self.oidc,
         })
     }
 }

@@ -19,6 +19,10 @@
 //! | `GET /jwks.json` | [`endpoints::discovery`], [`keys`] | RFC 7517, RFC 9068 |
 //! | `POST /revoke` | [`endpoints::revocation`] | RFC 7009 |
 //! | `POST /introspect` | [`endpoints::introspection`] | RFC 7662 |
+//! | `GET /.well-known/openid-configuration`, `/userinfo`, `/end_session` | [`oidc`] | OpenID Connect Core, Discovery, RP-Initiated Logout |
+//! | `GET /metrics` | [`metrics`] | Prometheus / OpenMetrics text |
+//! | `/control/*` (only with `--test-control`; never in production) | [`control`] | — |
+//! | `DPoP` header at `POST /token` | `dpop` | RFC 9449 §4.3, §5, §8 |
 //!
 //! | grant (`grant_type`) | file | RFC |
 //! |---|---|---|
@@ -32,9 +36,13 @@
 //! decides in a [`store::Store`] and writes answers.
 
 pub mod config;
+pub mod control;
+mod dpop;
 pub mod endpoints;
 pub mod grants;
 pub mod keys;
+pub mod metrics;
+pub mod oidc;
 mod passwords;
 mod request;
 pub mod store;
@@ -76,6 +84,13 @@ pub struct AuthorizationServer {
     directory: Arc<dyn store::Directory>,
     /// The key idempotent retries derive successors with (see `grants::refresh_token`).
     successor_key: aws_lc_rs::hmac::Key,
+    // Issue 13: metrics, OpenID Connect state, the test-control API and what it creates.
+    metrics: metrics::Metrics,
+    oidc: oidc::OidcStore,
+    control: std::sync::OnceLock<control::TestControl>,
+    runtime: Arc<control::RuntimeRegistry>,
+    /// RFC 9449: the `jti`s seen and the nonces of the token endpoint.
+    dpop: dpop::DpopState,
 }
 
 impl std::fmt::Debug for AuthorizationServer {
@@ -103,9 +118,12 @@ impl AuthorizationServer {
             .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned()))
             .unwrap_or_default();
         let refresh_policy = Arc::new(config.refresh.clone());
-        let directory = Arc::new(Users(config.users.keys().cloned().collect()));
+        let runtime = Arc::new(control::RuntimeRegistry::default());
+        let directory = Arc::new(Users(config.users.keys().cloned().collect(), runtime.clone()));
+        let oidc = oidc::OidcStore::open(&config.database)?;
         let successor_key =
             aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &store.server_secret("refresh-successor")?);
+        let dpop = dpop::DpopState::new(&config.dpop);
         let server = Self {
             config,
             clock,
@@ -116,6 +134,11 @@ impl AuthorizationServer {
             refresh_policy,
             directory,
             successor_key,
+            metrics: metrics::Metrics::default(),
+            oidc,
+            control: std::sync::OnceLock::new(),
+            runtime,
+            dpop,
         };
         server.load_keys()?;
         if server.keys.read().map(|k| k.is_empty()).unwrap_or(true) {
@@ -148,14 +171,19 @@ impl AuthorizationServer {
     }
 
     fn client(&self, client_id: &str) -> Option<&RegisteredClient> {
-        self.config.clients.get(client_id)
+        self.config.clients.get(client_id).or_else(|| self.runtime.client(client_id))
+    }
+
+    /// The server's metrics (what `GET /metrics` shows).
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.metrics
     }
 
     /// Checks a resource owner's password (the password grant, the login page); an
     /// unknown username is checked against a dummy hash so that the time of the answer
     /// does not reveal which usernames exist. See [`passwords`] for the bounds.
     pub(crate) async fn verify_resource_owner(&self, username: &str, password: String) -> bool {
-        let phc = self.config.users.get(username).cloned();
+        let phc = self.config.users.get(username).cloned().or_else(|| self.runtime.password_hash(username));
         self.passwords.verify(password, phc).await
     }
 
@@ -238,6 +266,13 @@ impl figure2_http::Handler for AuthorizationServer {
         let route = self.route(&path).unwrap_or("");
         match route {
             p if p == well_known => discovery::metadata(&self, &method),
+            oidc::DISCOVERY_PATH if path == format!("{}{}", self.base_path, oidc::DISCOVERY_PATH) => {
+                oidc::openid_configuration(&self, &method)
+            }
+            "/userinfo" => oidc::userinfo(&self, request).await,
+            "/end_session" => oidc::end_session(&self, request).await,
+            "/metrics" => metrics::handle(&self, &method),
+            p if p.starts_with("/control/") => control::handle(&self, p, request).await,
             "/jwks.json" => discovery::jwks(&self, &method),
             "/token" => token::handle(&self, request).await,
             "/authorize" => authorize::handle(&self, request).await,
@@ -249,12 +284,13 @@ impl figure2_http::Handler for AuthorizationServer {
     }
 }
 
-/// The registered resource owners, as the refresh decision asks about them.
-struct Users(std::collections::HashSet<String>);
+/// The registered resource owners, as the refresh decision asks about them: the
+/// configured ones and those the test-control API created.
+struct Users(std::collections::HashSet<String>, Arc<control::RuntimeRegistry>);
 
 impl store::Directory for Users {
     fn subject_registered(&self, subject: &str) -> bool {
-        self.0.contains(subject)
+        self.0.contains(subject) || self.1.password_hash(subject).is_some()
     }
 }
 

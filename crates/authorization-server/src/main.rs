@@ -1,8 +1,9 @@
 //! `authorization-server`: the authorization server of Figure 2 as a standalone process.
 
 use clap::{Parser, Subcommand};
+use figure2_authorization_server::control::ControlledClock;
 use figure2_authorization_server::{AuthorizationServer, ConfigFile, serve};
-use figure2_protocol::SystemClock;
+use figure2_protocol::{Clock, SystemClock};
 use std::sync::Arc;
 
 #[derive(Parser)]
@@ -34,6 +35,14 @@ struct Cli {
     /// keycloak-revoke, dex, rauthy, kanidm, mas, duende, duende-onetime, spring, auth0.
     #[arg(long, env = "FIGURE2_PRESET")]
     preset: Option<String>,
+    /// NEVER IN PRODUCTION. Serve the test-control API under /control/ (move the clock,
+    /// inject faults into token requests, create users and clients, list and revoke
+    /// families). Refused unless the listen address is loopback.
+    #[arg(long, env = "FIGURE2_TEST_CONTROL")]
+    test_control: bool,
+    /// With --test-control: allow a non-loopback listen address (a test network only).
+    #[arg(long, env = "FIGURE2_TEST_CONTROL_ALLOW_NON_LOOPBACK", requires = "test_control")]
+    test_control_allow_non_loopback: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -115,7 +124,13 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(preset) = &config.preset {
         tracing::info!(preset, policy = ?config.refresh, "refresh-token preset");
     }
-    let server = AuthorizationServer::new(config, Arc::new(SystemClock))?;
+    // With test control the clock is the system clock plus an offset the API moves.
+    let controlled = cli.test_control.then(|| Arc::new(ControlledClock::new(Arc::new(SystemClock))));
+    let clock: Arc<dyn Clock> = match &controlled {
+        Some(c) => c.clone(),
+        None => Arc::new(SystemClock),
+    };
+    let server = AuthorizationServer::new(config, clock)?;
     match cli.command {
         Some(Command::RotateKey) => {
             println!("{}", server.rotate_signing_key()?);
@@ -136,6 +151,18 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         _ => {}
     }
     let listener = tokio::net::TcpListener::bind(&listen).await?;
+    if let Some(clock) = controlled {
+        let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() && !cli.test_control_allow_non_loopback {
+            return Err(format!(
+                "--test-control on {addr} would let anyone who can reach it control this server: \
+                 listen on a loopback address, or add --test-control-allow-non-loopback on a test network"
+            )
+            .into());
+        }
+        server.enable_test_control(clock);
+        tracing::warn!(%addr, "TEST CONTROL IS ON: /control/ can move the clock and break token requests; never use this in production");
+    }
     tracing::info!(issuer = server.issuer(), listen = %listener.local_addr()?, "authorization server ready");
     serve(listener, server, figure2_http::shutdown_signal()).await?;
     tracing::info!("authorization server stopped");

@@ -738,7 +738,7 @@ fn fill_store(path: &str, n: u64, chains: &[[u8; 32]]) -> Result<(), String> {
     let now = SystemClock.now();
     let scope = Scope::parse("read write").map_err(|e| e.to_string())?;
     let (client_id, _) = demo_client();
-    let grant = Grant { client_id: client_id.into(), subject: demo_user().0.into(), scope };
+    let grant = Grant { client_id: client_id.into(), subject: demo_user().0.into(), scope, dpop_jkt: None };
     let expires_at = Some(now + 14 * 24 * 3600);
     let families = digests.into_iter().map(move |digest| (grant.clone(), NewRefreshToken { digest, expires_at }));
     let made = store.create_families_bulk(families, now).map_err(|e| e.to_string())?;

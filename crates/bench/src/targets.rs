@@ -359,6 +359,7 @@ impl Handler for RefreshStandIn {
             jti: figure2_protocol::secret::encode_token(&jti),
             client_id: family.client_id.clone(),
             scope: Some(family.scope.clone()),
+            cnf: None,
         };
         let Ok(access_token) = jsonwebtoken::encode(&self.header, &claims, &self.key) else {
             return error(500, "server_error");

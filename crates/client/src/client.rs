@@ -24,6 +24,9 @@ pub struct ClientConfig {
     pub token_endpoint: String,
     /// Treat the access token as expired this many seconds before `expires_in` runs out (default 0).
     pub expiry_margin: u64,
+    /// RFC 9449: hold an ES256 key for this session and send a DPoP proof with every token
+    /// request and every use of a DPoP-bound access token (default false).
+    pub dpop: bool,
 }
 
 impl ClientConfig {
@@ -44,6 +47,7 @@ impl ClientConfig {
             auth_method,
             token_endpoint: token_endpoint.into(),
             expiry_margin: 0,
+            dpop: false,
         }
     }
 }
@@ -79,6 +83,9 @@ struct Inner {
     /// tokio mutex because it is held across `.await`; `state` is a std mutex because
     /// it never is.
     flight: tokio::sync::Mutex<()>,
+    /// RFC 9449: this session's DPoP key (when `config.dpop`), and the last nonce each
+    /// server (by origin) gave (§8, §9).
+    dpop: Option<crate::dpop::DpopSession>,
 }
 
 #[derive(Default)]
@@ -101,6 +108,7 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     pub fn new(config: ClientConfig, clock: Arc<dyn Clock>, http: HttpClient) -> Self {
+        let dpop = config.dpop.then(crate::dpop::DpopSession::generate);
         let inner = Inner {
             config,
             clock,
@@ -108,6 +116,7 @@ impl Client {
             observer: Mutex::new(None),
             state: Mutex::new(State::default()),
             flight: tokio::sync::Mutex::new(()),
+            dpop,
         };
         Self { inner: Arc::new(inner) }
     }
@@ -120,6 +129,11 @@ impl Client {
 
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
+    }
+
+    /// The RFC 7638 thumbprint of this session's DPoP key, if it has one.
+    pub fn dpop_thumbprint(&self) -> Option<&str> {
+        self.inner.dpop.as_ref().map(|d| d.key.thumbprint())
     }
 
     /// RFC 8414 §3: fetches the metadata at the well-known URL of `issuer` and checks that
@@ -139,7 +153,7 @@ impl Client {
         };
         let _flight = self.inner.flight.lock().await;
         let response = self.send_token_request(&grant, step).await?;
-        let answer = read_token_response(&response)?;
+        let answer = read_token_response(&response, self.inner.dpop.is_some())?;
         // RFC 6749 §5.1: `scope` may be left out when it is the one requested.
         let (refresh_token, scope) = match grant {
             TokenRequest::AuthorizationCode { .. } => (None, None),
@@ -226,7 +240,30 @@ impl Client {
             body.push('&');
             body.push_str(&credentials);
         }
-        self.send(Method::POST, &config.token_endpoint, headers, Some(Bytes::from(body)), |_| step).await
+        let body = Bytes::from(body);
+        let Some(dpop) = &self.inner.dpop else {
+            return self.send(Method::POST, &config.token_endpoint, headers, Some(body), |_| step).await;
+        };
+        // RFC 9449 §5: a proof for POST to the token endpoint; once more with the server's
+        // nonce if it answers use_dpop_nonce (§8), and no more.
+        let mut retried = false;
+        loop {
+            let proof = dpop.proof("POST", &config.token_endpoint, None, self.inner.clock.now())?;
+            let mut with_proof = headers.clone();
+            with_proof.push(("dpop", proof));
+            let response =
+                self.send(Method::POST, &config.token_endpoint, with_proof, Some(body.clone()), |_| step).await?;
+            let fresh_nonce = dpop.remember_nonce(&config.token_endpoint, &response.headers);
+            let asks_nonce = response.status == 400
+                && serde_json::from_slice::<ErrorResponse>(&response.body)
+                    .is_ok_and(|e| e.error == ErrorCode::UseDpopNonce);
+            if asks_nonce && fresh_nonce && !retried {
+                tracing::debug!("token endpoint asked for a DPoP nonce: retrying once with it");
+                retried = true;
+                continue;
+            }
+            return Ok(response);
+        }
     }
 
     fn secret(&self, method: &str) -> Result<&str, ClientError> {
@@ -258,11 +295,13 @@ impl Client {
             scope: scope.clone(),
         });
         let response = self.send_token_request(&request, Step::Refresh).await?;
-        match read_token_response(&response) {
+        match read_token_response(&response, self.inner.dpop.is_some()) {
             Ok(answer) => Ok(self.store(answer, Some(refresh_token), scope.or(current.scope))),
             // RFC 6749 §5.2 invalid_grant: the refresh token is invalid, expired or
             // revoked. Only a new authorization grant helps: back to step A.
-            Err(ClientError::TokenEndpoint { error, .. }) if error.error == ErrorCode::InvalidGrant => {
+            // RFC 6749 §5.2 answers invalid_grant with 400; another status carrying it
+            // is not the server's verdict on the grant.
+            Err(ClientError::TokenEndpoint { error, status: 400 }) if error.error == ErrorCode::InvalidGrant => {
                 tracing::warn!(step = %FlowStep::H, rt = %refresh_token.fingerprint(), %error, "refresh token refused");
                 let mut state = lock(&self.inner.state);
                 if state.tokens.as_ref().is_some_and(|t| t.generation == current.generation) {
@@ -286,6 +325,7 @@ impl Client {
     ) -> TokenSet {
         let now = self.inner.clock.now();
         let rotated = answer.refresh_token.is_some();
+        let dpop_bound = answer.is_dpop();
         let mut state = lock(&self.inner.state);
         state.generation += 1;
         let tokens = TokenSet {
@@ -294,6 +334,7 @@ impl Client {
             expires_at: answer.expires_in.map(|s| now.saturating_add(s)),
             scope: answer.scope.or(requested_scope),
             generation: state.generation,
+            dpop_bound,
         };
         state.tokens = Some(tokens.clone());
         state.refused = None;
@@ -319,12 +360,31 @@ impl Client {
         body: Option<Bytes>,
         tokens: &TokenSet,
     ) -> Result<ResourceResponse, ClientError> {
-        let headers = vec![("authorization", format!("Bearer {}", tokens.access_token.expose()))];
         let label = |r: &ReceivedResponse| {
             if token_refused(r.status, &r.headers) { Step::InvalidToken } else { Step::ProtectedResource }
         };
-        let r = self.send(method.clone(), url, headers, body, label).await?;
-        Ok(ResourceResponse { status: r.status, headers: r.headers, body: r.body })
+        let access_token = tokens.access_token.expose();
+        let dpop = self.inner.dpop.as_ref().filter(|_| tokens.dpop_bound);
+        let Some(dpop) = dpop else {
+            let headers = vec![("authorization", format!("Bearer {access_token}"))];
+            let r = self.send(method.clone(), url, headers, body, label).await?;
+            return Ok(ResourceResponse { status: r.status, headers: r.headers, body: r.body });
+        };
+        // RFC 9449 §7.1: `Authorization: DPoP` and a proof with `ath`; once more with the
+        // resource server's nonce if it answers use_dpop_nonce (§9).
+        let mut retried = false;
+        loop {
+            let proof = dpop.proof(method.as_str(), url, Some(access_token), self.inner.clock.now())?;
+            let headers = vec![("authorization", format!("DPoP {access_token}")), ("dpop", proof)];
+            let r = self.send(method.clone(), url, headers, body.clone(), label).await?;
+            let fresh_nonce = dpop.remember_nonce(url, &r.headers);
+            if r.status == 401 && fresh_nonce && !retried && crate::dpop::asks_nonce(&r.headers) {
+                tracing::debug!("resource server asked for a DPoP nonce: retrying once with it");
+                retried = true;
+                continue;
+            }
+            return Ok(ResourceResponse { status: r.status, headers: r.headers, body: r.body });
+        }
     }
 
     /// Sends one request and hands the exchange, labelled by `label`, to the observer.
@@ -367,8 +427,17 @@ impl Client {
 }
 
 /// Reads step B or H: RFC 6749 §5.1 on 200, a §5.2 error otherwise.
-fn read_token_response(response: &ReceivedResponse) -> Result<AccessTokenResponse, ClientError> {
+fn read_token_response(response: &ReceivedResponse, dpop: bool) -> Result<AccessTokenResponse, ClientError> {
     let status = response.status;
+    // RFC 6585 §4 (429) and RFC 9110 §15.6 (5xx): a busy or broken server or proxy, not
+    // a verdict on the grant, whatever the body says (matrix-org/matrix-js-sdk#5495
+    // logged people out on a proxy's 429). The caller keeps its refresh token.
+    if status == 429 || status >= 500 {
+        // RFC 9110 §10.2.3: Retry-After in delay-seconds (an HTTP-date is not used here).
+        let retry_after =
+            response.headers.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+        return Err(ClientError::Unavailable { status, retry_after });
+    }
     if status != 200 {
         return match serde_json::from_slice::<ErrorResponse>(&response.body) {
             Ok(error) if status >= 400 => Err(ClientError::TokenEndpoint { status, error }),
@@ -377,10 +446,12 @@ fn read_token_response(response: &ReceivedResponse) -> Result<AccessTokenRespons
     }
     let answer: AccessTokenResponse = serde_json::from_slice(&response.body)
         .map_err(|e| ClientError::Protocol(format!("token response is not RFC 6749 §5.1 JSON: {e}")))?;
-    // RFC 6749 §7.1: the client MUST NOT use a token whose type it does not understand.
-    if !answer.is_bearer() {
+    // RFC 6749 §7.1: the client MUST NOT use a token whose type it does not understand:
+    // Bearer (RFC 6750), or DPoP when it sent a proof (RFC 9449 §5).
+    if !(answer.is_bearer() || dpop && answer.is_dpop()) {
         let token_type: String = answer.token_type.chars().take(32).collect();
-        return Err(ClientError::Protocol(format!("token_type {token_type:?} is not Bearer (RFC 6750)")));
+        let expected = if dpop { "Bearer or DPoP (RFC 6750, RFC 9449)" } else { "Bearer (RFC 6750)" };
+        return Err(ClientError::Protocol(format!("token_type {token_type:?} is not {expected}")));
     }
     // RFC 6750 §2.1: it must fit `b64token` to go in the Authorization header.
     if !is_b64token(answer.access_token.expose()) {
@@ -408,6 +479,11 @@ fn bearer_challenge(headers: &HeaderMap) -> Option<BearerChallenge> {
 fn token_refused(status: u16, headers: &HeaderMap) -> bool {
     if status != 401 {
         return false;
+    }
+    // RFC 9449 §7.1: a refused proof is not cured by a new token (a nonce request is
+    // answered by `present` itself); only `invalid_token` in the DPoP challenge is.
+    if let Some(error) = crate::dpop::dpop_challenge(headers).and_then(|c| c.error) {
+        return error == figure2_protocol::dpop::DpopChallengeError::InvalidToken;
     }
     match bearer_challenge(headers).and_then(|c| c.error) {
         None | Some(BearerErrorCode::InvalidToken) => true,

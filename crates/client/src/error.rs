@@ -18,6 +18,11 @@ pub enum ClientError {
     /// §4.4.3: client credentials grants usually come without one).
     #[error("the access token is no good and there is no refresh token to get another")]
     NoRefreshToken,
+    /// The token endpoint (or a proxy in front of it) is busy or unreachable: 429 Too
+    /// Many Requests or a 5xx (RFC 9110 §15.5.x, §15.6). Says nothing about the refresh
+    /// token, which the client keeps: try again after `retry_after` seconds if given.
+    #[error("the token endpoint is unavailable ({status}); the tokens are kept, try again later")]
+    Unavailable { status: u16, retry_after: Option<u64> },
     /// A malformed answer: not JSON, `token_type` not Bearer, bad metadata, and the like.
     #[error("protocol error: {0}")]
     Protocol(String),

@@ -18,6 +18,10 @@
 //! - Concurrent callers that need a refresh share one (single flight, see `generation`
 //!   in [`TokenSet`]): a rotating server (RFC 9700 §4.14.2) would otherwise see the same
 //!   refresh token twice and revoke the whole family.
+//! - With `ClientConfig::dpop` (RFC 9449) the client makes an ES256 key for the session,
+//!   sends a proof with every token request and every use of a DPoP-bound access token
+//!   (`Authorization: DPoP`, proof with `ath`), and retries once when a server answers
+//!   `use_dpop_nonce` with a fresh `DPoP-Nonce` (§8, §9). See `dpop.rs`.
 //! - `invalid_grant` on refresh means the grant is gone: [`ClientError::ReauthorizationRequired`],
 //!   back to step (A).
 //!
@@ -26,6 +30,7 @@
 //! the [`Observer`] sees the raw exchanges.
 
 mod client;
+mod dpop;
 mod error;
 mod exchange;
 mod tokens;

@@ -71,6 +71,9 @@ struct Args {
     /// Run A to H once (A/B, C/D, wait for expiry, E/F, G/H, C/D) and exit.
     #[arg(long)]
     once: bool,
+    /// RFC 9449: hold a DPoP key and bind the tokens to it (proofs to both servers).
+    #[arg(long, env = "FIGURE2_DPOP", value_parser = clap::builder::BoolishValueParser::new())]
+    dpop: bool,
     /// Be the client under `figure2 check-client`: read its contract from the environment
     /// (FIGURE2_TOKEN_ENDPOINT, FIGURE2_RESOURCE_URL, FIGURE2_CALL_TIMES, ...) and ignore
     /// every other option.
@@ -120,8 +123,9 @@ async fn run(args: Args) -> Result<(), String> {
     let http = HttpClient::new().with_timeout(Duration::from_secs(10));
     let metadata = discover(&http, &args.issuer).await?;
     let token_endpoint = metadata.token_endpoint().map_err(|e| e.to_string())?.to_owned();
-    let config =
+    let mut config =
         ClientConfig::new(args.client_id.clone(), args.client_secret.clone().map(ClientSecret::new), token_endpoint);
+    config.dpop = args.dpop;
     let seen: Seen = Arc::default();
     let record = seen.clone();
     let observer: Observer = Arc::new(move |exchange| {

@@ -15,6 +15,9 @@ pub struct TokenSet {
     pub scope: Option<Scope>,
     /// Bumps on every new access token; lets concurrent callers refresh only once.
     pub generation: u64,
+    /// RFC 9449 §5: the access token is DPoP-bound (`token_type: DPoP`): it goes to the
+    /// resource server with the `DPoP` scheme and a proof.
+    pub dpop_bound: bool,
 }
 
 impl TokenSet {
@@ -36,6 +39,7 @@ mod tests {
             expires_at,
             scope: None,
             generation: 1,
+            dpop_bound: false,
         }
     }
 

@@ -8,6 +8,7 @@
 use clap::{Parser, Subcommand};
 
 mod check_cli;
+mod compare_cli;
 mod live_cli;
 
 #[derive(Parser)]
@@ -34,6 +35,8 @@ enum Command {
         #[command(flatten)]
         export: live_cli::ExportArgs,
     },
+    /// Run scenarios under several refresh-policy presets and print them side by side.
+    Compare(compare_cli::CompareArgs),
     /// Serve a page that draws Figure 2 and animates each exchange as it happens.
     Serve(live_cli::ServeArgs),
     /// Regenerate docs/transcripts (Markdown and Mermaid of every scenario).
@@ -69,6 +72,7 @@ async fn main() -> std::process::ExitCode {
         Some(Command::Check(args)) => check_cli::check(args).await,
         Some(Command::CheckClient(args)) => check_cli::check_client(args).await,
         Some(Command::Run { scenarios, quiet, export }) => live_cli::run(scenarios, quiet, export).await,
+        Some(Command::Compare(args)) => compare_cli::run(args).await,
         Some(Command::Serve(args)) => live_cli::serve(args).await,
         Some(Command::ExportDocs(args)) => live_cli::export_docs(args).await,
         None => live_cli::run(Vec::new(), false, live_cli::ExportArgs::default()).await,

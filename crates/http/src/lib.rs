@@ -22,7 +22,6 @@ pub use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,7 +120,11 @@ where
                     async move {
                         let mut response = response.await;
                         allow_head_with_get(&mut response);
-                        Ok::<_, Infallible>(response)
+                        // See `drop_connection`: hyper closes a connection whose service fails.
+                        match response.extensions().get::<DropConnection>() {
+                            Some(_) => Err(DropConnection),
+                            None => Ok(response),
+                        }
                     }
                 });
                 let mut builder = http1::Builder::new();
@@ -144,6 +147,20 @@ where
     drop(listener);
     let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
     Ok(())
+}
+
+/// Marks a response that must not be sent: the connection is closed instead, with no
+/// answer at all (the authorization server's test-control API uses it to lose a response
+/// after its commit). Build one with [`drop_connection`].
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("connection dropped on purpose")]
+pub struct DropConnection;
+
+/// A response that closes the connection without an answer (see [`DropConnection`]).
+pub fn drop_connection() -> HttpResponse {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    r.extensions_mut().insert(DropConnection);
+    r
 }
 
 /// Marks a request that arrived as `HEAD` and is handed to the handler as `GET` (see
@@ -411,6 +428,9 @@ mod tests {
     impl Handler for Echo {
         async fn handle(self: Arc<Self>, request: Request<Incoming>) -> HttpResponse {
             let path = request.uri().path().to_owned();
+            if path == "/drop" {
+                return drop_connection();
+            }
             match read_body(request.into_body(), 16).await {
                 Ok(b) => text(200, "text/plain", format!("{path}:{}", b.len()), &[("x-test", "1")]),
                 Err(e) => text(413, "text/plain", e.to_string(), &[]),
@@ -432,6 +452,9 @@ mod tests {
         assert_eq!((r.status, r.body_text().as_str(), r.header("x-test")), (200, "/hello:3", Some("1")));
         let r = client.send(Method::POST, &url, &[], Some(Bytes::from(vec![b'a'; 100]))).await.unwrap();
         assert_eq!(r.status, 413);
+        // A dropped connection: no status, no body, a transport error at the client.
+        let dropped = client.send(Method::GET, &format!("http://{addr}/drop"), &[], None).await;
+        assert!(matches!(dropped, Err(ClientError::Transport { .. })), "{dropped:?}");
         tx.send(()).unwrap();
         server.await.unwrap().unwrap();
     }

@@ -35,9 +35,17 @@ pub struct AccessTokenClaims {
     /// §2.2.3: space-delimited, as in RFC 6749 §3.3.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub scope: Option<String>,
+    /// RFC 9449 §6.1 (RFC 7800 §3.1): `{"jkt": thumbprint}` for a DPoP-bound token.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cnf: Option<crate::dpop::Confirmation>,
 }
 
 impl AccessTokenClaims {
+    /// RFC 9449 §6.1: the thumbprint of the DPoP key this token is bound to, if any.
+    pub fn dpop_jkt(&self) -> Option<&str> {
+        self.cnf.as_ref().and_then(|c| c.jkt.as_deref())
+    }
+
     pub fn scope(&self) -> Scope {
         self.scope.as_deref().and_then(|s| Scope::parse(s).ok()).unwrap_or_default()
     }
@@ -180,6 +188,7 @@ mod tests {
             jti: "j1".into(),
             client_id: "c1".into(),
             scope: Some("read write".into()),
+            cnf: None,
         }
     }
 

@@ -133,10 +133,10 @@ fn is_tchar(c: char) -> bool {
     c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
 }
 
-type Challenge = (String, Vec<(String, String)>);
+pub(crate) type Challenge = (String, Vec<(String, String)>);
 
 /// RFC 7235 §4.1: `1#challenge`, `challenge = auth-scheme [ 1*SP ( token68 / #auth-param ) ]`.
-fn parse_challenges(input: &str) -> Option<Vec<Challenge>> {
+pub(crate) fn parse_challenges(input: &str) -> Option<Vec<Challenge>> {
     let s: Vec<char> = input.chars().collect();
     let mut i = 0;
     let mut out: Vec<Challenge> = Vec::new();

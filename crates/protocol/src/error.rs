@@ -25,6 +25,11 @@ pub enum ErrorCode {
     UnsupportedTokenType,
     /// The server met an unexpected condition (RFC 6749 §4.1.2.1).
     ServerError,
+    /// RFC 9449 §5, §12.3: the DPoP proof is invalid.
+    InvalidDpopProof,
+    /// RFC 9449 §8, §12.3: the authorization server requires a nonce in the DPoP proof;
+    /// the answer carries a fresh one in `DPoP-Nonce`.
+    UseDpopNonce,
 }
 
 impl ErrorCode {
@@ -38,6 +43,8 @@ impl ErrorCode {
             Self::InvalidScope => "invalid_scope",
             Self::UnsupportedTokenType => "unsupported_token_type",
             Self::ServerError => "server_error",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
+            Self::UseDpopNonce => "use_dpop_nonce",
         }
     }
 

@@ -44,6 +44,10 @@ pub struct Grant {
     /// The scope the resource owner granted: every refresh token of the family carries it
     /// (RFC 6749 §6: "identical to that of the refresh token included by the client").
     pub scope: Scope,
+    /// RFC 9449 §5: the RFC 7638 thumbprint of the DPoP key the family's refresh tokens
+    /// are bound to (`None`: not bound). Set at step B, never changed: every refresh
+    /// must prove possession of this key.
+    pub dpop_jkt: Option<String>,
 }
 
 /// The family's one live refresh token, known by its SHA-256 digest only.
@@ -164,6 +168,10 @@ pub enum RefreshRejection {
     ScopeExceedsClientRegistration,
     #[error("the resource owner is no longer registered")]
     SubjectRemoved,
+    #[error("refresh token is DPoP-bound and the request carried no DPoP proof")]
+    DpopProofMissing,
+    #[error("refresh token is bound to another DPoP key")]
+    DpopKeyMismatch,
 }
 
 impl RefreshRejection {
@@ -206,6 +214,9 @@ pub struct RefreshRequest {
     pub subject_registered: bool,
     /// The `scope` parameter of the request, if any.
     pub requested_scope: Option<Scope>,
+    /// RFC 9449: the RFC 7638 thumbprint of the key of the request's valid DPoP proof,
+    /// if it carried one (the token endpoint has checked the proof itself).
+    pub dpop_jkt: Option<String>,
     /// The digest of the replacement token the server drew for this request; stored as
     /// the live token if the refresh rotates, discarded otherwise.
     pub replacement: TokenDigest,
@@ -298,19 +309,33 @@ impl RefreshTokenFamily {
     ///
     /// The checks run in this order, and the first that fails decides:
     /// 1. §6: the token was issued to the authenticated client;
-    /// 2. the family is not revoked;
-    /// 3. the resource owner is still registered (else the family is revoked);
-    /// 4. RFC 9700 §4.14.2: a retired token is reuse (the family is revoked if the policy
+    /// 2. RFC 9449 §5: a DPoP-bound family's token comes with a proof of its key. Checked
+    ///    before reuse detection, without effects: a thief without the key can neither use
+    ///    the token nor get the holder's family revoked;
+    /// 3. the family is not revoked;
+    /// 4. the resource owner is still registered (else the family is revoked);
+    /// 5. RFC 9700 §4.14.2: a retired token is reuse (the family is revoked if the policy
     ///    says so), unless it is an immediate predecessor of the live token within the
     ///    grace period;
-    /// 5. the token's lifetime and the family's idle lifetime;
-    /// 6. §6: the scope is "equal or lesser" than the grant, and within what the client
+    /// 6. the token's lifetime and the family's idle lifetime;
+    /// 7. §6: the scope is "equal or lesser" than the grant, and within what the client
     ///    may be granted today.
     pub fn refresh(&self, presented: &PresentedToken, request: &RefreshRequest, policy: &RefreshPolicy) -> Transition {
         let now = request.now;
         // §6: "validate the refresh token ... was issued to the authenticated client".
         if self.grant.client_id != request.client.client_id {
             return Transition::refused(RefreshRejection::IssuedToAnotherClient);
+        }
+        // RFC 9449 §5: a refresh token bound to a DPoP key MUST be used with a proof of
+        // possession of that key; "invalid_grant" otherwise.
+        if let Some(bound) = &self.grant.dpop_jkt {
+            match &request.dpop_jkt {
+                None => return Transition::refused(RefreshRejection::DpopProofMissing),
+                Some(jkt) if !crate::secret::constant_time_eq(jkt.as_bytes(), bound.as_bytes()) => {
+                    return Transition::refused(RefreshRejection::DpopKeyMismatch);
+                }
+                Some(_) => {}
+            }
         }
         let within_grace_period = match self.status_of(presented) {
             RefreshTokenStatus::Revoked => return Transition::refused(RefreshRejection::Revoked),
@@ -414,8 +439,9 @@ impl RefreshTokenFamily {
     /// Whether this refresh issues a new refresh token.
     fn rotates(&self, policy: &RefreshPolicy, request: &RefreshRequest) -> bool {
         // RFC 9700 §4.14.2: a public client's refresh tokens MUST be sender-constrained or
-        // rotated; Figure2 does not sender-constrain them, so it rotates them always.
-        if request.client.public {
+        // rotated. An unbound public client's are rotated always; a DPoP-bound family is
+        // sender-constrained (RFC 9449 §5), so the policy decides (rotation by default).
+        if request.client.public && self.grant.dpop_jkt.is_none() {
             return true;
         }
         let Some(live) = self.live else { return policy.always_issue_new_refresh_token };
@@ -532,7 +558,8 @@ mod tests {
     }
 
     fn family() -> RefreshTokenFamily {
-        let grant = Grant { client_id: "c1".into(), subject: "alice".into(), scope: scope("read write") };
+        let grant =
+            Grant { client_id: "c1".into(), subject: "alice".into(), scope: scope("read write"), dpop_jkt: None };
         RefreshTokenFamily::new(grant, Some(([0; 32], Some(1_000))), 0)
     }
 
@@ -541,6 +568,7 @@ mod tests {
             client: ClientRegistration { client_id: "c1".into(), scope: scope("read write"), public: false },
             subject_registered: true,
             requested_scope: None,
+            dpop_jkt: None,
             replacement: [replacement; 32],
             access_token_id: Some([replacement.wrapping_add(100); 32]),
             now,
@@ -674,6 +702,34 @@ mod tests {
         let mut public = request(1, 1);
         public.client.public = true;
         assert!(f.refresh(&live(&f), &public, &no_rotation).decision.unwrap().new_refresh_token.is_some());
+    }
+
+    #[test]
+    fn dpop_bound_families_need_a_proof_of_their_key() {
+        let mut f = family();
+        f.grant.dpop_jkt = Some("jkt-1".into());
+        let mut public = request(1, 1);
+        public.client.public = true;
+        // RFC 9449 §5: no proof, or another key: invalid_grant, and nothing changes (the
+        // thief cannot get the holder's family revoked).
+        let t = f.refresh(&live(&f), &public, &POLICY);
+        assert_eq!((t.decision, t.effects.len()), (Err(RefreshRejection::DpopProofMissing), 0));
+        public.dpop_jkt = Some("jkt-2".into());
+        let t = f.refresh(&live(&f), &public, &POLICY);
+        assert_eq!((t.decision, t.effects.len()), (Err(RefreshRejection::DpopKeyMismatch), 0));
+        assert_eq!(RefreshRejection::DpopKeyMismatch.error_code(), crate::ErrorCode::InvalidGrant);
+        public.dpop_jkt = Some("jkt-1".into());
+        assert!(f.refresh(&live(&f), &public, &POLICY).decision.unwrap().new_refresh_token.is_some());
+        // Sender-constrained: RFC 9700 §4.14.2 no longer forces rotation; the policy decides.
+        let no_rotation = RefreshPolicy { always_issue_new_refresh_token: false, ..POLICY };
+        assert!(f.refresh(&live(&f), &public, &no_rotation).decision.unwrap().new_refresh_token.is_none());
+        // Even a retired token presented without the key is refused before reuse detection.
+        let p = live(&f);
+        let (_, rt0) = step(&mut f, p, &public, &POLICY);
+        let mut thief = request(2, 2);
+        thief.client.public = true;
+        let t = f.refresh(&rt0.unwrap(), &thief, &POLICY);
+        assert_eq!((t.revokes_family(), t.decision), (false, Err(RefreshRejection::DpopProofMissing)));
     }
 
     #[test]

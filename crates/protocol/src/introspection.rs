@@ -29,6 +29,9 @@ pub struct IntrospectionResponse {
     pub iss: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub jti: Option<String>,
+    /// RFC 9449 §6.2: the key a DPoP-bound access token is bound to (`{"jkt": …}`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cnf: Option<crate::dpop::Confirmation>,
 }
 
 impl IntrospectionResponse {

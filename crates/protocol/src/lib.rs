@@ -32,6 +32,7 @@
 //! | [`pkce`], [`authorization`] | A | RFC 7636, RFC 6749 §4.1 |
 //! | [`access_token`], [`numeric_date`] | B, D, F, H | RFC 9068, RFC 7519 §2 |
 //! | [`bearer`] | C, D, E, F | RFC 6750 §2.1, §3 |
+//! | [`dpop`] | A, B, C–H | RFC 9449 (DPoP), RFC 7638 |
 //! | [`metadata`] | discovery | RFC 8414 |
 //! | [`revocation`], [`introspection`] | after H | RFC 7009, RFC 7662 |
 //! | [`flow`] | the names A to H themselves | RFC 6749 §1.5 |
@@ -43,6 +44,7 @@ pub mod authorization;
 pub mod bearer;
 pub mod client_auth;
 pub mod clock;
+pub mod dpop;
 pub mod error;
 pub mod family;
 pub mod flow;

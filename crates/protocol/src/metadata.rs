@@ -38,6 +38,9 @@ pub struct AuthorizationServerMetadata {
     /// RFC 9207 §3: the server sends `iss` in authorization responses.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub authorization_response_iss_parameter_supported: Option<bool>,
+    /// RFC 9449 §5.1: the JWS algorithms the server accepts for DPoP proofs.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
 }
 
 /// RFC 8414 §3.1: the metadata URL is formed "by inserting a well-known URI string into

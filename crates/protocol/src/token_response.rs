@@ -28,12 +28,21 @@ pub struct AccessTokenResponse {
     /// send it, which is allowed and spares the client a guess.
     #[serde(skip_serializing_if = "Option::is_none", default, deserialize_with = "lenient_scope")]
     pub scope: Option<Scope>,
+    /// OpenID Connect Core §3.1.3.3: the ID Token, when `openid` was granted (§12.2: also
+    /// on refresh). Absent in plain OAuth 2.0.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub id_token: Option<String>,
 }
 
 impl AccessTokenResponse {
     /// RFC 6750 §4: the type is "Bearer", compared case-insensitively (§5.1).
     pub fn is_bearer(&self) -> bool {
         self.token_type.eq_ignore_ascii_case(BEARER)
+    }
+
+    /// RFC 9449 §5: a DPoP-bound access token has the type "DPoP" (case-insensitive).
+    pub fn is_dpop(&self) -> bool {
+        self.token_type.eq_ignore_ascii_case(crate::dpop::TOKEN_TYPE)
     }
 
     pub fn to_json(&self) -> String {
@@ -78,6 +87,7 @@ mod tests {
             expires_in: None,
             refresh_token: None,
             scope: None,
+            id_token: None,
         };
         assert!(r.is_bearer());
         assert_eq!(r.to_json(), r#"{"access_token":"a","token_type":"bearer"}"#);

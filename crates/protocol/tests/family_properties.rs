@@ -125,6 +125,7 @@ impl History {
             client: ClientRegistration { client_id: client.into(), scope: self.client_scope.clone(), public: false },
             subject_registered: self.subject_registered,
             requested_scope: requested.clone(),
+            dpop_jkt: None,
             replacement: [self.minted; 32],
             access_token_id: Some([self.minted; 32]),
             now: self.now,
@@ -234,7 +235,7 @@ proptest! {
     #[test]
     fn the_family_machine_keeps_its_invariants(policy in policy(), granted in 0..3usize, events in prop::collection::vec(event(), 1..60)) {
         let now = 1_700_000_000;
-        let grant = Grant { client_id: "c1".into(), subject: "alice".into(), scope: scope(SCOPES[granted]) };
+        let grant = Grant { client_id: "c1".into(), subject: "alice".into(), scope: scope(SCOPES[granted]), dpop_jkt: None };
         let expires_at = policy.expiry_for_new_token(now, now);
         let family = RefreshTokenFamily::new(grant, Some(([0; 32], expires_at)), now);
         let mut h = History {
@@ -283,6 +284,7 @@ proptest! {
                         client: ClientRegistration { client_id: "c1".into(), scope: h.client_scope.clone(), public: false },
                         subject_registered: true,
                         requested_scope: None,
+                        dpop_jkt: None,
                         replacement: [255; 32],
                         access_token_id: None,
                         now: h.now,

@@ -74,8 +74,10 @@ impl ResourceServer {
         }
         tracing::info!(issuer = %config.issuer, jwks_uri = %jwks_uri, keys = ?keys, lifetime, "discovered the authorization server");
         let verified = crate::verified::VerifiedTokens::new(config.verified_token_cache);
+        let dpop = crate::dpop::DpopState::new(&config);
         Ok(Arc::new(Self {
             verified,
+            dpop,
             config,
             clock,
             http,
@@ -84,6 +86,7 @@ impl ResourceServer {
             keys: RwLock::new(Arc::new(keys)),
             keys_stale_at: AtomicU64::new(fetched_at.saturating_add(lifetime)),
             jwks_fetch: tokio::sync::Mutex::new(FetchState::default()),
+            metrics: crate::metrics::Metrics::default(),
         }))
     }
 

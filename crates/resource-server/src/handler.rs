@@ -1,8 +1,9 @@
 //! The HTTP face of the resource server: routes, RFC 6750 §2 token extraction, and the
-//! RFC 6750 §3 answers.
+//! RFC 6750 §3 answers; the `DPoP` scheme of RFC 9449 §7 beside `Bearer`.
 //!
 //! ```text
 //! GET  /health          200 ok, no token needed (every GET route answers HEAD too)
+//! GET  /metrics         Prometheus / OpenMetrics text (see `crate::metrics`)
 //! GET  /resource/read   scope read     (step C → D, or E → F)
 //! POST /resource/write  scope write    (body up to 16 KiB, echoed back)
 //! GET  /resource/admin  scope admin
@@ -15,6 +16,7 @@ use figure2_http::{BodyError, Handler, HttpResponse, has_content_type, json, rea
 use figure2_protocol::FlowStep;
 use figure2_protocol::access_token::AccessTokenClaims;
 use figure2_protocol::bearer::{self, BearerChallenge, BearerErrorCode};
+use figure2_protocol::dpop::{self, DpopChallenge, DpopChallengeError, DpopRejection};
 use figure2_protocol::secret::fingerprint;
 use http::{HeaderMap, Method, Request, header};
 use hyper::body::Incoming;
@@ -88,6 +90,9 @@ impl Handler for ResourceServer {
         let span =
             tracing::info_span!("figure2.resource_server", method = %request.method(), path = %request.uri().path());
         async move {
+            if request.uri().path() == "/metrics" {
+                return crate::metrics::handle(&self.metrics, request.method());
+            }
             let Some(route) = Route::from_path(request.uri().path()) else {
                 return error_json(404, "not_found", "No such resource", &[]);
             };
@@ -108,7 +113,12 @@ impl Handler for ResourceServer {
             }
             match route {
                 Route::Health => text(200, "text/plain; charset=utf-8", "ok", &[]),
-                Route::Protected(resource) => self.protected(resource, request).await,
+                Route::Protected(resource) => {
+                    let started = std::time::Instant::now();
+                    let response = self.protected(resource, request).await;
+                    self.metrics.observe(&response, started.elapsed());
+                    response
+                }
             }
         }
         .instrument(span)
@@ -135,6 +145,31 @@ struct ErrorBody<'a> {
     scope: Option<&'a str>,
 }
 
+/// How the access token was presented (the `Authorization` scheme).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    /// RFC 6750 §2.1.
+    Bearer,
+    /// RFC 9449 §7.1, with a proof in the `DPoP` header.
+    Dpop,
+}
+
+/// A refusal in the words of the scheme the client used.
+struct Refusal {
+    scheme: Scheme,
+    error: DpopChallengeError,
+    description: &'static str,
+    scope: Option<&'static str>,
+    /// RFC 9449 §9: a fresh nonce with `use_dpop_nonce`.
+    nonce: Option<String>,
+}
+
+impl Refusal {
+    fn new(scheme: Scheme, error: DpopChallengeError, description: &'static str) -> Self {
+        Self { scheme, error, description, scope: None, nonce: None }
+    }
+}
+
 impl ResourceServer {
     async fn protected(&self, resource: Resource, request: Request<Incoming>) -> HttpResponse {
         let (parts, body) = request.into_parts();
@@ -155,29 +190,50 @@ impl ResourceServer {
             Bytes::new()
         };
 
-        let token = match presented_token(&parts.headers, parts.uri.query(), &body) {
-            Ok(Some(token)) => token,
+        let (token, scheme) = match presented_token(&parts.headers, parts.uri.query(), &body) {
+            Ok(Some(presented)) => presented,
             Ok(None) => {
-                // RFC 6750 §3.1: a request with no authentication gets a bare challenge.
+                // RFC 6750 §3.1: a request with no authentication gets a bare challenge
+                // (RFC 9449 §7.1: one per scheme, DPoP's with `algs`).
                 tracing::info!(step = %FlowStep::D, outcome = "no_token", "401: no access token presented");
-                return self.challenge(BearerChallenge::unauthenticated(&self.config.realm));
+                return self.bare_challenge();
             }
             Err(description) => {
                 tracing::info!(step = %FlowStep::D, outcome = "invalid_request", description, "400: malformed request");
-                return self.challenge(BearerChallenge::error(
-                    &self.config.realm,
-                    BearerErrorCode::InvalidRequest,
-                    description,
-                ));
+                return self.refuse(Refusal::new(Scheme::Bearer, DpopChallengeError::InvalidRequest, description));
             }
         };
 
         // Computed only if a log line is written (a SHA-256 per request otherwise).
         let token_fp = Fingerprint(token);
+        // RFC 9449 §7.1: with the DPoP scheme the proof is checked first (§4.3, with ath).
+        let proof = match scheme {
+            Scheme::Dpop => match self.check_dpop_proof(&parts, token) {
+                Ok(proof) => Some(proof),
+                Err(rejection) => return self.dpop_refused(&token_fp, rejection),
+            },
+            Scheme::Bearer => None,
+        };
         let claims = match self.validate(token).await {
             Ok(claims) => claims,
-            Err(rejection) => return self.invalid_token(&token_fp, rejection),
+            Err(rejection) => return self.invalid_token(scheme, &token_fp, rejection),
         };
+        match (&proof, claims.dpop_jkt()) {
+            // §4.3 point 12 / §7.1: the proof's key is the one the token is bound to (a
+            // token with no binding is not a DPoP token).
+            (Some(proof), bound) => {
+                if let Err(rejection) = dpop::check_key_binding(bound.unwrap_or_default(), proof) {
+                    return self.dpop_refused(&token_fp, rejection);
+                }
+            }
+            // §7.2: a DPoP-bound token presented as a bearer token MUST be refused.
+            (None, Some(_)) => {
+                tracing::info!(step = %FlowStep::F, token = %token_fp, "401: DPoP-bound token presented as Bearer");
+                let description = "The access token is DPoP-bound: present it with the DPoP scheme and a proof";
+                return self.refuse(Refusal::new(Scheme::Bearer, DpopChallengeError::InvalidToken, description));
+            }
+            (None, None) => {}
+        }
 
         // RFC 6750 §3.1: the token is good but lacks the scope this resource needs.
         let needed = resource.required_scope();
@@ -192,13 +248,13 @@ impl ResourceServer {
                 granted = %granted,
                 "403: insufficient scope"
             );
-            let challenge = BearerChallenge::error(
-                &self.config.realm,
-                BearerErrorCode::InsufficientScope,
+            let mut refusal = Refusal::new(
+                scheme,
+                DpopChallengeError::InsufficientScope,
                 "The access token lacks the required scope",
-            )
-            .with_scope(needed);
-            return self.challenge(challenge);
+            );
+            refusal.scope = Some(needed);
+            return self.refuse(refusal);
         }
 
         tracing::info!(
@@ -208,38 +264,90 @@ impl ResourceServer {
             sub = %claims.sub,
             client_id = %claims.client_id,
             resource = resource.name(),
+            dpop = proof.is_some(),
             "200: protected resource served"
         );
-        served(resource, &claims, &granted.to_string(), &body)
+        let mut response = served(resource, &claims, &granted.to_string(), &body);
+        if let Some(nonce) = self.dpop_nonce().and_then(|n| http::HeaderValue::from_str(&n).ok()) {
+            response.headers_mut().insert(dpop::NONCE_HEADER, nonce);
+        }
+        response
     }
 
     /// Step F: RFC 6750 §3.1 `invalid_token`, 401.
-    fn invalid_token(&self, token_fp: &Fingerprint<'_>, rejection: TokenRejection) -> HttpResponse {
+    fn invalid_token(&self, scheme: Scheme, token_fp: &Fingerprint<'_>, rejection: TokenRejection) -> HttpResponse {
         tracing::info!(step = %FlowStep::F, token = %token_fp, reason = %rejection, "401: invalid_token");
-        self.challenge(BearerChallenge::error(
-            &self.config.realm,
-            BearerErrorCode::InvalidToken,
-            rejection.description(),
-        ))
+        self.refuse(Refusal::new(scheme, DpopChallengeError::InvalidToken, rejection.description()))
     }
 
-    /// An RFC 6750 §3 answer: the challenge in `WWW-Authenticate`, its status, and the
-    /// same error as a small JSON body (none for the bare challenge, per §3.1).
-    fn challenge(&self, challenge: BearerChallenge) -> HttpResponse {
-        let status = challenge.http_status();
-        let header_value = challenge.to_header_value();
-        let headers = [("www-authenticate", header_value.as_str()), NO_STORE];
-        match challenge.error {
-            None => text(status, "text/plain; charset=utf-8", Bytes::new(), &headers),
-            Some(code) => {
-                let body = ErrorBody {
-                    error: code.as_str(),
-                    error_description: challenge.error_description.as_deref().unwrap_or_default(),
-                    scope: challenge.scope.as_deref(),
-                };
-                json(status, &body, &headers)
-            }
+    /// RFC 9449 §7.1 / §9: a refused proof (`invalid_dpop_proof`, `use_dpop_nonce` with a
+    /// fresh nonce) or key binding (`invalid_token`).
+    fn dpop_refused(&self, token_fp: &Fingerprint<'_>, rejection: DpopRejection) -> HttpResponse {
+        tracing::info!(step = %FlowStep::F, token = %token_fp, reason = %rejection, "401: DPoP proof refused");
+        let description = match rejection {
+            DpopRejection::UseNonce => "Resource server requires nonce in DPoP proof",
+            DpopRejection::KeyNotBound => "Invalid DPoP key binding",
+            DpopRejection::Replayed => "DPoP proof was already used",
+            DpopRejection::Stale => "DPoP proof iat is outside the acceptable window",
+            DpopRejection::WrongAccessTokenHash => "DPoP proof ath does not match the access token",
+            DpopRejection::WrongMethod | DpopRejection::WrongUri => "DPoP proof htm or htu does not match the request",
+            DpopRejection::Missing => "The DPoP scheme needs a DPoP proof",
+            _ => "DPoP proof is invalid",
+        };
+        let mut refusal = Refusal::new(Scheme::Dpop, rejection.challenge_error(), description);
+        if rejection == DpopRejection::UseNonce {
+            refusal.nonce = self.dpop_nonce();
         }
+        self.refuse(refusal)
+    }
+
+    /// RFC 6750 §3.1 / RFC 9449 §7.1: a request without authentication: a bare challenge
+    /// for each scheme, no error, no body.
+    fn bare_challenge(&self) -> HttpResponse {
+        let bearer = BearerChallenge::unauthenticated(&self.config.realm).to_header_value();
+        let dpop = DpopChallenge::new(&self.config.realm, &self.config.dpop_algorithms).to_header_value();
+        let headers = [("www-authenticate", bearer.as_str()), ("www-authenticate", dpop.as_str()), NO_STORE];
+        text(401, "text/plain; charset=utf-8", Bytes::new(), &headers)
+    }
+
+    /// An RFC 6750 §3 / RFC 9449 §7.1 answer: the challenge of the scheme the client used
+    /// (after a Bearer refusal, a bare DPoP challenge advertises `algs`), its status, and
+    /// the same error as a small JSON body.
+    fn refuse(&self, refusal: Refusal) -> HttpResponse {
+        let realm = &self.config.realm;
+        let dpop = DpopChallenge::new(realm, &self.config.dpop_algorithms);
+        let (status, first, second) = match refusal.scheme {
+            Scheme::Bearer => {
+                let code = match refusal.error {
+                    DpopChallengeError::InvalidRequest => BearerErrorCode::InvalidRequest,
+                    DpopChallengeError::InsufficientScope => BearerErrorCode::InsufficientScope,
+                    _ => BearerErrorCode::InvalidToken,
+                };
+                let mut c = BearerChallenge::error(realm, code, refusal.description);
+                if let Some(scope) = refusal.scope {
+                    c = c.with_scope(scope);
+                }
+                (c.http_status(), c.to_header_value(), Some(dpop.to_header_value()))
+            }
+            Scheme::Dpop => {
+                let mut c = dpop.with_error(refusal.error, refusal.description);
+                if let Some(scope) = refusal.scope {
+                    c = c.with_scope(scope);
+                }
+                (c.http_status(), c.to_header_value(), None)
+            }
+        };
+        let mut headers = vec![("www-authenticate", first.as_str())];
+        if let Some(second) = &second {
+            headers.push(("www-authenticate", second.as_str()));
+        }
+        headers.push(NO_STORE);
+        if let Some(nonce) = &refusal.nonce {
+            headers.push((dpop::NONCE_HEADER, nonce.as_str()));
+        }
+        let body =
+            ErrorBody { error: refusal.error.as_str(), error_description: refusal.description, scope: refusal.scope };
+        json(status, &body, &headers)
     }
 }
 
@@ -284,7 +392,7 @@ fn presented_token<'a>(
     headers: &'a HeaderMap,
     query: Option<&str>,
     body: &[u8],
-) -> Result<Option<&'a str>, &'static str> {
+) -> Result<Option<(&'a str, Scheme)>, &'static str> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let value = values.next();
     if values.next().is_some() {
@@ -295,8 +403,13 @@ fn presented_token<'a>(
         Some(Ok(v)) => Some(v),
         Some(Err(_)) => return Err("The Authorization header is not visible ASCII"),
     };
-    let header_token =
-        bearer::extract_bearer_token(value).map_err(|_| "The Bearer credentials are malformed (RFC 6750 §2.1)")?;
+    let header_token = match bearer::extract_bearer_token(value) {
+        Ok(Some(token)) => Some((token, Scheme::Bearer)),
+        Ok(None) => dpop::extract_dpop_token(value)
+            .map_err(|_| "The DPoP credentials are malformed (RFC 9449 §7.1)")?
+            .map(|token| (token, Scheme::Dpop)),
+        Err(_) => return Err("The Bearer credentials are malformed (RFC 6750 §2.1)"),
+    };
 
     let mut methods =
         usize::from(header_token.is_some()) + count_access_token_params(query.unwrap_or_default().as_bytes());
@@ -343,7 +456,11 @@ mod tests {
     #[test]
     fn rfc6750_2_1_header_token() {
         let h = headers(&[("authorization", b"Bearer mF_9.B5f-4.1JqM")]);
-        assert_eq!(presented_token(&h, None, b""), Ok(Some("mF_9.B5f-4.1JqM")));
+        assert_eq!(presented_token(&h, None, b""), Ok(Some(("mF_9.B5f-4.1JqM", Scheme::Bearer))));
+        let d = headers(&[("authorization", b"DPoP mF_9.B5f-4.1JqM")]);
+        assert_eq!(presented_token(&d, None, b""), Ok(Some(("mF_9.B5f-4.1JqM", Scheme::Dpop))));
+        assert!(presented_token(&d, Some("access_token=x"), b"").is_err());
+        assert!(presented_token(&headers(&[("authorization", b"DPoP")]), None, b"").is_err());
         assert_eq!(presented_token(&HeaderMap::new(), None, b""), Ok(None));
         let basic = headers(&[("authorization", b"Basic czZCaGRSa3F0MzpnWDFmQmF0M2JW")]);
         assert_eq!(presented_token(&basic, None, b""), Ok(None));
@@ -356,7 +473,7 @@ mod tests {
         let h = headers(&[("authorization", b"Bearer abc")]);
         assert!(presented_token(&h, Some("access_token=abc"), b"").is_err());
         assert!(presented_token(&h, Some("access%5Ftoken=abc"), b"").is_err());
-        assert_eq!(presented_token(&h, Some("other=1"), b""), Ok(Some("abc")));
+        assert_eq!(presented_token(&h, Some("other=1"), b""), Ok(Some(("abc", Scheme::Bearer))));
         let two = headers(&[("authorization", b"Bearer abc"), ("authorization", b"Bearer def")]);
         assert!(presented_token(&two, None, b"").is_err());
         // A query token alone is not supported: no token, not an error.
@@ -365,6 +482,10 @@ mod tests {
         // RFC 6750 §2.2: a form-body token beside the header.
         let form = headers(&[("authorization", b"Bearer abc"), ("content-type", b"application/x-www-form-urlencoded")]);
         assert!(presented_token(&form, None, b"access_token=abc").is_err());
-        assert_eq!(presented_token(&h, None, b"access_token=abc"), Ok(Some("abc")), "not a form body");
+        assert_eq!(
+            presented_token(&h, None, b"access_token=abc"),
+            Ok(Some(("abc", Scheme::Bearer))),
+            "not a form body"
+        );
     }
 }

@@ -21,6 +21,9 @@
 //! | [`validation`] | header, key, signature and claim checks | RFC 9068 §4 |
 //! | [`keys`] | the issuer's JWK Set, parsed once into verification keys | RFC 7517 §5, RFC 8725 §3.1 |
 //! | [`discovery`] | metadata and JWKS fetch; the key set ages per its caching headers (floor, ceiling), rate-limited re-fetch on unknown `kid` | RFC 8414 §3, RFC 9111 §4.2 |
+//! | [`metrics`] | `GET /metrics`: answers by outcome and RFC 6750 error code, latency | OpenMetrics |
+//! | [`clock_follow`] | tests only: follow an authorization server's controlled clock | — |
+//! | `dpop` | the `DPoP` scheme: proof with `ath`, `cnf.jkt` binding, nonces, `jti` memory | RFC 9449 §4.3, §7, §9 |
 //! | `verified` | a bounded cache of tokens that passed every check (performance; changes no answer) | RFC 9068 §4 |
 //!
 //! Every rule itself lives in `figure2-protocol`; this crate reads requests, calls it with
@@ -30,9 +33,12 @@
 //! §2.4 discourages them), call introspection per request, or follow a token's `jku`/`jwk`
 //! header (keys come only from the discovered `jwks_uri`).
 
+pub mod clock_follow;
 pub mod discovery;
+mod dpop;
 pub mod handler;
 pub mod keys;
+pub mod metrics;
 pub mod validation;
 mod verified;
 
@@ -87,6 +93,23 @@ pub struct ResourceServerConfig {
     /// How many verified tokens to remember, so that a token presented again is not
     /// verified again (0: none). Never changes an answer; see the `verified` module.
     pub verified_token_cache: usize,
+    /// The URL clients reach this server at (scheme, host, port, no path), against which
+    /// a DPoP proof's `htu` is compared (RFC 9449 §4.3 point 9). `None`: `http://` and the
+    /// request's `Host`.
+    pub public_url: Option<String>,
+    /// JWS algorithms accepted in DPoP proofs, listed in the challenge's `algs` (§7.1).
+    pub dpop_algorithms: Vec<jsonwebtoken::Algorithm>,
+    /// RFC 9449 §9: require a server nonce in DPoP proofs (`use_dpop_nonce`). Default false.
+    pub dpop_nonce: bool,
+    /// Seconds a nonce stays current (the previous one is accepted one period more).
+    pub dpop_nonce_lifetime: u64,
+    /// Seconds: how old a proof's `iat` may be (and how long its `jti` is remembered).
+    pub dpop_proof_max_age: u64,
+    /// Seconds a proof's `iat` may be ahead of this server's clock.
+    pub dpop_proof_leeway: u64,
+    /// How many `jti`s are remembered at once (RFC 9449 §11.1); when full of proofs still
+    /// within `dpop_proof_max_age`, new proofs are refused.
+    pub dpop_jti_cache_size: usize,
 }
 
 impl ResourceServerConfig {
@@ -103,6 +126,13 @@ impl ResourceServerConfig {
             jwks_cache_ceiling: 300,
             max_token_bytes: 8192,
             verified_token_cache: 4096,
+            public_url: None,
+            dpop_algorithms: figure2_protocol::dpop::SUPPORTED_ALGORITHMS.to_vec(),
+            dpop_nonce: false,
+            dpop_nonce_lifetime: 300,
+            dpop_proof_max_age: 60,
+            dpop_proof_leeway: 5,
+            dpop_jti_cache_size: 100_000,
         }
     }
 }
@@ -126,6 +156,10 @@ pub struct ResourceServer {
     jwks_fetch: tokio::sync::Mutex<discovery::FetchState>,
     /// Tokens that passed every check, by digest (performance only).
     verified: verified::VerifiedTokens,
+    /// `GET /metrics` (issue 13).
+    metrics: metrics::Metrics,
+    /// RFC 9449: the `jti`s seen and the nonces.
+    dpop: dpop::DpopState,
 }
 
 impl std::fmt::Debug for ResourceServer {
@@ -146,6 +180,10 @@ impl ResourceServer {
     /// The authorization server metadata found by discovery (RFC 8414 §2).
     pub fn metadata(&self) -> &AuthorizationServerMetadata {
         &self.metadata
+    }
+
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.metrics
     }
 }
 

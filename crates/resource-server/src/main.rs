@@ -6,6 +6,7 @@
 use clap::Parser;
 use figure2_http::HttpClient;
 use figure2_protocol::{Clock, SystemClock};
+use figure2_resource_server::clock_follow::{FollowedClock, serve_following};
 use figure2_resource_server::{DEFAULT_AUDIENCE, DEFAULT_REALM, ResourceServer, ResourceServerConfig, serve};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -35,6 +36,17 @@ struct Args {
     /// The realm of the WWW-Authenticate challenge.
     #[arg(long, env = "FIGURE2_REALM", default_value = DEFAULT_REALM)]
     realm: String,
+    /// TESTS ONLY: follow the clock of an authorization server started with
+    /// --test-control (its issuer URL): tokens expire here when its clock is moved.
+    #[arg(long, env = "FIGURE2_CLOCK_FROM")]
+    clock_from: Option<String>,
+    /// The URL clients reach this server at (e.g. https://api.example behind a proxy),
+    /// against which DPoP proofs' htu is checked; default http:// and the Host header.
+    #[arg(long, env = "FIGURE2_RS_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// RFC 9449 §9: require a server-provided nonce in DPoP proofs.
+    #[arg(long, env = "FIGURE2_RS_DPOP_NONCE")]
+    dpop_nonce: bool,
 }
 
 #[tokio::main]
@@ -58,8 +70,14 @@ async fn main() -> ExitCode {
     let mut config = ResourceServerConfig::new(args.issuer, args.audience);
     config.leeway = args.leeway;
     config.realm = args.realm;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    config.public_url = args.public_url;
+    config.dpop_nonce = args.dpop_nonce;
     let http = HttpClient::new().with_timeout(Duration::from_secs(5));
+    let followed = args.clock_from.as_deref().map(|issuer| Arc::new(FollowedClock::new(issuer, http.clone())));
+    let clock: Arc<dyn Clock> = match &followed {
+        Some(f) => f.clone(),
+        None => Arc::new(SystemClock),
+    };
 
     let server = match discover_with_retries(config, clock, http, stop_rx.clone()).await {
         Discovery::Ready(server) => server,
@@ -82,7 +100,14 @@ async fn main() -> ExitCode {
         let _ = stop.wait_for(|stopped| *stopped).await;
         tracing::info!("shutting down");
     };
-    match serve(listener, server, shutdown).await {
+    let served = match followed {
+        Some(clock) => {
+            tracing::warn!("following the authorization server's test-control clock (tests only)");
+            serve_following(listener, server, clock, shutdown).await
+        }
+        None => serve(listener, server, shutdown).await,
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "server failed");

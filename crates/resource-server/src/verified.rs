@@ -109,6 +109,7 @@ mod tests {
             jti: "j".into(),
             client_id: "c".into(),
             scope: None,
+            cnf: None,
         })
     }
 

@@ -20,6 +20,7 @@
 //! Read first: [`scenario`] (what a scenario file says), then [`run::Session::step`].
 
 pub mod checks;
+pub mod compare;
 pub mod reasons;
 pub mod run;
 pub mod scenario;

@@ -2,7 +2,7 @@
 //! the client library (or as the resource owner's browser), recording every exchange
 //! and checking each step's expectations. [`run`] plays a whole scenario file.
 
-use crate::scenario::{Action, Expect, GrantKind, Resource, Scenario, Step};
+use crate::scenario::{Action, Expect, GrantKind, Resource, Role, Scenario, Step};
 use crate::trace::{Expectation, Failure, Happening, ResourceOwnerAct, TraceEvent, TracedExchange, error_of};
 use crate::wire::short_refresh_token;
 use crate::world::{DEMO_USERS, World, WorldError};
@@ -55,6 +55,33 @@ pub struct Session {
     steps: usize,
     exchanges: usize,
     failures: Vec<Failure>,
+    last_answer: Option<Answer>,
+}
+
+/// What the last step's last exchange answered, and how the step ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Answer {
+    /// HTTP status of the step's last exchange (none if the step sent nothing).
+    pub status: Option<u16>,
+    /// The OAuth error code of that answer (RFC 6749 §5.2 or RFC 6750 §3).
+    pub error: Option<String>,
+    /// `ok`, `reauthorize` or `failed`.
+    pub outcome: String,
+}
+
+/// A refresh token some client (or device) of the run was given, and where it stands.
+#[derive(Debug, Clone)]
+pub struct HeldRefreshToken {
+    /// `demo-client`, or `demo-client/tablet` for a second device.
+    pub holder: String,
+    /// Its place in the holder's history, 0 = the first one it received.
+    pub generation: usize,
+    /// Where it stands at the authorization server; `None` if unknown to it.
+    pub status: Option<figure2_protocol::family::RefreshTokenStatus>,
+    /// Its family, as the store names it (`Debug` of the id).
+    pub family: Option<String>,
+    /// Whether the holder's client currently holds this token.
+    pub current: bool,
 }
 
 /// Runs `scenario`, calling `emit` with every trace event as it happens.
@@ -83,13 +110,14 @@ impl Session {
     /// Starts the world a scenario asks for; no step has run yet.
     pub async fn start(scenario: &Scenario) -> Result<Self, WorldError> {
         Ok(Self {
-            world: World::start(&scenario.config).await?,
+            world: World::start_with(&scenario.config, &scenario.resource_server).await?,
             actors: HashMap::new(),
             recorded: Arc::new(Mutex::new(Vec::new())),
             client_tracks_expiry: scenario.client_tracks_expiry,
             steps: 0,
             exchanges: 0,
             failures: Vec::new(),
+            last_answer: None,
         })
     }
 
@@ -139,6 +167,9 @@ impl Session {
         if step.action.loses_response() {
             self.world.network.lose_next_token_response();
         }
+        if matches!(step.action, Action::Refresh { sent_twice: true, .. }) {
+            self.world.network.duplicate_next_token_request();
+        }
         let outcome = match self.act(&step.action, &client_id, &mut events).await {
             Ok(outcome) => outcome,
             Err(message) => Outcome::Failed(message),
@@ -177,6 +208,16 @@ impl Session {
             .rev()
             .find(|(_, x)| matches!(x.step, FigureStep::AuthorizationGrant | FigureStep::Refresh))
             .map(|(_, x)| x);
+        self.last_answer = Some(Answer {
+            status: exchanges.last().map(|(_, x)| x.status),
+            error: exchanges.last().and_then(|(_, x)| error_of(x)),
+            outcome: match &outcome {
+                Outcome::Ok => "ok",
+                Outcome::Reauthorize => "reauthorize",
+                Outcome::Failed(_) => "failed",
+            }
+            .to_owned(),
+        });
         let checks = check(step, &outcome, &exchanges, token_exchange, before.as_ref(), after.as_ref());
         for (ok, check) in checks {
             if !ok {
@@ -188,6 +229,60 @@ impl Session {
             self.forget_expiry();
         }
         events
+    }
+
+    /// What the last step answered.
+    pub fn last_answer(&self) -> Option<&Answer> {
+        self.last_answer.as_ref()
+    }
+
+    /// Every refresh token handed to a client of the run, with its status at the
+    /// authorization server (read from its store), sorted by holder and generation.
+    pub async fn held_refresh_tokens(&self) -> Vec<HeldRefreshToken> {
+        let mut holders: Vec<&String> = self.actors.keys().collect();
+        holders.sort();
+        let mut out = Vec::new();
+        for holder in holders {
+            let actor = &self.actors[holder];
+            let current = actor.client.tokens().and_then(|t| t.refresh_token);
+            for (generation, token) in actor.refresh_tokens.iter().enumerate() {
+                let info = self
+                    .world
+                    .authorization_server
+                    .store()
+                    .refresh_token_info(figure2_protocol::secret::digest(token))
+                    .await
+                    .ok()
+                    .flatten();
+                out.push(HeldRefreshToken {
+                    holder: holder.clone(),
+                    generation,
+                    status: info.as_ref().map(|i| i.status()),
+                    family: info.as_ref().map(|i| format!("{:?}", i.family_id)),
+                    current: current.as_ref().is_some_and(|c| c.ct_eq(token)),
+                });
+            }
+        }
+        out
+    }
+
+    /// Whether `client_id`'s resource owner must authorize again: the client holds no
+    /// tokens, or its refresh token is neither active nor the live token's immediate
+    /// predecessor (which a recovery policy may still accept) at the authorization server.
+    pub async fn must_reauthorize(&self, client_id: &str) -> bool {
+        let Some(actor) = self.actors.get(client_id) else { return false };
+        let Some(tokens) = actor.client.tokens() else { return true };
+        let Some(rt) = tokens.refresh_token else { return false };
+        let info = self
+            .world
+            .authorization_server
+            .store()
+            .refresh_token_info(figure2_protocol::secret::digest(rt.expose()))
+            .await
+            .ok()
+            .flatten();
+        use figure2_protocol::family::RefreshTokenStatus::{Active, Retired};
+        !info.is_some_and(|i| matches!(i.status(), Active | Retired { predecessor_of_live: true, .. }))
     }
 
     /// Makes every client forget when its access token expires, as a client that ignores
@@ -204,9 +299,15 @@ impl Session {
     }
 
     fn actor(&mut self, client_id: &str) -> Result<&mut Actor, String> {
-        if !self.actors.contains_key(client_id) {
+        self.actor_on(client_id, client_id)
+    }
+
+    /// The actor `key` playing `client_id`: the client itself (`key` = `client_id`) or
+    /// another device or install of it (`client/device`).
+    fn actor_on(&mut self, key: &str, client_id: &str) -> Result<&mut Actor, String> {
+        if !self.actors.contains_key(key) {
             let recorded = self.recorded.clone();
-            let id = client_id.to_owned();
+            let id = key.to_owned();
             let observer = Arc::new(move |x: &Exchange| {
                 if let Ok(mut r) = recorded.lock() {
                     r.push((id.clone(), x.clone()));
@@ -216,10 +317,17 @@ impl Session {
                 .world
                 .client(client_id, observer)
                 .ok_or_else(|| format!("unknown client {client_id:?} (not in the demo configuration)"))?;
-            self.actors
-                .insert(client_id.to_owned(), Actor { client, refresh_tokens: Vec::new(), last_token_response: None });
+            self.actors.insert(key.to_owned(), Actor { client, refresh_tokens: Vec::new(), last_token_response: None });
         }
-        self.actors.get_mut(client_id).ok_or_else(|| "actor vanished".to_owned())
+        self.actors.get_mut(key).ok_or_else(|| "actor vanished".to_owned())
+    }
+
+    /// A fresh client for `device`, a second device or install of `client_id` (its
+    /// history is kept under `client_id/device`).
+    fn device(&mut self, client_id: &str, device: &str) -> Result<Client, String> {
+        let key = format!("{client_id}/{device}");
+        self.actors.remove(&key);
+        Ok(self.actor_on(&key, client_id)?.client.clone())
     }
 
     /// A refresh token from a client's history: `generation` 0 is the first, -1 the newest.
@@ -251,6 +359,47 @@ impl Session {
                 self.world.restart_authorization_server().await.map_err(|e| e.to_string())?;
                 events.push(TraceEvent::Network { what: Happening::Restarted });
                 Ok(Outcome::Ok)
+            }
+            Action::Outage { endpoint, seconds } => {
+                self.world.network.cut_off(*endpoint, *seconds);
+                Ok(Outcome::Ok)
+            }
+            Action::ProxyAnswers { status } => {
+                self.world.network.proxy_answers_next_token_request(*status);
+                Ok(Outcome::Ok)
+            }
+            Action::Skew { role, offset } => {
+                match role {
+                    Role::ResourceServer => self.world.resource_server_clock.set_offset(*offset),
+                    Role::Client => self.world.client_clock.set_offset(*offset),
+                }
+                Ok(Outcome::Ok)
+            }
+            Action::Install { device, generation, .. } => {
+                let token = self.historic_refresh_token(client_id, *generation)?;
+                let tokens = self.actor(client_id)?.client.tokens();
+                let copy = self.device(client_id, device)?;
+                // A restored backup: its access token long expired, its refresh token old.
+                if let Some(mut tokens) = tokens {
+                    tokens.refresh_token = Some(RefreshToken::new(token));
+                    tokens.expires_at = Some(0);
+                    copy.set_tokens(Some(tokens));
+                }
+                Ok(outcome_of(copy.refresh(None).await.map(|_| ())))
+            }
+            Action::Race { device, .. } => {
+                let original = self.actor(client_id)?.client.clone();
+                let copy = self.device(client_id, device)?;
+                copy.set_tokens(original.tokens());
+                // Both send before either hears back; the original's request arrives
+                // first (an order the authorization server's single writer would also
+                // impose on truly simultaneous requests). The step ends with the loser.
+                let first = original.refresh(None).await.map(|_| ());
+                let second = copy.refresh(None).await.map(|_| ());
+                Ok(match (outcome_of(first), outcome_of(second)) {
+                    (Outcome::Ok, other) | (other, Outcome::Ok) => other,
+                    (first, _) => first,
+                })
             }
             Action::Authorize { grant, user, scope: asked, .. } => {
                 let scope = scope_of(asked)?;

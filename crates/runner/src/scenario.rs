@@ -49,6 +49,9 @@ pub struct Scenario {
     /// that does not goes on presenting the token and meets step (F).
     #[serde(default = "default_true")]
     pub client_tracks_expiry: bool,
+    /// Options of the resource server, e.g. `[resource_server] leeway = 60`.
+    #[serde(default)]
+    pub resource_server: crate::world::ResourceServerOptions,
     #[serde(rename = "step")]
     pub steps: Vec<Step>,
 }
@@ -111,7 +114,10 @@ pub enum Action {
     /// if the token is known to be expired, or after `invalid_token` (then retry once).
     Call { client: String, resource: Resource, lose_response: bool },
     /// Steps G and H on demand, optionally narrowing `scope`.
-    Refresh { client: String, scope: Option<String>, lose_response: bool },
+    /// With `sent_twice`, the client's HTTP layer retries the request (a timeout, a
+    /// dropped connection): the server receives it twice and the client sees only the
+    /// second answer.
+    Refresh { client: String, scope: Option<String>, lose_response: bool, sent_twice: bool },
     /// Present a refresh token held earlier by `of` (`generation` 0 = the first issued;
     /// negative counts from the newest, -1 = the current one), as `client`, without
     /// changing any client's state.
@@ -124,6 +130,37 @@ pub enum Action {
     RotateKey,
     /// Stop the authorization server and start it again on the same database.
     Restart,
+    /// A second install of `client` (a restored backup, a copied profile) named `device`
+    /// holds refresh token #`generation` and refreshes with it.
+    Install { client: String, device: String, generation: i64 },
+    /// Two devices refresh the same refresh token at the same instant: `client` and a copy
+    /// of it named `device`. Neither sees the other's answer before sending; the client's
+    /// request arrives first.
+    Race { client: String, device: String },
+    /// The authorization server's `endpoint` is unreachable (502) for `seconds`.
+    Outage { endpoint: crate::world::Endpoint, seconds: u64 },
+    /// A proxy answers the next token request with `status` (e.g. 429, 503) itself.
+    ProxyAnswers { status: u16 },
+    /// The clock of `role` (`resource_server` or `client`) runs `offset` seconds ahead
+    /// (negative: behind) of the authorization server's.
+    Skew { role: Role, offset: i64 },
+}
+
+/// A role whose clock a scenario can skew.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    ResourceServer,
+    Client,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ResourceServer => "resource server",
+            Self::Client => "client",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,6 +209,12 @@ struct StepInFile {
     generation: Option<i64>,
     of: Option<String>,
     lose_response: Option<bool>,
+    sent_twice: Option<bool>,
+    device: Option<String>,
+    endpoint: Option<crate::world::Endpoint>,
+    status: Option<u16>,
+    role: Option<Role>,
+    offset: Option<i64>,
     note: Option<Text>,
     #[serde(default)]
     expect: Expect,
@@ -190,14 +233,20 @@ impl TryFrom<StepInFile> for Step {
         let allowed: &[&str] = match do_ {
             "authorize" => &["grant", "client", "user", "scope", "lose_response"],
             "call" => &["client", "resource", "lose_response"],
-            "refresh" => &["client", "scope", "lose_response"],
+            "refresh" => &["client", "scope", "lose_response", "sent_twice"],
             "replay" => &["client", "of", "generation", "scope", "lose_response"],
             "revoke" => &["client", "of", "generation"],
             "advance" => &["seconds"],
             "rotate_key" | "restart" => &[],
+            "install" => &["client", "device", "generation"],
+            "race" => &["client", "device"],
+            "outage" => &["endpoint", "seconds"],
+            "proxy_answers" => &["status"],
+            "skew" => &["role", "offset"],
             other => {
                 return Err(format!(
-                    "unknown do = {other:?} (authorize, call, refresh, replay, revoke, advance, rotate_key, restart)"
+                    "unknown do = {other:?} (authorize, call, refresh, replay, revoke, advance, rotate_key, restart, \
+                     install, race, outage, proxy_answers, skew)"
                 ));
             }
         };
@@ -211,6 +260,12 @@ impl TryFrom<StepInFile> for Step {
             ("generation", f.generation.is_some()),
             ("of", f.of.is_some()),
             ("lose_response", f.lose_response.is_some()),
+            ("sent_twice", f.sent_twice.is_some()),
+            ("device", f.device.is_some()),
+            ("endpoint", f.endpoint.is_some()),
+            ("status", f.status.is_some()),
+            ("role", f.role.is_some()),
+            ("offset", f.offset.is_some()),
         ];
         if let Some((key, _)) = given.iter().find(|(key, set)| *set && !allowed.contains(key)) {
             return Err(format!("{do_} takes no {key}"));
@@ -224,7 +279,9 @@ impl TryFrom<StepInFile> for Step {
                 lose_response,
             },
             "call" => Action::Call { client, resource: f.resource.ok_or_else(|| needs("resource"))?, lose_response },
-            "refresh" => Action::Refresh { client, scope: f.scope, lose_response },
+            "refresh" => {
+                Action::Refresh { client, scope: f.scope, lose_response, sent_twice: f.sent_twice.unwrap_or(false) }
+            }
             "replay" => Action::Replay {
                 client,
                 of,
@@ -235,7 +292,28 @@ impl TryFrom<StepInFile> for Step {
             "revoke" => Action::Revoke { client, of, generation: f.generation.ok_or_else(|| needs("generation"))? },
             "advance" => Action::Advance { seconds: f.seconds.ok_or_else(|| needs("seconds"))? },
             "rotate_key" => Action::RotateKey,
-            _ => Action::Restart,
+            "restart" => Action::Restart,
+            "install" => Action::Install {
+                client,
+                device: f.device.unwrap_or_else(|| "second-install".into()),
+                generation: f.generation.ok_or_else(|| needs("generation"))?,
+            },
+            "race" => Action::Race { client, device: f.device.unwrap_or_else(|| "second-device".into()) },
+            "outage" => Action::Outage {
+                endpoint: f.endpoint.unwrap_or(crate::world::Endpoint::All),
+                seconds: f.seconds.ok_or_else(|| needs("seconds"))?,
+            },
+            "proxy_answers" => {
+                let status = f.status.ok_or_else(|| needs("status"))?;
+                if !(400..=599).contains(&status) {
+                    return Err(format!("proxy_answers needs an error status (400-599), not {status}"));
+                }
+                Action::ProxyAnswers { status }
+            }
+            _ => Action::Skew {
+                role: f.role.ok_or_else(|| needs("role"))?,
+                offset: f.offset.ok_or_else(|| needs("offset"))?,
+            },
         };
         Ok(Step { action, note: f.note, expect: f.expect })
     }
@@ -249,8 +327,15 @@ impl Action {
             | Self::Call { client, .. }
             | Self::Refresh { client, .. }
             | Self::Replay { client, .. }
-            | Self::Revoke { client, .. } => Some(client),
-            Self::Advance { .. } | Self::RotateKey | Self::Restart => None,
+            | Self::Revoke { client, .. }
+            | Self::Install { client, .. }
+            | Self::Race { client, .. } => Some(client),
+            Self::Advance { .. }
+            | Self::RotateKey
+            | Self::Restart
+            | Self::Outage { .. }
+            | Self::ProxyAnswers { .. }
+            | Self::Skew { .. } => None,
         }
     }
 
@@ -330,6 +415,31 @@ impl std::fmt::Display for Action {
             Self::Advance { seconds } => write!(f, "time passes: {seconds} seconds")?,
             Self::RotateKey => f.write_str("the authorization server rotates its signing key")?,
             Self::Restart => f.write_str("the authorization server restarts on the same database")?,
+            Self::Install { client, device, generation } => {
+                write!(f, "a second install of {client} ({device}) refreshes with refresh token #{generation}")?
+            }
+            Self::Race { client, device } => {
+                write!(f, "{client} and {device} refresh the same refresh token at the same instant")?
+            }
+            Self::Outage { endpoint, seconds } => match endpoint {
+                crate::world::Endpoint::All => {
+                    write!(f, "the authorization server is unreachable for {seconds} seconds")?
+                }
+                crate::world::Endpoint::Token => write!(f, "the token endpoint is unreachable for {seconds} seconds")?,
+                crate::world::Endpoint::Jwks => {
+                    write!(f, "the JWKS is unreachable from the resource server for {seconds} seconds")?
+                }
+            },
+            Self::ProxyAnswers { status } => {
+                write!(f, "a proxy in front of the authorization server will answer the next token request {status}")?
+            }
+            Self::Skew { role, offset } if *offset >= 0 => {
+                write!(f, "the {} clock runs {offset} seconds ahead", role.as_str())?
+            }
+            Self::Skew { role, offset } => write!(f, "the {} clock runs {} seconds behind", role.as_str(), -offset)?,
+        }
+        if matches!(self, Self::Refresh { sent_twice: true, .. }) {
+            f.write_str(" (its HTTP layer sends the request twice)")?;
         }
         if self.loses_response() {
             f.write_str(" (the token response will be lost)")?;

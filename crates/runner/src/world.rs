@@ -13,7 +13,7 @@ use figure2_http::{HttpClient, HttpResponse, Incoming, Limits};
 use figure2_protocol::SimulatedClock;
 use figure2_protocol::secret::ClientSecret;
 use figure2_resource_server::{ResourceServer, ResourceServerConfig};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::oneshot;
 
@@ -57,16 +57,68 @@ impl std::fmt::Debug for LostResponse {
 /// a deliberately broken authorization server, for proving that checks can fail.
 pub type Mutator = Arc<dyn Fn(&str, &mut figure2_http::ReceivedResponse) + Send + Sync>;
 
+/// Which of the authorization server's endpoints an outage cuts off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Endpoint {
+    /// Every endpoint: the authorization server is down.
+    All,
+    /// Only `POST /token`.
+    Token,
+    /// Only the JWKS (`/jwks.json`): the resource server cannot fetch keys.
+    Jwks,
+}
+
+impl Endpoint {
+    fn covers(self, path: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Token => path.ends_with("/token"),
+            Self::Jwks => path.contains("jwks"),
+        }
+    }
+}
+
 /// The hop between the clients and the authorization server.
 pub struct Network {
     backend: RwLock<String>,
     http: HttpClient,
+    clock: SimulatedClock,
     lose_next_token_response: AtomicBool,
     lost: Mutex<Vec<LostResponse>>,
     mutator: RwLock<Option<Mutator>>,
+    /// Until when (simulated seconds), and for which endpoints, the server is unreachable.
+    outage: Mutex<Option<(u64, Endpoint)>>,
+    /// Statuses a proxy answers the next token requests with, without forwarding them.
+    proxy_answers: Mutex<std::collections::VecDeque<u16>>,
+    /// The next token request reaches the server twice (a transport retry); the client
+    /// sees only the second answer.
+    duplicate_next_token_request: AtomicBool,
 }
 
 impl Network {
+    /// The authorization server's `endpoint` is unreachable for `seconds` of simulated
+    /// time from now: the hop answers 502 Bad Gateway, as a reverse proxy would.
+    pub fn cut_off(&self, endpoint: Endpoint, seconds: u64) {
+        let until = figure2_protocol::Clock::now(&self.clock).saturating_add(seconds);
+        if let Ok(mut o) = self.outage.lock() {
+            *o = Some((until, endpoint));
+        }
+    }
+
+    /// A proxy in front of the server answers the next token request with `status`
+    /// (429 or 503, RFC 9110 §15.5.x/§15.6.4) and `Retry-After`, without forwarding it.
+    pub fn proxy_answers_next_token_request(&self, status: u16) {
+        if let Ok(mut q) = self.proxy_answers.lock() {
+            q.push_back(status);
+        }
+    }
+
+    /// The next token request is delivered twice; the first answer is never seen.
+    pub fn duplicate_next_token_request(&self) {
+        self.duplicate_next_token_request.store(true, Ordering::SeqCst);
+    }
+
     /// The next answer of `POST /token` is dropped after the server has sent it.
     pub fn lose_next_token_response(&self) {
         self.lose_next_token_response.store(true, Ordering::SeqCst);
@@ -101,12 +153,40 @@ impl figure2_http::Handler for Network {
             .collect();
         let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         let url = format!("{backend}{path}");
+        let now = figure2_protocol::Clock::now(&self.clock);
+        let outage = self.outage.lock().ok().and_then(|o| *o);
+        if let Some((until, endpoint)) = outage
+            && now < until
+            && endpoint.covers(parts.uri.path())
+        {
+            return figure2_http::text(
+                502,
+                "text/plain",
+                "figure2 network: the authorization server is unreachable",
+                &[],
+            );
+        }
+        let is_token = parts.uri.path().ends_with("/token");
+        if is_token && let Some(status) = self.proxy_answers.lock().ok().and_then(|mut q| q.pop_front()) {
+            // What nginx or a cloud load balancer sends: HTML, no OAuth error, a hint.
+            let html = format!("<html><body><h1>{status}</h1>figure2 proxy: try again later</body></html>");
+            return figure2_http::text(status, "text/html", html, &[("retry-after", "10")]);
+        }
         // figure2_http hands a HEAD over as GET; the hop forwards what the client sent.
         let method = if parts.extensions.get::<figure2_http::HeadRequest>().is_some() {
             http::Method::HEAD
         } else {
             parts.method.clone()
         };
+        if is_token && self.duplicate_next_token_request.swap(false, Ordering::SeqCst) {
+            // A transport retry: the first attempt reached the server and was answered,
+            // but the client had given up on it and sent the same bytes again.
+            if let Ok(first) = self.http.send(method.clone(), &url, &pairs, Some(body.clone())).await
+                && let Ok(mut lost) = self.lost.lock()
+            {
+                lost.push(LostResponse { path: path.clone(), status: first.status, body: first.body_text() });
+            }
+        }
         let mut answer = match self.http.send(method, &url, &pairs, Some(body)).await {
             Ok(answer) => answer,
             // The authorization server is down (restarting): as a real network would.
@@ -115,7 +195,7 @@ impl figure2_http::Handler for Network {
         if let Some(mutate) = self.mutator.read().ok().and_then(|m| m.clone()) {
             mutate(parts.uri.path(), &mut answer);
         }
-        if parts.uri.path().ends_with("/token") && self.lose_next_token_response.swap(false, Ordering::SeqCst) {
+        if is_token && self.lose_next_token_response.swap(false, Ordering::SeqCst) {
             if let Ok(mut lost) = self.lost.lock() {
                 lost.push(LostResponse { path: path.clone(), status: answer.status, body: answer.body_text() });
             }
@@ -149,8 +229,42 @@ impl Running {
     }
 }
 
+/// The resource server's own clock: the shared clock plus an offset (seconds, may be
+/// negative), so a scenario can put one role ahead of or behind the others.
+#[derive(Debug, Clone)]
+pub struct SkewedClock {
+    base: SimulatedClock,
+    offset: Arc<AtomicI64>,
+}
+
+impl SkewedClock {
+    pub fn set_offset(&self, seconds: i64) {
+        self.offset.store(seconds, Ordering::SeqCst);
+    }
+}
+
+impl figure2_protocol::Clock for SkewedClock {
+    fn now(&self) -> figure2_protocol::UnixTime {
+        let base = figure2_protocol::Clock::now(&self.base);
+        base.saturating_add_signed(self.offset.load(Ordering::SeqCst))
+    }
+}
+
+/// Options of the roles other than the authorization server (whose options are the
+/// scenario's `[config]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceServerOptions {
+    /// Seconds of leeway the resource server allows on `exp`/`nbf`/`iat` (RFC 7519 §4.1.4).
+    pub leeway: Option<u64>,
+}
+
 pub struct World {
     pub clock: SimulatedClock,
+    /// The resource server's clock (the shared one plus a skew).
+    pub resource_server_clock: SkewedClock,
+    /// The clients' clock (the shared one plus a skew).
+    pub client_clock: SkewedClock,
     pub authorization_server: Arc<AuthorizationServer>,
     pub resource_server: Arc<ResourceServer>,
     pub network: Arc<Network>,
@@ -169,6 +283,11 @@ impl World {
     /// authorization-server options, as in a scenario's `[config]`). The store is a
     /// fresh SQLite file, deleted by [`World::stop`].
     pub async fn start(overrides: &toml::Table) -> Result<Self, WorldError> {
+        Self::start_with(overrides, &ResourceServerOptions::default()).await
+    }
+
+    /// [`World::start`], with the resource server's options too.
+    pub async fn start_with(overrides: &toml::Table, rs_options: &ResourceServerOptions) -> Result<Self, WorldError> {
         crate::reasons::install();
         let clock = SimulatedClock::starting_at(SCENARIO_EPOCH);
         let network_listener = bind().await?;
@@ -191,9 +310,13 @@ impl World {
         let network = Arc::new(Network {
             backend: RwLock::new(String::new()),
             http: http.clone(),
+            clock: clock.clone(),
             lose_next_token_response: AtomicBool::new(false),
             lost: Mutex::new(Vec::new()),
             mutator: RwLock::new(None),
+            outage: Mutex::new(None),
+            proxy_answers: Mutex::new(Default::default()),
+            duplicate_next_token_request: AtomicBool::new(false),
         });
         let mut others = Vec::new();
         let net = network.clone();
@@ -207,18 +330,26 @@ impl World {
         // The resource server finds the authorization server the way it would in
         // production: RFC 8414 metadata, then the JWKS, with production settings (a new
         // kid is re-fetched at once; the key set ages per the JWKS's max-age).
-        let rs_config = ResourceServerConfig::new(issuer.clone(), config.audience.clone());
-        let resource_server = ResourceServer::discover(rs_config, Arc::new(clock.clone()), http.clone())
-            .await
-            .map_err(|e| WorldError::Start(e.to_string()))?;
+        let mut rs_config = ResourceServerConfig::new(issuer.clone(), config.audience.clone());
+        if let Some(leeway) = rs_options.leeway {
+            rs_config.leeway = leeway;
+        }
+        let resource_server_clock = SkewedClock { base: clock.clone(), offset: Arc::new(AtomicI64::new(0)) };
+        let resource_server =
+            ResourceServer::discover(rs_config, Arc::new(resource_server_clock.clone()), http.clone())
+                .await
+                .map_err(|e| WorldError::Start(e.to_string()))?;
         let rs = resource_server.clone();
         others.push(Running::spawn(move |stopped| {
             figure2_resource_server::serve(rs_listener, rs, async {
                 let _ = stopped.await;
             })
         }));
+        let client_clock = SkewedClock { base: clock.clone(), offset: Arc::new(AtomicI64::new(0)) };
         Ok(Self {
             clock,
+            resource_server_clock,
+            client_clock,
             authorization_server,
             resource_server,
             network,
@@ -248,7 +379,7 @@ impl World {
     pub fn client(&self, client_id: &str, observer: Observer) -> Option<Client> {
         let (_, secret) = DEMO_CLIENTS.iter().find(|(id, _)| *id == client_id)?;
         let config = ClientConfig::new(client_id, secret.map(ClientSecret::new), format!("{}/token", self.issuer));
-        Some(Client::new(config, Arc::new(self.clock.clone()), self.http.clone()).with_observer(observer))
+        Some(Client::new(config, Arc::new(self.client_clock.clone()), self.http.clone()).with_observer(observer))
     }
 
     pub fn secret_of(client_id: &str) -> Option<&'static str> {

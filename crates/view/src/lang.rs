@@ -6,8 +6,9 @@
 //! it comes from (RFC 6749 §1.5 and §6, RFC 6750 §2.1 and §3).
 
 use figure2_protocol::FlowStep;
-use figure2_runner::scenario::{Action, GrantKind, Text};
+use figure2_runner::scenario::{Action, GrantKind, Role, Text};
 use figure2_runner::trace::{Expectation, Failure, Happening, ResourceOwnerAct, letters};
+use figure2_runner::world::Endpoint;
 use serde_json::{Value, json};
 
 /// A language of the narration.
@@ -242,7 +243,31 @@ pub fn action(lang: Lang, action: &Action) -> String {
         Action::Advance { seconds } => format!("时间流逝：{seconds} 秒"),
         Action::RotateKey => "授权服务器轮换签名密钥".into(),
         Action::Restart => "授权服务器在同一个数据库上重启".into(),
+        Action::Install { client, device, generation } => {
+            format!("{client} 的第二个安装（{device}）用第 #{generation} 个刷新令牌刷新")
+        }
+        Action::Race { client, device } => format!("{client} 与 {device} 在同一时刻用同一个刷新令牌刷新"),
+        Action::Outage { endpoint, seconds } => match endpoint {
+            Endpoint::All => format!("授权服务器在 {seconds} 秒内无法访问"),
+            Endpoint::Token => format!("令牌端点在 {seconds} 秒内无法访问"),
+            Endpoint::Jwks => format!("资源服务器在 {seconds} 秒内无法获取 JWKS"),
+        },
+        Action::ProxyAnswers { status } => format!("授权服务器前面的代理将以 {status} 应答下一个令牌请求"),
+        Action::Skew { role, offset } => {
+            let role = match role {
+                Role::ResourceServer => "资源服务器",
+                Role::Client => "客户端",
+            };
+            if *offset >= 0 {
+                format!("{role}的时钟快了 {offset} 秒")
+            } else {
+                format!("{role}的时钟慢了 {} 秒", -offset)
+            }
+        }
     };
+    if matches!(action, Action::Refresh { sent_twice: true, .. }) {
+        line.push_str("（其 HTTP 层把请求发送了两次）");
+    }
     if action.loses_response() {
         line.push_str("（令牌响应将会丢失）");
     }

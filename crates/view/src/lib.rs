@@ -8,6 +8,7 @@
 //!
 //! Read first: [`text::print_text_in`], then [`web`].
 
+pub mod compare;
 pub mod export;
 pub mod lang;
 pub mod lineage;

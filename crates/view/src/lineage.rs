@@ -2,14 +2,19 @@
 //! generations, each marked active, used, accepted during grace, revoked by reuse,
 //! revoked or expired.
 //!
-//! Derived from the trace alone, as a learner would reason about it, with no query to
-//! the authorization server: a token response (B, H) adds a generation, a refresh (G)
-//! that succeeds retires the token it presented, a refused replay of a retired token
-//! revokes the family (RFC 9700 §4.14.2), an RFC 7009 revocation ends it, and the
-//! server's [`RefreshPolicy`] says when tokens expire and whether there is a grace period.
+//! Derived from the trace alone, with no query to the authorization server, by feeding
+//! what the trace shows to the same family state machine the server runs
+//! (`figure2_protocol::family`): a token response (B) starts a family, each refresh (G)
+//! is a presentation whose effects (retire, issue, revoke) mark the generations, an
+//! RFC 7009 revocation ends the family, and the server's [`RefreshPolicy`] says when
+//! tokens expire and how much recovery it allows. No rule is written here again.
 
-use figure2_protocol::FlowStep;
+use figure2_protocol::family::{
+    ClientRegistration, FamilyEffect, Grant, PresentedToken, RefreshRejection, RefreshRequest, RefreshTokenFamily,
+    Transition,
+};
 use figure2_protocol::refresh::RefreshPolicy;
+use figure2_protocol::{FlowStep, Scope};
 use figure2_runner::trace::{Happening, TraceEvent, TracedExchange};
 use serde::Serialize;
 
@@ -54,6 +59,9 @@ pub struct Generation {
     pub replayed: bool,
     /// False when the response carrying it was lost: the client never saw it.
     pub delivered: bool,
+    /// What a store would keep of it, for the family machine.
+    #[serde(skip)]
+    presented: PresentedToken,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -65,8 +73,9 @@ pub struct Family {
     pub state: FamilyState,
     pub ended_at: Option<u64>,
     pub generations: Vec<Generation>,
+    /// The same state machine the authorization server runs, fed with what the trace shows.
     #[serde(skip)]
-    last_used_at: u64,
+    machine: RefreshTokenFamily,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -85,6 +94,55 @@ impl Family {
             if g.status == GenerationStatus::Active {
                 g.status = live_becomes;
             }
+        }
+    }
+
+    fn generation_index(&self, generation: u64) -> Option<usize> {
+        self.generations.iter().position(|g| g.presented.generation == generation)
+    }
+
+    /// Writes a transition's effects, as a store would, and marks the generations.
+    fn apply(&mut self, presented: usize, effects: &[FamilyEffect], issued: Option<&str>, delivered: bool) {
+        for effect in effects {
+            match effect {
+                FamilyEffect::RetireLive { generation, at, .. } => {
+                    if let Some(g) = self.generation_index(*generation) {
+                        self.generations[g].presented.retired_at = Some(*at);
+                        if self.generations[g].status == GenerationStatus::Active {
+                            self.generations[g].status = GenerationStatus::Used;
+                        }
+                    }
+                }
+                FamilyEffect::IssueLive(live) => {
+                    let token = issued.map_or_else(|| format!("rt#gen{}", live.generation), str::to_owned);
+                    self.generations.push(Generation {
+                        generation: self.generations.len(),
+                        token,
+                        issued_at: live.issued_at,
+                        expires_at: live.expires_at,
+                        status: GenerationStatus::Active,
+                        replayed: false,
+                        delivered,
+                        presented: PresentedToken {
+                            generation: live.generation,
+                            expires_at: live.expires_at,
+                            retired_at: None,
+                            reuses: 0,
+                        },
+                    });
+                }
+                FamilyEffect::RecordReuse { reuses } => self.generations[presented].presented.reuses = *reuses,
+                // Reuse that revokes only the presented token; usage-based recovery that
+                // forgets the unused successor: either way the token is gone.
+                FamilyEffect::ForgetPresented => self.generations[presented].status = GenerationStatus::Revoked,
+                FamilyEffect::DiscardLive { generation, .. } => {
+                    if let Some(g) = self.generation_index(*generation) {
+                        self.generations[g].status = GenerationStatus::Revoked;
+                    }
+                }
+                _ => {}
+            }
+            self.machine.apply(effect);
         }
     }
 }
@@ -111,15 +169,20 @@ impl Lineage {
 struct Builder<'a> {
     lineage: Lineage,
     policy: &'a RefreshPolicy,
-    /// A refresh whose answer was lost: the token it presented, waiting for the
-    /// network's account of what the server issued.
-    lost_refresh: Option<(String, u64)>,
+    /// A refresh whose answer was lost: the client and the token it presented, waiting
+    /// for the network's account of what the server issued.
+    lost_refresh: Option<(String, String, u64)>,
     /// The latest time seen (for events that carry none).
     now: u64,
 }
 
 fn field<'x>(list: &'x [(String, String)], name: &str) -> Option<&'x str> {
     list.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// The trace shows fingerprints only; the machine needs a digest per token, any one.
+fn digest_of(fingerprint: &str) -> figure2_protocol::secret::TokenDigest {
+    figure2_protocol::secret::digest(fingerprint)
 }
 
 impl Builder<'_> {
@@ -139,38 +202,18 @@ impl Builder<'_> {
         }
     }
 
-    /// Tokens past their lifetime, families past their idle lifetime.
+    /// Families whose live token the machine no longer takes: past its lifetime, or the
+    /// family past its idle lifetime.
     fn expire(&mut self, now: u64) {
-        let idle = self.policy.refresh_token_idle_lifetime;
         for family in &mut self.lineage.families {
             if family.state != FamilyState::Live {
                 continue;
             }
-            let live_expired = family
-                .generations
-                .iter()
-                .filter(|g| g.status == GenerationStatus::Active)
-                .any(|g| g.expires_at.is_some_and(|exp| now >= exp));
-            let idle_expired = idle.is_some_and(|idle| now >= family.last_used_at.saturating_add(idle));
-            if live_expired || idle_expired {
+            let live = family.generations.iter().find(|g| g.status == GenerationStatus::Active);
+            if live.is_some_and(|g| !family.machine.is_active(&g.presented, now, self.policy)) {
                 family.end(FamilyState::Expired, GenerationStatus::Expired, now);
             }
         }
-    }
-
-    fn issue(&mut self, family: usize, token: String, t: u64, delivered: bool) {
-        let f = &mut self.lineage.families[family];
-        let expires_at = self.policy.expiry_for_new_token(t, f.created_at);
-        let generation = f.generations.len();
-        f.generations.push(Generation {
-            generation,
-            token,
-            issued_at: t,
-            expires_at,
-            status: GenerationStatus::Active,
-            replayed: false,
-            delivered,
-        });
     }
 
     fn exchange(&mut self, x: &TracedExchange) {
@@ -178,75 +221,134 @@ impl Builder<'_> {
         match x.request_letter {
             FlowStep::A => {
                 if let (200, Some(token)) = (x.status, issued) {
-                    let number = self.lineage.families.len() + 1;
+                    let scope = field(&x.response, "scope").and_then(|s| Scope::parse(s).ok()).unwrap_or_default();
+                    // The trace does not show a DPoP key binding: the lineage follows the tokens only.
+                    let grant = Grant { client_id: x.client_id.clone(), subject: String::new(), scope, dpop_jkt: None };
+                    let expires_at = self.policy.expiry_for_new_token(x.t, x.t);
+                    let machine = RefreshTokenFamily::new(grant, Some((digest_of(&token), expires_at)), x.t);
                     self.lineage.families.push(Family {
-                        number,
+                        number: self.lineage.families.len() + 1,
                         client_id: x.client_id.clone(),
                         created_at: x.t,
                         state: FamilyState::Live,
                         ended_at: None,
-                        generations: Vec::new(),
-                        last_used_at: x.t,
+                        generations: vec![Generation {
+                            generation: 0,
+                            token,
+                            issued_at: x.t,
+                            expires_at,
+                            status: GenerationStatus::Active,
+                            replayed: false,
+                            delivered: true,
+                            presented: PresentedToken { generation: 0, expires_at, retired_at: None, reuses: 0 },
+                        }],
+                        machine,
                     });
-                    self.issue(number - 1, token, x.t, true);
                 }
             }
             FlowStep::G => {
                 let Some(presented) = field(&x.request, "refresh_token").map(str::to_owned) else { return };
                 match x.status {
-                    200 => self.refreshed(&presented, issued, x.t, true),
-                    500.. => self.lost_refresh = Some((presented, x.t)),
-                    _ => self.refused(&presented, &x.client_id, x.t),
+                    200 => self.refreshed(&x.client_id, &presented, issued, x.t, true),
+                    500.. => self.lost_refresh = Some((x.client_id.clone(), presented, x.t)),
+                    _ => self.refused(&x.client_id, &presented, x.t),
                 }
             }
             _ => {}
         }
     }
 
-    /// A refresh succeeded: retire what it presented (or, in the grace period, the live
-    /// successor) and add the new generation.
-    fn refreshed(&mut self, presented: &str, issued: Option<String>, t: u64, delivered: bool) {
-        let Some((f, g)) = self.lineage.find(presented) else { return };
-        let family = &mut self.lineage.families[f];
-        family.last_used_at = t;
-        let Some(new) = issued else {
-            // No rotation (§6: the new refresh token is optional): the same token lives on.
-            return;
+    /// Runs the family machine on a presentation the trace shows.
+    fn transition(&self, f: usize, g: usize, client_id: &str, issued: Option<&str>, t: u64) -> Transition {
+        let family = &self.lineage.families[f];
+        let request = RefreshRequest {
+            // The trace does not show registrations: taken as unchanged since the grant.
+            client: ClientRegistration {
+                client_id: client_id.to_owned(),
+                scope: family.machine.grant.scope.clone(),
+                public: false,
+            },
+            subject_registered: true,
+            requested_scope: None,
+            dpop_jkt: None,
+            replacement: digest_of(issued.unwrap_or_default()),
+            access_token_id: None,
+            dpop_jkt: None,
+            now: t,
         };
-        if family.generations[g].status == GenerationStatus::Used {
-            family.generations[g].status = GenerationStatus::AcceptedDuringGrace;
-        }
-        for generation in &mut family.generations {
-            if generation.status == GenerationStatus::Active {
-                generation.status = GenerationStatus::Used;
+        family.machine.refresh(&family.generations[g].presented, &request, self.policy)
+    }
+
+    /// A refresh succeeded (step H): the machine says what it retired and issued.
+    fn refreshed(&mut self, client_id: &str, presented: &str, issued: Option<String>, t: u64, delivered: bool) {
+        let Some((f, g)) = self.lineage.find(presented) else { return };
+        let mut transition = self.transition(f, g, client_id, issued.as_deref(), t);
+        let family = &mut self.lineage.families[f];
+        let was_retired = family.generations[g].status == GenerationStatus::Used;
+        match &transition.decision {
+            // An idempotent retry handed back the successor already issued: nothing new.
+            Ok(granted) if granted.reissued => {}
+            Ok(_) => {}
+            Err(_) => {
+                // The server knew more than the trace shows (a changed registration or
+                // policy): follow what it did, a plain rotation if it issued a token.
+                transition.effects.clear();
+                if let (Some(live), Some(token)) = (family.machine.live, issued.as_deref()) {
+                    transition.effects = vec![
+                        FamilyEffect::RetireLive { digest: live.digest, generation: live.generation, at: t },
+                        FamilyEffect::IssueLive(figure2_protocol::family::LiveToken {
+                            digest: digest_of(token),
+                            generation: live.generation + 1,
+                            issued_at: t,
+                            expires_at: self.policy.expiry_for_new_token(t, family.created_at),
+                            access_token_id: None,
+                            access_token_used: false,
+                        }),
+                    ];
+                }
+                transition.effects.push(FamilyEffect::Touch { at: t });
             }
         }
-        self.issue(f, new, t, delivered);
+        family.apply(g, &transition.effects, issued.as_deref(), delivered);
+        if was_retired {
+            family.generations[g].status = GenerationStatus::AcceptedDuringGrace;
+        }
     }
 
     /// A refresh was refused (`invalid_grant`, or `invalid_scope`).
-    fn refused(&mut self, presented: &str, client_id: &str, t: u64) {
+    fn refused(&mut self, client_id: &str, presented: &str, t: u64) {
         let Some((f, g)) = self.lineage.find(presented) else { return };
-        let revoke_on_reuse = self.policy.revokes_family_on_reuse();
+        let transition = self.transition(f, g, client_id, None, t);
         let family = &mut self.lineage.families[f];
-        if family.client_id != client_id {
-            // §6: bound to the client it was issued to; nothing changes.
-            return;
+        let retired =
+            matches!(family.generations[g].status, GenerationStatus::Used | GenerationStatus::AcceptedDuringGrace);
+        if retired && transition.decision != Err(RefreshRejection::IssuedToAnotherClient) {
+            // Presented again after its retirement, whatever the answer.
+            family.generations[g].replayed = true;
         }
-        match family.generations[g].status {
-            GenerationStatus::Used | GenerationStatus::AcceptedDuringGrace => {
+        match transition.decision {
+            Err(RefreshRejection::Reused) => {
                 // RFC 9700 §4.14.2: a retired token came back.
-                family.generations[g].replayed = true;
-                if revoke_on_reuse {
+                let revokes = transition.revokes_family();
+                family.apply(g, &transition.effects, None, true);
+                if revokes {
                     family.end(FamilyState::RevokedByReuse, GenerationStatus::RevokedByReuse, t);
                 }
             }
-            // The live token refused for another reason than scope: it expired (or its
-            // family's idle or absolute lifetime passed).
-            GenerationStatus::Active if family.state == FamilyState::Live => {
+            Err(RefreshRejection::Expired | RefreshRejection::Idle) => {
                 family.end(FamilyState::Expired, GenerationStatus::Expired, t);
             }
-            _ => {}
+            // §6: bound to the client it was issued to; another client changes nothing.
+            Err(RefreshRejection::IssuedToAnotherClient) => {}
+            Err(_) => family.apply(g, &transition.effects, None, true),
+            // The machine would have granted it: the server knew more than the trace
+            // (a changed registration, a restart on another policy). A live token refused
+            // other than for scope is taken as expired.
+            Ok(_) => {
+                if family.generations[g].status == GenerationStatus::Active && family.state == FamilyState::Live {
+                    family.end(FamilyState::Expired, GenerationStatus::Expired, t);
+                }
+            }
         }
     }
 
@@ -256,12 +358,15 @@ impl Builder<'_> {
         match what {
             Happening::Revoked { refresh_token, status: 200, .. } => {
                 if let Some((f, _)) = self.lineage.find(refresh_token) {
-                    self.lineage.families[f].end(FamilyState::Revoked, GenerationStatus::Revoked, self.now);
+                    let family = &mut self.lineage.families[f];
+                    let revoke = family.machine.revoke(self.now, figure2_protocol::family::reason::REVOKED_BY_CLIENT);
+                    family.apply(0, &revoke, None, true);
+                    family.end(FamilyState::Revoked, GenerationStatus::Revoked, self.now);
                 }
             }
             Happening::ResponseLost { status: 200, refresh_token, .. } => {
-                if let Some((presented, t)) = self.lost_refresh.take() {
-                    self.refreshed(&presented, refresh_token.clone(), t, false);
+                if let Some((client_id, presented, t)) = self.lost_refresh.take() {
+                    self.refreshed(&client_id, &presented, refresh_token.clone(), t, false);
                 }
             }
             _ => {}

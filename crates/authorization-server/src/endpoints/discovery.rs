@@ -32,6 +32,10 @@ impl AuthorizationServer {
             ]),
             code_challenge_methods_supported: Some(vec!["S256".into()]),
             authorization_response_iss_parameter_supported: Some(true),
+            // RFC 9449 §5.1.
+            dpop_signing_alg_values_supported: Some(figure2_protocol::dpop::algorithm_names(
+                &figure2_protocol::dpop::SUPPORTED_ALGORITHMS,
+            )),
         }
     }
 

@@ -46,8 +46,17 @@ pub async fn handle(server: &AuthorizationServer, request: http::Request<Incomin
             scope: claims.scope.clone(),
             client_id: Some(claims.client_id.clone()),
             username: Some(claims.sub.clone()),
-            // RFC 7662 §2.2 / RFC 6749 §7.1: our access tokens are Bearer tokens (RFC 6750).
-            token_type: Some(figure2_protocol::token_response::BEARER.into()),
+            // RFC 7662 §2.2 / RFC 6749 §7.1: how the token is presented: Bearer (RFC 6750),
+            // or DPoP for a DPoP-bound one (RFC 9449 §6.2).
+            token_type: Some(
+                if claims.dpop_jkt().is_some() {
+                    figure2_protocol::dpop::TOKEN_TYPE
+                } else {
+                    figure2_protocol::token_response::BEARER
+                }
+                .into(),
+            ),
+            cnf: claims.cnf.clone(),
             // RFC 7662 §2.2: integer timestamps; rounded down, as the checks round them.
             exp: Some(claims.exp.whole_seconds()),
             iat: Some(claims.iat.whole_seconds()),
@@ -75,6 +84,8 @@ pub async fn handle(server: &AuthorizationServer, request: http::Request<Incomin
             // type: the member is left out. `refresh_token` is an RFC 7009 §2.1
             // `token_type_hint` value, another vocabulary.
             token_type: None,
+            // RFC 9449 §5: the key a bound refresh token needs (as RFC 9449 §6.2 for access tokens).
+            cnf: info.grant().dpop_jkt.clone().map(|jkt| figure2_protocol::dpop::Confirmation { jkt: Some(jkt) }),
             ..IntrospectionResponse::default()
         };
     }

@@ -1,7 +1,7 @@
 //! `grant_type=authorization_code` — RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.6): the code
 //! the resource owner's consent produced at `/authorize` becomes step B.
 
-use super::{issues_refresh_tokens, new_refresh_token, server_error};
+use super::{family_binding, issues_refresh_tokens, new_refresh_token, server_error};
 use crate::AuthorizationServer;
 use crate::store::RedeemCode;
 use figure2_protocol::ErrorResponse;
@@ -19,9 +19,11 @@ pub(crate) async fn exchange(
     code: &AuthorizationCode,
     redirect_uri: Option<String>,
     code_verifier: Option<CodeVerifier>,
+    dpop_jkt: Option<String>,
 ) -> Result<AccessTokenResponse, ErrorResponse> {
     let now = server.now();
-    let refresh = issues_refresh_tokens(server, client).then(|| new_refresh_token(server, now));
+    let refresh = (issues_refresh_tokens(server, client) && server.oidc_allows_refresh_token(&digest(code.expose())))
+        .then(|| new_refresh_token(server, now));
     let command = RedeemCode {
         digest: digest(code.expose()),
         client_id: client.client_id.clone(),
@@ -29,6 +31,7 @@ pub(crate) async fn exchange(
         code_verifier,
         now,
         refresh: refresh.as_ref().map(|(_, new)| *new),
+        dpop_jkt: family_binding(server, client, dpop_jkt.clone()),
     };
     let redeemed = server.store.redeem_code(command).await.map_err(server_error)?;
     let (grant, family) = redeemed.map_err(|rejection| {
@@ -41,5 +44,9 @@ pub(crate) async fn exchange(
         rt = refresh_token.as_deref().map(fingerprint).unwrap_or_default(),
         "authorization code exchanged"
     );
-    server.respond(&client.client_id, &grant.subject, grant.scope, refresh_token)
+    let id_token =
+        server.oidc_id_token_for_code(&digest(code.expose()), family, client, &grant.subject, &grant.scope)?;
+    server
+        .respond(&client.client_id, &grant.subject, grant.scope, refresh_token, dpop_jkt.as_deref())
+        .map(|r| AccessTokenResponse { id_token, ..r })
 }

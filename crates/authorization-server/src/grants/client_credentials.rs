@@ -11,7 +11,9 @@ pub(crate) fn grant(
     server: &AuthorizationServer,
     client: &RegisteredClient,
     scope: Option<Scope>,
+    dpop_jkt: Option<String>,
 ) -> Result<AccessTokenResponse, ErrorResponse> {
     let scope = requested_scope(client, scope)?;
-    server.respond(&client.client_id, &client.client_id, scope, None)
+    // RFC 9449 §5: no refresh token here; the access token alone is bound.
+    server.respond(&client.client_id, &client.client_id, scope, None, dpop_jkt.as_deref())
 }

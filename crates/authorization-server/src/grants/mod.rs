@@ -14,6 +14,7 @@ use crate::AuthorizationServer;
 use crate::store::{Grant, NewRefreshToken};
 use figure2_protocol::access_token::{AccessTokenClaims, Audience};
 use figure2_protocol::client_auth::{GrantType, RegisteredClient};
+use figure2_protocol::dpop::Confirmation;
 use figure2_protocol::secret::{AccessToken, RefreshToken, digest, fingerprint};
 use figure2_protocol::token_request::TokenRequest;
 use figure2_protocol::token_response::{AccessTokenResponse, BEARER};
@@ -24,17 +25,26 @@ pub(crate) async fn issue(
     server: &AuthorizationServer,
     client: &RegisteredClient,
     grant: TokenRequest,
+    dpop_jkt: Option<String>,
 ) -> Result<AccessTokenResponse, ErrorResponse> {
     match grant {
         TokenRequest::AuthorizationCode { code, redirect_uri, code_verifier } => {
-            authorization_code::exchange(server, client, &code, redirect_uri, code_verifier).await
+            authorization_code::exchange(server, client, &code, redirect_uri, code_verifier, dpop_jkt).await
         }
         TokenRequest::Password { username, password, scope } => {
-            password::grant(server, client, username, password, scope).await
+            password::grant(server, client, username, password, scope, dpop_jkt).await
         }
-        TokenRequest::ClientCredentials { scope } => client_credentials::grant(server, client, scope),
-        TokenRequest::RefreshToken(refresh) => refresh_token::refresh(server, client, refresh).await,
+        TokenRequest::ClientCredentials { scope } => client_credentials::grant(server, client, scope, dpop_jkt),
+        TokenRequest::RefreshToken(refresh) => refresh_token::refresh(server, client, refresh, dpop_jkt).await,
     }
+}
+
+/// RFC 9449 §5: the key a new family's refresh tokens are bound to. A public client's
+/// "MUST be bound" when it presented a proof; a confidential client's only if configured
+/// (they are already bound to its credentials).
+fn family_binding(server: &AuthorizationServer, client: &RegisteredClient, dpop_jkt: Option<String>) -> Option<String> {
+    let bind = !client.is_confidential() || server.config.dpop.bind_confidential_refresh_tokens;
+    dpop_jkt.filter(|_| bind)
 }
 
 /// The scope granted for a new grant: §3.3 lets the server apply a default when the
@@ -86,6 +96,7 @@ impl AuthorizationServer {
         client_id: &str,
         scope: &Scope,
         jti: String,
+        dpop_jkt: Option<&str>,
     ) -> Result<(String, u64), ErrorResponse> {
         let now = self.now();
         let lifetime = self.config.access_token_lifetime;
@@ -99,28 +110,38 @@ impl AuthorizationServer {
             jti,
             client_id: client_id.to_owned(),
             scope: (!scope.is_empty()).then(|| scope.to_string()),
+            // RFC 9449 §6.1: a DPoP-bound token names its key's thumbprint.
+            cnf: dpop_jkt.map(|jkt| Confirmation { jkt: Some(jkt.to_owned()) }),
         };
         let jwt = self.signing_key().sign_jwt(&claims).map_err(server_error)?;
         Ok((jwt, lifetime))
     }
 
     /// The §5.1 response: a new access token, and the refresh token if one was issued.
+    /// With a DPoP key, the access token is bound to it and its type is `DPoP` (RFC 9449 §5).
     fn respond(
         &self,
         client_id: &str,
         subject: &str,
         scope: Scope,
         refresh_token: Option<String>,
+        dpop_jkt: Option<&str>,
     ) -> Result<AccessTokenResponse, ErrorResponse> {
-        let (access_token, expires_in) = self.issue_access_token(subject, client_id, &scope, new_jti())?;
+        let (access_token, expires_in) = self.issue_access_token(subject, client_id, &scope, new_jti(), dpop_jkt)?;
         Ok(AccessTokenResponse {
             access_token: AccessToken::new(access_token),
-            token_type: BEARER.to_owned(),
+            token_type: token_type(dpop_jkt).to_owned(),
             expires_in: Some(expires_in),
             refresh_token: refresh_token.map(RefreshToken::new),
             scope: Some(scope),
+            id_token: None,
         })
     }
+}
+
+/// RFC 9449 §5: "DPoP" for a DPoP-bound access token, RFC 6750's "Bearer" otherwise.
+fn token_type(dpop_jkt: Option<&str>) -> &'static str {
+    if dpop_jkt.is_some() { figure2_protocol::dpop::TOKEN_TYPE } else { BEARER }
 }
 
 /// Step B for a grant checked by its own file: records the family (with its first
@@ -131,17 +152,24 @@ async fn issue_new_grant(
     subject: &str,
     scope: Scope,
     what: &str,
+    dpop_jkt: Option<String>,
 ) -> Result<AccessTokenResponse, ErrorResponse> {
     let now = server.now();
     let refresh = issues_refresh_tokens(server, client).then(|| new_refresh_token(server, now));
-    let grant = Grant { client_id: client.client_id.clone(), subject: subject.to_owned(), scope: scope.clone() };
+    let grant = Grant {
+        client_id: client.client_id.clone(),
+        subject: subject.to_owned(),
+        scope: scope.clone(),
+        dpop_jkt: family_binding(server, client, dpop_jkt.clone()),
+    };
+    let grant_bound = grant.dpop_jkt.is_some();
     let family =
         server.store.create_family(grant, refresh.as_ref().map(|(_, new)| *new), now).await.map_err(server_error)?;
     let refresh_token = refresh.map(|(token, _)| token);
     tracing::info!(
         step = "B", client_id = %client.client_id, family,
         rt = refresh_token.as_deref().map(fingerprint).unwrap_or_default(),
-        "{what}: tokens issued"
+        bound = grant_bound, "{what}: tokens issued"
     );
-    server.respond(&client.client_id, subject, scope, refresh_token)
+    server.respond(&client.client_id, subject, scope, refresh_token, dpop_jkt.as_deref())
 }

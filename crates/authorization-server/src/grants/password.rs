@@ -16,11 +16,12 @@ pub(crate) async fn grant(
     username: String,
     password: Secret,
     scope: Option<Scope>,
+    dpop_jkt: Option<String>,
 ) -> Result<AccessTokenResponse, ErrorResponse> {
     let scope = requested_scope(client, scope)?;
     if !server.verify_resource_owner(&username, password.expose().to_owned()).await {
         // §5.2 invalid_grant: "the provided ... resource owner credentials ... [are] invalid".
         return Err(ErrorResponse::new(ErrorCode::InvalidGrant, "invalid resource owner credentials"));
     }
-    issue_new_grant(server, client, &username, scope, "password grant").await
+    issue_new_grant(server, client, &username, scope, "password grant", dpop_jkt).await
 }

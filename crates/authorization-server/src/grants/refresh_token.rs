@@ -25,12 +25,13 @@ use figure2_protocol::client_auth::RegisteredClient;
 use figure2_protocol::family::{ClientRegistration, RefreshRequest};
 use figure2_protocol::secret::{AccessToken, RefreshToken, digest, fingerprint};
 use figure2_protocol::token_request::RefreshTokenRequest;
-use figure2_protocol::token_response::{AccessTokenResponse, BEARER};
+use figure2_protocol::token_response::AccessTokenResponse;
 
 pub(crate) async fn refresh(
     server: &AuthorizationServer,
     client: &RegisteredClient,
     request: RefreshTokenRequest,
+    dpop_jkt: Option<String>,
 ) -> Result<AccessTokenResponse, ErrorResponse> {
     let new_token = if server.refresh_policy.reuse_returns_issued_successor {
         server.derive_successor(request.refresh_token.expose())
@@ -49,6 +50,8 @@ pub(crate) async fn refresh(
             // Filled in by the store once it knows the family's resource owner.
             subject_registered: false,
             requested_scope: request.scope.clone(),
+            // RFC 9449 §5: the machine checks it against the family's binding.
+            dpop_jkt: dpop_jkt.clone(),
             replacement: digest(&new_token),
             access_token_id: Some(digest(&jti)),
             now: server.now(),
@@ -57,6 +60,7 @@ pub(crate) async fn refresh(
         directory: server.directory.clone(),
     };
     let outcome = server.store.refresh(command).await.map_err(server_error)?;
+    server.metrics.refresh_outcome(&outcome);
     let rt = request.refresh_token.fingerprint();
     let granted = match outcome.transition.decision {
         Ok(granted) => granted,
@@ -83,12 +87,16 @@ pub(crate) async fn refresh(
         grace = granted.within_grace_period, reissued = granted.reissued, "refresh granted"
     );
     let scope = granted.access_token_scope;
-    let (access_token, expires_in) = server.issue_access_token(&outcome.subject, &client.client_id, &scope, jti)?;
+    // RFC 9449 §5: with a proof, the new access token is bound to its key (for a bound
+    // family, the family's key: the machine checked they are the same).
+    let (access_token, expires_in) =
+        server.issue_access_token(&outcome.subject, &client.client_id, &scope, jti, dpop_jkt.as_deref())?;
     Ok(AccessTokenResponse {
         access_token: AccessToken::new(access_token),
-        token_type: BEARER.to_owned(),
+        token_type: super::token_type(dpop_jkt.as_deref()).to_owned(),
         expires_in: Some(expires_in),
         refresh_token: new_refresh.map(RefreshToken::new),
+        id_token: server.oidc_id_token_on_refresh(outcome.family_id, &outcome.subject, &scope, client)?,
         // §5.1: scope is REQUIRED if it differs from the requested one (a narrowed
         // registration); Figure2 always sends it.
         scope: Some(scope),

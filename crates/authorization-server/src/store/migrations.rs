@@ -13,6 +13,8 @@
 //!   recovery, indexed for introspection), and `server_secrets` (the key the idempotent
 //!   retry derives successors with). Rows of older files get the defaults: never reused,
 //!   no access token known.
+//! - **4** — RFC 9449 §5: `families.dpop_jkt`, the thumbprint of the DPoP key a family's
+//!   refresh tokens are bound to (NULL: not bound; every family written before).
 
 use rusqlite_migration::{M, Migrations};
 
@@ -104,9 +106,13 @@ CREATE TABLE server_secrets (
 );
 ";
 
+const V4: &str = "
+ALTER TABLE families ADD COLUMN dpop_jkt TEXT;
+";
+
 /// Every migration, oldest first. Append; never edit one that has shipped.
 pub(super) fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4)])
 }
 
 #[cfg(test)]

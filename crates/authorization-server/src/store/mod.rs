@@ -102,6 +102,8 @@ pub struct RedeemCode {
     pub now: UnixTime,
     /// The family's first refresh token, if the client gets one.
     pub refresh: Option<NewRefreshToken>,
+    /// RFC 9449 §5: the DPoP key thumbprint the family is bound to, if any.
+    pub dpop_jkt: Option<String>,
 }
 
 /// What introspection and revocation need to know about a refresh token.
@@ -182,4 +184,24 @@ pub trait Store: Send + Sync {
     fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
     fn add_signing_key(&self, key: &StoredKey) -> Result<(), StoreError>;
     fn remove_signing_key(&self, kid: &str) -> Result<(), StoreError>;
+
+    /// Families of `subject` and/or `client_id` (all if both are `None`), newest first, at
+    /// most `limit` (the test-control listing; `end_session` revokes a user's families).
+    fn families(
+        &self,
+        subject: Option<String>,
+        client_id: Option<String>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<FamilySummary>>;
+}
+
+/// A family as the operator sees it (no token digests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilySummary {
+    pub id: FamilyId,
+    pub grant: Grant,
+    pub created_at: UnixTime,
+    pub last_used_at: UnixTime,
+    pub revoked_at: Option<UnixTime>,
+    pub revoked_reason: Option<String>,
 }

@@ -17,8 +17,8 @@
 
 use super::migrations::migrations;
 use super::{
-    FamilyId, Grant, NewRefreshToken, RedeemCode, RefreshCommand, RefreshOutcome, RefreshTokenInfo, Store, StoreError,
-    StoreFuture, StoredKey,
+    FamilyId, FamilySummary, Grant, NewRefreshToken, RedeemCode, RefreshCommand, RefreshOutcome, RefreshTokenInfo,
+    Store, StoreError, StoreFuture, StoredKey,
 };
 use figure2_protocol::authorization::{AuthorizationCodeGrant, CodeRejection, check_code};
 use figure2_protocol::family::{FamilyEffect, LiveToken, PresentedToken, RefreshTokenFamily, Revocation, reason};
@@ -251,8 +251,8 @@ fn insert_family(
 ) -> Result<FamilyId, StoreError> {
     conn.prepare_cached(
         "INSERT INTO families (client_id, subject, scope, created_at, last_used_at,
-                               live_digest, live_generation, live_issued_at, live_expires_at, grace_floor)
-         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8, 0)",
+                               live_digest, live_generation, live_issued_at, live_expires_at, grace_floor, dpop_jkt)
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8, 0, ?9)",
     )?
     .execute(params![
         grant.client_id,
@@ -263,6 +263,7 @@ fn insert_family(
         first.map(|_| 0i64),
         first.map(|_| now as i64),
         first.and_then(|t| t.expires_at).map(|e| e as i64),
+        grant.dpop_jkt,
     ])?;
     let family_id = conn.last_insert_rowid();
     if let Some(token) = first {
@@ -301,7 +302,8 @@ fn load(
             "SELECT t.family_id, t.generation, t.issued_at, t.expires_at, t.retired_at,
                     f.client_id, f.subject, f.scope, f.created_at, f.last_used_at,
                     f.live_digest, f.live_generation, f.live_issued_at, f.live_expires_at, f.grace_floor,
-                    f.revoked_at, f.revoked_reason, t.reuses, f.live_access_token_id, f.live_access_token_used
+                    f.revoked_at, f.revoked_reason, t.reuses, f.live_access_token_id, f.live_access_token_used,
+                    f.dpop_jkt
              FROM refresh_tokens t JOIN families f ON f.id = t.family_id WHERE t.digest = ?1",
         )?
         .query_row([&digest[..]], |r| {
@@ -319,6 +321,7 @@ fn load(
                 ),
                 (r.get::<_, Option<i64>>(15)?, r.get::<_, Option<String>>(16)?),
                 (r.get::<_, i64>(17)?, r.get::<_, Option<Vec<u8>>>(18)?, r.get::<_, bool>(19)?),
+                r.get::<_, Option<String>>(20)?,
             ))
         })
         .optional()?;
@@ -330,6 +333,7 @@ fn load(
         (live_digest, live_generation, live_issued_at, live_expires_at, grace_floor),
         (revoked_at, revoked_reason),
         (reuses, live_access_token_id, live_access_token_used),
+        dpop_jkt,
     )) = row
     else {
         return Ok(None);
@@ -346,7 +350,7 @@ fn load(
         _ => None,
     };
     let family = RefreshTokenFamily {
-        grant: Grant { client_id, subject, scope: parse_scope(scope)? },
+        grant: Grant { client_id, subject, scope: parse_scope(scope)?, dpop_jkt },
         created_at: created_at as u64,
         last_used_at: last_used_at as u64,
         live,
@@ -529,8 +533,12 @@ fn redeem_code(
     ) {
         return Ok(Err(rejection));
     }
-    let family =
-        Grant { client_id: grant.client_id.clone(), subject: grant.subject.clone(), scope: grant.scope.clone() };
+    let family = Grant {
+        client_id: grant.client_id.clone(),
+        subject: grant.subject.clone(),
+        scope: grant.scope.clone(),
+        dpop_jkt: command.dpop_jkt.clone(),
+    };
     let family_id = insert_family(conn, &family, command.refresh.as_ref(), command.now)?;
     conn.prepare_cached("UPDATE authorization_codes SET used_at = ?2, family_id = ?3 WHERE digest = ?1")?
         .execute(params![&command.digest[..], command.now as i64, family_id])?;
@@ -548,6 +556,45 @@ fn refresh_token_info(conn: &Connection, digest: &TokenDigest) -> Result<Option<
 
 fn live_family_count(conn: &Connection) -> Result<u64, StoreError> {
     Ok(conn.query_row("SELECT COUNT(*) FROM families WHERE revoked_at IS NULL", [], |r| r.get::<_, i64>(0))? as u64)
+}
+
+fn families(
+    conn: &Connection,
+    subject: Option<&str>,
+    client_id: Option<&str>,
+    limit: usize,
+) -> Result<Vec<FamilySummary>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, client_id, subject, scope, created_at, last_used_at, revoked_at, revoked_reason, dpop_jkt FROM families
+         WHERE (?1 IS NULL OR subject = ?1) AND (?2 IS NULL OR client_id = ?2) ORDER BY id DESC LIMIT ?3",
+    )?;
+    let rows = stmt
+        .query_map(params![subject, client_id, limit.min(i64::MAX as usize) as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+                r.get::<_, Option<String>>(7)?,
+                r.get::<_, Option<String>>(8)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(|(id, client_id, subject, scope, created_at, last_used_at, revoked_at, revoked_reason, dpop_jkt)| {
+            Ok(FamilySummary {
+                id,
+                grant: Grant { client_id, subject, scope: parse_scope(scope)?, dpop_jkt },
+                created_at: created_at as u64,
+                last_used_at: last_used_at as u64,
+                revoked_at: revoked_at.map(|t| t as u64),
+                revoked_reason,
+            })
+        })
+        .collect()
 }
 
 impl Store for SqliteStore {
@@ -646,6 +693,15 @@ impl Store for SqliteStore {
             conn.execute("DELETE FROM signing_keys WHERE kid = ?1", [kid])?;
             Ok(())
         })
+    }
+
+    fn families(
+        &self,
+        subject: Option<String>,
+        client_id: Option<String>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<FamilySummary>> {
+        self.run(move |conn| families(conn, subject.as_deref(), client_id.as_deref(), limit))
     }
 }
 
@@ -746,7 +802,7 @@ mod tests {
     use super::*;
 
     fn grant() -> Grant {
-        Grant { client_id: "c".into(), subject: "alice".into(), scope: Scope::parse("read").unwrap() }
+        Grant { client_id: "c".into(), subject: "alice".into(), scope: Scope::parse("read").unwrap(), dpop_jkt: None }
     }
 
     #[test]

@@ -196,7 +196,7 @@ impl Model {
     fn grant(&mut self, id: i64, scope: Scope, secret: Option<String>) -> &Family {
         let secret = secret.unwrap_or_else(|| self.mint());
         let expires_at = self.policy.expiry_for_new_token(self.now, self.now);
-        let grant = Grant { client_id: C1.into(), subject: "alice".into(), scope };
+        let grant = Grant { client_id: C1.into(), subject: "alice".into(), scope, dpop_jkt: None };
         let machine = RefreshTokenFamily::new(grant, Some((digest(&secret), expires_at)), self.now);
         let token = Token::new(secret, 0, expires_at);
         self.families.push(Family { id, machine, tokens: vec![token] });
@@ -217,6 +217,7 @@ impl Model {
             },
             subject_registered: true,
             requested_scope: requested.cloned(),
+            dpop_jkt: None,
             replacement: digest(replacement),
             access_token_id: Some(access_token_id(replacement)),
             now: self.now,

@@ -132,8 +132,12 @@ async fn malformed_token_responses_are_protocol_errors() {
     let spaces = ResponseTemplate::new(200).set_body_json(json!({"access_token": "a b", "token_type": "Bearer"}));
     assert!(matches!(grant_answered_with(spaces).await, ClientError::Protocol(_)));
 
+    let html_400 = ResponseTemplate::new(400).set_body_string("<h1>oops</h1>");
+    assert!(matches!(grant_answered_with(html_400).await, ClientError::Protocol(_)));
+
+    // A 5xx is the server's (or a proxy's) trouble, not a malformed answer.
     let html_500 = ResponseTemplate::new(500).set_body_string("<h1>oops</h1>");
-    assert!(matches!(grant_answered_with(html_500).await, ClientError::Protocol(_)));
+    assert!(matches!(grant_answered_with(html_500).await, ClientError::Unavailable { status: 500, .. }));
 }
 
 #[tokio::test]

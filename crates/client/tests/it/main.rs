@@ -6,6 +6,7 @@ mod support;
 
 mod binary;
 mod concurrency;
+mod dpop;
 mod grant;
 mod observer;
 mod refresh;

@@ -162,3 +162,37 @@ async fn refresh_token_never_reaches_the_resource_server() {
     // ...and every refresh token went to the token endpoint only.
     assert_eq!(h.refresh_requests().await.len(), 2);
 }
+
+/// A proxy's 429 or 503 (or a gateway's 502/504) says nothing about the refresh token:
+/// the client keeps it, reports when to try again, and the retry presents the same token
+/// (matrix-org/matrix-js-sdk#5495 dropped it and logged people out).
+#[tokio::test]
+async fn busy_or_unreachable_token_endpoint_keeps_the_refresh_token() {
+    for status in [429u16, 502, 503, 504] {
+        let h = Harness::new().await;
+        h.authorize().await;
+        // Even a body claiming invalid_grant is not the server's §5.2 verdict on a 429/5xx.
+        let busy = ResponseTemplate::new(status)
+            .insert_header("retry-after", "10")
+            .set_body_raw(r#"{"error":"invalid_grant"}"#, "application/json");
+        any_refresh(busy).up_to_n_times(1).expect(1).mount(&h.auth).await;
+        let err = h.client.refresh(None).await.unwrap_err();
+        assert!(
+            matches!(err, ClientError::Unavailable { status: s, retry_after: Some(10) } if s == status),
+            "{status}: {err:?}"
+        );
+        assert!(h.client.tokens().and_then(|t| t.refresh_token).is_some_and(|rt| rt.ct_eq("rt0")), "{status}");
+        refresh_mock("rt0", "at1", Some("rt1")).expect(1).mount(&h.auth).await;
+        assert!(h.client.refresh(None).await.unwrap().access_token.ct_eq("at1"), "{status}");
+    }
+}
+
+#[tokio::test]
+async fn html_503_without_retry_after_keeps_the_refresh_token() {
+    let h = Harness::new().await;
+    h.authorize().await;
+    any_refresh(ResponseTemplate::new(503).set_body_raw("<html>down</html>", "text/html")).mount(&h.auth).await;
+    let err = h.client.refresh(None).await.unwrap_err();
+    assert!(matches!(err, ClientError::Unavailable { status: 503, retry_after: None }), "{err:?}");
+    assert!(h.client.tokens().is_some());
+}

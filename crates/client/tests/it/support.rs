@@ -42,6 +42,20 @@ impl Harness {
     }
 
     pub async fn build(auth_method: TokenEndpointAuthMethod, secret: Option<&str>, expiry_margin: u64) -> Self {
+        Self::build_with(auth_method, secret, expiry_margin, false).await
+    }
+
+    /// A public client holding a DPoP key (RFC 9449).
+    pub async fn dpop() -> Self {
+        Self::build_with(TokenEndpointAuthMethod::None, None, 0, true).await
+    }
+
+    pub async fn build_with(
+        auth_method: TokenEndpointAuthMethod,
+        secret: Option<&str>,
+        expiry_margin: u64,
+        dpop: bool,
+    ) -> Self {
         let auth = MockServer::start().await;
         let rs = MockServer::start().await;
         let clock = SimulatedClock::starting_at(START);
@@ -51,6 +65,7 @@ impl Harness {
             auth_method,
             token_endpoint: format!("{}/token", auth.uri()),
             expiry_margin,
+            dpop,
         };
         let log: Arc<Mutex<Vec<Exchange>>> = Arc::default();
         let sink = log.clone();

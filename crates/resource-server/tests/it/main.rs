@@ -3,6 +3,8 @@
 
 mod attacks;
 mod discovery;
+mod dpop;
+mod metrics;
 mod requests;
 mod steps;
 mod support;

@@ -144,6 +144,7 @@ impl Harness {
             jti: format!("jti-{}", JTI.fetch_add(1, Ordering::Relaxed)),
             client_id: "demo-client".into(),
             scope: Some("read write".into()),
+            cnf: None,
         }
     }
 

@@ -218,7 +218,12 @@ impl Live {
                 self.play(&mut state, &Step::new(action)).await;
             }
             Command::Refresh => {
-                let action = Action::Refresh { client: state.client.clone(), scope: None, lose_response: false };
+                let action = Action::Refresh {
+                    client: state.client.clone(),
+                    scope: None,
+                    lose_response: false,
+                    sent_twice: false,
+                };
                 self.play(&mut state, &Step::new(action)).await;
             }
         }

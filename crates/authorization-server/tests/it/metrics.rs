@@ -1,0 +1,66 @@
+//! `GET /metrics` (issue 13): after a scenario, the counters say exactly what happened.
+
+use crate::support::*;
+
+/// The value of one sample line (`name{labels} value`) of the OpenMetrics text, 0 if absent.
+pub fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(0.0, |v| v.trim().parse().expect("a number"))
+}
+
+#[tokio::test]
+async fn metrics_count_token_requests_and_refresh_outcomes_of_a_scenario() {
+    let server = Setup::demo()
+        .configure(|f| {
+            f.refresh_token_reuse_interval = Some(30);
+            f.refresh_token_lifetime = Some(600);
+        })
+        .start()
+        .await;
+    // B: two grants.
+    let a = server.password_grant(DEMO, Some("read")).await;
+    let b = server.password_grant(DEMO, Some("read write")).await;
+    // G→H: rotation, then the old token again within the grace period.
+    let a1 = server.refresh_ok(DEMO, &field(&a, "refresh_token"), None).await;
+    server.refresh_ok(DEMO, &field(&a, "refresh_token"), None).await;
+    // Beyond the grace period the old token is reuse: the family is revoked...
+    server.clock.advance(31);
+    server.refresh_refused(DEMO, &field(&a, "refresh_token")).await;
+    // ...and its live token is refused as revoked.
+    server.refresh_refused(DEMO, &field(&a1, "refresh_token")).await;
+    // A wider scope than granted: invalid_scope.
+    let r = server.refresh(DEMO, &field(&b, "refresh_token"), Some("read write admin")).await;
+    assert_error(&r, 400, "invalid_scope");
+    // Expiry.
+    server.clock.advance(601);
+    server.refresh_refused(DEMO, &field(&b, "refresh_token")).await;
+    // A bad client secret.
+    let r = server.refresh(Auth::Basic("demo-client", "wrong"), &field(&b, "refresh_token"), None).await;
+    assert_error(&r, 401, "invalid_client");
+
+    let r = server.get("/metrics").await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("application/openmetrics-text"));
+    let text = r.body_text();
+    let tokens = |grant: &str, outcome: &str| {
+        sample(&text, &format!("figure2_token_requests_total{{grant_type=\"{grant}\",outcome=\"{outcome}\"}}"))
+    };
+    assert_eq!(tokens("password", "success"), 2.0);
+    assert_eq!(tokens("refresh_token", "success"), 2.0);
+    assert_eq!(tokens("refresh_token", "invalid_grant"), 3.0);
+    assert_eq!(tokens("refresh_token", "invalid_scope"), 1.0);
+    assert_eq!(tokens("refresh_token", "invalid_client"), 1.0);
+    let refresh = |outcome: &str| sample(&text, &format!("figure2_refresh_outcomes_total{{outcome=\"{outcome}\"}}"));
+    assert_eq!(refresh("rotated"), 1.0);
+    assert_eq!(refresh("accepted_in_grace"), 1.0);
+    assert_eq!(refresh("reuse_detected"), 1.0);
+    assert_eq!(refresh("revoked"), 1.0);
+    assert_eq!(refresh("invalid_scope"), 1.0);
+    assert_eq!(refresh("expired"), 1.0);
+    assert_eq!(sample(&text, "figure2_refresh_families_revoked_total"), 1.0);
+    // Every answered token request is in the latency histogram once.
+    assert_eq!(sample(&text, "figure2_token_request_duration_seconds_count{grant_type=\"refresh_token\"}"), 7.0);
+    assert_eq!(sample(&text, "figure2_token_request_duration_seconds_count{grant_type=\"password\"}"), 2.0);
+    assert!(text.ends_with("# EOF\n"));
+}
