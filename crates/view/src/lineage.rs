@@ -270,7 +270,6 @@ impl Builder<'_> {
             },
             subject_registered: true,
             requested_scope: None,
-            dpop_jkt: None,
             replacement: digest_of(issued.unwrap_or_default()),
             access_token_id: None,
             dpop_jkt: None,
