@@ -28,8 +28,20 @@ case "$last" in
   *) echo "FAIL: remote conformance: $last" >&2; tail -20 "$work"/as.log >&2; exit 1 ;;
 esac
 
+echo "== figure2 check --token-command (tokens from an authorization-code login driven with curl)"
+timeout 300 ./target/release/figure2 check --issuer "$AS" \
+  --client-id demo-client --client-secret demo-secret \
+  --token-command "bash scripts/token-command-authcode.sh" --scope "read write" \
+  --resource "$RS/resource/read" --insufficient-scope-url "$RS/resource/admin" \
+  --max-wait 10 --format table 2>/dev/null | tee "$work/report-token-command.txt"
+last=$(tail -n 1 "$work/report-token-command.txt")
+case "$last" in
+  *" 0 failed,"*) ;;
+  *) echo "FAIL: remote conformance with --token-command: $last" >&2; exit 1 ;;
+esac
+
 echo "== figure2 check-client -- target/release/client (the client binary as an external program)"
-timeout 600 ./target/release/figure2 check-client --format table -- ./target/release/client --contract | tee "$work/client.txt"
+timeout 600 ./target/release/figure2 check-client --format table --output-dir "$work/check-client" -- ./target/release/client --contract | tee "$work/client.txt"
 last=$(tail -n 1 "$work/client.txt")
 case "$last" in
   *" 0 failed,"*) ;;

@@ -98,10 +98,17 @@ pub struct ClientExpect {
     /// The refresh token must never reach the resource server.
     #[serde(default)]
     pub refresh_token_stays_private: bool,
-    /// `ok` or `reauthorize`.
+    /// How the client must end: `ok`, `reauthorize` or `failed`; `""` for any ending (a
+    /// MUST check judged on its property alone). Unset: `ok`.
     pub outcome: Option<String>,
     /// Requests the client may make after being told `invalid_grant`.
     pub requests_after_invalid_grant: Option<usize>,
+    /// The situation the check is about must have happened, or the check proves nothing
+    /// and is skipped: at least this many refreshes (a rotated token presented again).
+    pub situation_min_refresh_requests: Option<usize>,
+    /// The situation: the refused access token was presented (so a retry was exercised).
+    #[serde(default)]
+    pub situation_refused_token_presented: bool,
 }
 
 /// One request the scripted servers saw.
@@ -115,6 +122,8 @@ struct Seen {
     /// The family's live refresh token when the request arrived.
     live_refresh_token: Option<String>,
     answered_invalid_grant: bool,
+    /// What was answered, in a few words (for the per-check trace).
+    answer: String,
 }
 
 #[derive(Default)]
@@ -123,6 +132,8 @@ struct Ledger {
     /// (token, issued_at)
     access_tokens: Vec<(String, u64)>,
     refresh_tokens: Vec<String>,
+    /// When each refresh token was issued (milliseconds), in the order of `refresh_tokens`.
+    refresh_issued_at: Vec<u64>,
     live_refresh_token: Option<String>,
     refused_once: bool,
 }
@@ -172,6 +183,7 @@ impl figure2_http::Handler for Scripted {
                 presented_refresh_token: form.get("refresh_token").map(str::to_owned),
                 live_refresh_token: ledger.live_refresh_token.clone(),
                 answered_invalid_grant: false,
+                answer: String::new(),
             };
             let answer = match form.get("grant_type") {
                 Some("password")
@@ -191,9 +203,21 @@ impl figure2_http::Handler for Scripted {
                 _ => None,
             };
             let response = match answer {
-                Some(body) => figure2_http::json(200, &body, &figure2_protocol::token_response::NO_STORE_HEADERS),
+                Some(body) => {
+                    seen.answer = format!(
+                        "200 access token #{}{}",
+                        ledger.access_tokens.len(),
+                        if body.get("refresh_token").is_some() {
+                            format!(", refresh token #{}", ledger.refresh_tokens.len())
+                        } else {
+                            String::new()
+                        }
+                    );
+                    figure2_http::json(200, &body, &figure2_protocol::token_response::NO_STORE_HEADERS)
+                }
                 None => {
                     seen.answered_invalid_grant = true;
+                    seen.answer = "400 invalid_grant".into();
                     figure2_http::json(400, &serde_json::json!({"error": "invalid_grant"}), &[])
                 }
             };
@@ -213,6 +237,7 @@ impl figure2_http::Handler for Scripted {
             presented_refresh_token: None,
             live_refresh_token: None,
             answered_invalid_grant: false,
+            answer: String::new(),
         });
         let script = self.script.resource.as_str();
         let refuse = match (issued, script) {
@@ -226,6 +251,16 @@ impl figure2_http::Handler for Scripted {
             }
             (Some(issued_at), _) => now >= issued_at + self.expires_in * 1000,
         };
+        let answer = match (refuse, script) {
+            (false, _) => "200",
+            (true, "bare_401_once" | "bare_401_always") => "401 WWW-Authenticate: Bearer",
+            (true, "no_challenge_401_once") => "401 without a challenge",
+            (true, "insufficient_scope") => "403 insufficient_scope",
+            (true, _) => "401 invalid_token",
+        };
+        if let Some(last) = ledger.seen.last_mut() {
+            last.answer = answer.to_owned();
+        }
         if !refuse {
             return figure2_http::json(200, &serde_json::json!({"resource": "read"}), &[]);
         }
@@ -271,6 +306,7 @@ impl Scripted {
         if new_refresh_token || ledger.live_refresh_token.is_none() {
             let rt = format!("figure2-rt-{}-{}", ledger.refresh_tokens.len() + 1, random_suffix());
             ledger.refresh_tokens.push(rt.clone());
+            ledger.refresh_issued_at.push(now);
             ledger.live_refresh_token = Some(rt.clone());
             body["refresh_token"] = serde_json::json!(rt);
         }
@@ -284,9 +320,56 @@ fn random_suffix() -> String {
     r.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Programs under test run in real time, so their checks run this many times faster
-/// than the catalogue says (an `expires_in` of 60 becomes 12 seconds).
+/// Programs under test run in real time, so by default their checks run this many times
+/// faster than the catalogue says (an `expires_in` of 60 becomes 12 seconds).
 pub const COMMAND_TIME_SCALE: u64 = 5;
+
+/// Real seconds kept between a call and an expiry it must fall before or after, whatever
+/// the scale: more than a client's whole-second rounding of `expires_in` and the start-up
+/// of a program.
+pub const MARGIN_SECONDS: f64 = 2.0;
+
+/// How a client program's checks map the catalogue's time onto real time.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// The catalogue's seconds per real second.
+    pub scale: u64,
+    /// `expires_in` told to the client, in seconds; by default the catalogue's divided by
+    /// `scale`, made long enough for `client_leeway` and the margins.
+    pub token_lifetime: Option<u64>,
+    /// Seconds before `expires_in` runs out at which the client refreshes anyway (Authlib:
+    /// 60), so that "before expiry" calls come before the client's own deadline.
+    pub client_leeway: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self { scale: COMMAND_TIME_SCALE, token_lifetime: None, client_leeway: 0 }
+    }
+}
+
+impl Timing {
+    /// The access tokens' `expires_in` for a check whose catalogue lifetime is `expires_in`.
+    pub fn lifetime(&self, expires_in: u64) -> u64 {
+        self.token_lifetime.unwrap_or_else(|| {
+            let scaled = expires_in / self.scale.max(1);
+            scaled.max(self.client_leeway + (3.0 * MARGIN_SECONDS).ceil() as u64)
+        })
+    }
+
+    /// Real seconds after the grant for the catalogue's call time `t`. The catalogue puts
+    /// calls `expires_in + 1` apart to fall just after each token's expiry, and others
+    /// inside a token's life: each period becomes the scaled lifetime plus the margin, and
+    /// a call inside a period stays a margin before the client's deadline.
+    pub fn real_time(&self, t: u64, expires_in: u64) -> f64 {
+        let lifetime = self.lifetime(expires_in) as f64;
+        let period = expires_in + 1;
+        let (k, r) = (t / period, t % period);
+        let inside =
+            (r as f64 / self.scale.max(1) as f64).min(lifetime - self.client_leeway as f64 - MARGIN_SECONDS).max(0.0);
+        k as f64 * (lifetime + MARGIN_SECONDS) + inside
+    }
+}
 
 /// What a client under test is told (the contract's variables, and the shared clock
 /// for in-process drivers).
@@ -313,11 +396,21 @@ pub type Driver = Arc<dyn Fn(Env) -> std::pin::Pin<Box<dyn std::future::Future<O
 #[derive(Clone)]
 pub enum Subject {
     /// Any program following the contract in this module's documentation.
-    Command(Vec<String>),
+    Command(Command),
     /// A client in this process, on the simulated clock: Figure2's own client library
     /// (injected by the runner, which knows the roles; the checker does not), or a
     /// deliberately broken one in tests.
     InProcess(Driver),
+}
+
+/// A client program under test.
+#[derive(Debug, Clone)]
+pub struct Command {
+    pub argv: Vec<String>,
+    pub timing: Timing,
+    /// Where each check's files go: `ID.stdout`, `ID.stderr` (the program's output) and
+    /// `ID.trace` (the requests the scripted servers saw and what they answered).
+    pub output_dir: Option<std::path::PathBuf>,
 }
 
 /// What the client reported at the end.
@@ -338,7 +431,12 @@ pub async fn run_catalogue(catalogue: &ClientCatalogue, subject: &Subject) -> Ve
 
 pub async fn run_check(check: &ClientCheck, subject: &Subject) -> CheckResult {
     let (verdict, reason) = match exercise(check, subject).await {
-        Ok((ending, ledger, expires_in)) => judge(check, &ending, &ledger, expires_in),
+        Ok((ending, ledger, expires_in)) => {
+            if let Subject::Command(Command { output_dir: Some(dir), .. }) = subject {
+                let _ = std::fs::write(dir.join(format!("{}.trace", check.id)), trace(&ledger));
+            }
+            judge(check, &ending, &ledger, expires_in)
+        }
         Err(e) => (Verdict::Fail, e),
     };
     CheckResult {
@@ -355,9 +453,9 @@ pub async fn run_check(check: &ClientCheck, subject: &Subject) -> CheckResult {
 async fn exercise(check: &ClientCheck, subject: &Subject) -> Result<(Ending, Ledger, u64), String> {
     let simulated = SimulatedClock::starting_at(figure2_protocol::SIMULATION_EPOCH);
     let (now_ms, expires_in): (Box<dyn Fn() -> u64 + Send + Sync>, u64) = match subject {
-        Subject::Command(_) => {
+        Subject::Command(command) => {
             let start = std::time::Instant::now();
-            let scaled = (check.script.expires_in / COMMAND_TIME_SCALE).max(1);
+            let scaled = command.timing.lifetime(check.script.expires_in).max(1);
             (Box::new(move || start.elapsed().as_millis() as u64), scaled)
         }
         _ => {
@@ -393,7 +491,7 @@ async fn exercise(check: &ClientCheck, subject: &Subject) -> Result<(Ending, Led
     };
     let ending = match subject {
         Subject::InProcess(driver) => Ok(driver(env).await),
-        Subject::Command(argv) => drive_command(&env, argv).await,
+        Subject::Command(command) => drive_command(&env, command, check).await,
     };
     let _ = stop.send(());
     let _ = server.await;
@@ -428,10 +526,19 @@ pub fn worst(a: Ending, b: Ending) -> Ending {
     }
 }
 
-async fn drive_command(env: &Env, argv: &[String]) -> Result<Ending, String> {
-    let (program, args) = argv.split_first().ok_or("no command given")?;
-    let scale = COMMAND_TIME_SCALE as f64;
-    let times: Vec<String> = env.calls.iter().map(|t| format!("{:.2}", *t as f64 / scale)).collect();
+async fn drive_command(env: &Env, command: &Command, check: &ClientCheck) -> Result<Ending, String> {
+    let (program, args) = command.argv.split_first().ok_or("no command given")?;
+    let timing = &command.timing;
+    let real: Vec<f64> = env.calls.iter().map(|t| timing.real_time(*t, check.script.expires_in)).collect();
+    let times: Vec<String> = real.iter().map(|t| format!("{t:.2}")).collect();
+    let output = |suffix: &str| -> Result<std::process::Stdio, String> {
+        match &command.output_dir {
+            Some(dir) => std::fs::File::create(dir.join(format!("{}.{suffix}", check.id)))
+                .map(std::process::Stdio::from)
+                .map_err(|e| format!("cannot write to {}: {e}", dir.display())),
+            None => Ok(std::process::Stdio::null()),
+        }
+    };
     let mut child = tokio::process::Command::new(program)
         .args(args)
         .env("FIGURE2_ISSUER", &env.issuer)
@@ -446,18 +553,18 @@ async fn drive_command(env: &Env, argv: &[String]) -> Result<Ending, String> {
         .env("FIGURE2_CONCURRENCY", env.concurrency.to_string())
         .kill_on_drop(true)
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stdout(output("stdout")?)
+        .stderr(output("stderr")?)
         .spawn()
         .map_err(|e| format!("cannot start {program}: {e}"))?;
     // Real time: the last call's time plus a margin, then the client is stopped.
-    let last = env.calls.iter().max().copied().unwrap_or(0) / COMMAND_TIME_SCALE;
-    let bound = std::time::Duration::from_secs(last + 20);
+    let last = real.iter().copied().fold(0.0, f64::max);
+    let bound = std::time::Duration::from_secs(last.ceil() as u64 + 20);
     match tokio::time::timeout(bound, child.wait()).await {
         Ok(Ok(status)) => Ok(match status.code() {
             Some(0) => Ending::Ok,
             Some(3) => Ending::Reauthorize,
-            other => Ending::Failed(format!("the client exited with {other:?}")),
+            _ => Ending::Failed(format!("the client {}", crate::server::exit_status(&status))),
         }),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => {
@@ -465,6 +572,36 @@ async fn drive_command(env: &Env, argv: &[String]) -> Result<Ending, String> {
             Ok(Ending::Failed(format!("the client did not finish within {}s", bound.as_secs())))
         }
     }
+}
+
+/// The requests the scripted servers saw, one a line, tokens by number.
+fn trace(ledger: &Ledger) -> String {
+    let number = |list: &[String], t: &Option<String>| {
+        t.as_ref()
+            .and_then(|t| list.iter().position(|x| x == t))
+            .map_or("unknown".to_owned(), |i| format!("#{}", i + 1))
+    };
+    let access: Vec<String> = ledger.access_tokens.iter().map(|(t, _)| t.clone()).collect();
+    let mut out = String::new();
+    let start = ledger.seen.first().map_or(0, |s| s.at);
+    for s in &ledger.seen {
+        let what = if s.to_resource {
+            match &s.access_token {
+                Some(_) => format!("resource with access token {}", number(&access, &s.access_token)),
+                None => "resource without a token".to_owned(),
+            }
+        } else if s.presented_refresh_token.is_some() {
+            format!(
+                "refresh presenting refresh token {} (live: {})",
+                number(&ledger.refresh_tokens, &s.presented_refresh_token),
+                number(&ledger.refresh_tokens, &s.live_refresh_token)
+            )
+        } else {
+            "token request (grant)".to_owned()
+        };
+        out.push_str(&format!("+{:>8.3}s  {what}  ->  {}\n", (s.at - start) as f64 / 1000.0, s.answer));
+    }
+    out
 }
 
 fn judge(check: &ClientCheck, ending: &Ending, ledger: &Ledger, expires_in: u64) -> (Verdict, String) {
@@ -511,8 +648,16 @@ fn judge(check: &ClientCheck, ending: &Ending, ledger: &Ledger, expires_in: u64)
             problems.push(format!("presented an access token it knew had expired {n} time(s) (step E: skip to G)"));
         }
     }
+    // RFC 6749 §6: the client discards the old refresh token once it has the new one. A
+    // presentation of an older token is stale only if its successor was issued at least a
+    // second before (a request already on its way when the new token came is not).
+    let stale_presentation = |s: &&&Seen| {
+        let Some(presented) = s.presented_refresh_token.as_ref() else { return false };
+        let Some(i) = ledger.refresh_tokens.iter().position(|t| t == presented) else { return false };
+        ledger.refresh_issued_at.get(i + 1).is_some_and(|next| next + 1000 <= s.at)
+    };
     if e.presents_newest_refresh_token
-        && let Some(stale) = refreshes.iter().find(|s| s.presented_refresh_token != s.live_refresh_token)
+        && let Some(stale) = refreshes.iter().find(stale_presentation)
     {
         let number = |t: &Option<String>| {
             t.as_ref().and_then(|t| ledger.refresh_tokens.iter().position(|rt| rt == t)).map_or(0, |i| i + 1)
@@ -539,5 +684,65 @@ fn judge(check: &ClientCheck, ending: &Ending, ledger: &Ledger, expires_in: u64)
             problems.push(format!("made {after} request(s) after invalid_grant (expected at most {n})"));
         }
     }
-    if problems.is_empty() { (Verdict::Pass, String::new()) } else { (Verdict::Fail, problems.join("; ")) }
+    if !problems.is_empty() {
+        return (Verdict::Fail, problems.join("; "));
+    }
+    // A pass must rest on the situation the check is about having happened.
+    if let Some(n) = e.situation_min_refresh_requests
+        && refreshes.len() < n
+    {
+        return (
+            Verdict::Skip,
+            format!("not exercised: the client made {} refresh request(s), the check needs {n}", refreshes.len()),
+        );
+    }
+    if e.situation_refused_token_presented {
+        let first = ledger.access_tokens.first().map(|(t, _)| t);
+        let refused = resource.iter().filter(|s| s.access_token.as_ref() == first).count();
+        if refused == 0 || !ledger.refused_once {
+            return (
+                Verdict::Skip,
+                "not exercised: the client never presented the token the resource server refuses".into(),
+            );
+        }
+    }
+    (Verdict::Pass, String::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timing_keeps_its_margins_at_any_scale_and_leeway() {
+        for timing in [
+            Timing::default(),
+            Timing { scale: 1, ..Timing::default() },
+            Timing { scale: 20, ..Timing::default() },
+            Timing { client_leeway: 60, ..Timing::default() },
+            Timing { token_lifetime: Some(7), ..Timing::default() },
+        ] {
+            let lifetime = timing.lifetime(60) as f64;
+            // A call inside a token's life stays a margin before the client's deadline.
+            for t in [30, 50, 59] {
+                let at = timing.real_time(t, 60);
+                assert!(at <= lifetime - timing.client_leeway as f64 - MARGIN_SECONDS, "{timing:?} {t}: {at}");
+            }
+            // Calls one period apart fall a margin after each successive token's expiry,
+            // counted from when that token was issued (the call before).
+            for k in 1..4u64 {
+                let previous = timing.real_time((k - 1) * 61, 60);
+                let at = timing.real_time(k * 61, 60);
+                assert!(at - previous >= lifetime + MARGIN_SECONDS - 1e-9, "{timing:?} {k}: {previous} -> {at}");
+            }
+        }
+        // The default: 60-second tokens live 12 s, and the call "at 61" comes at 14 s, not
+        // 12.2 s (which whole-second rounding of expires_in could turn either way).
+        assert_eq!(Timing::default().lifetime(60), 12);
+        assert_eq!(Timing::default().real_time(61, 60), 14.0);
+        // Authlib's 60-second leeway: tokens live 66 s, in-life calls stay before 4 s.
+        let authlib = Timing { client_leeway: 60, ..Timing::default() };
+        assert_eq!(authlib.lifetime(60), 66);
+        assert_eq!(authlib.real_time(50, 60), 4.0);
+    }
 }

@@ -59,6 +59,17 @@ impl Keyword {
         }
     }
 
+    /// How strong the requirement is: 0 (MUST, MUST NOT) is the strongest, then the
+    /// SHOULDs and RECOMMENDED, then MAY, then behaviour described without a key word.
+    pub fn strength(self) -> u8 {
+        match self {
+            Self::Must | Self::MustNot => 0,
+            Self::Should | Self::ShouldNot | Self::Recommended => 1,
+            Self::May => 2,
+            Self::Descriptive => 3,
+        }
+    }
+
     /// A failed MUST or MUST NOT makes the run fail.
     pub fn is_absolute(self) -> bool {
         matches!(self, Self::Must | Self::MustNot)
@@ -70,9 +81,19 @@ impl Keyword {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Need {
-    /// A user's credentials for the password grant (the only grant a checker can drive
-    /// without a browser).
+    /// A user's credentials for the password grant: only the checks of the password grant
+    /// itself need it; the others take tokens from any grant ([`Need::Tokens`]).
     PasswordGrant,
+    /// A token family (an access token and a refresh token) from any grant: the password
+    /// grant, `--token-command` (a new family each time) or `--refresh-token` (one family,
+    /// shared by the checks one after the other).
+    Tokens,
+    /// A family of its own that the check may spend (revoke, replay): the password grant
+    /// or `--token-command`; a single `--refresh-token` would be lost for the checks after.
+    NewFamily,
+    /// An access token from any grant, the client credentials grant included (RFC 6749
+    /// §4.4): enough for most resource-server checks.
+    AccessToken,
     /// A second registered client.
     OtherClient,
     /// A resource server URL.
@@ -96,7 +117,14 @@ pub enum Need {
 impl Need {
     pub fn describe(self) -> &'static str {
         match self {
-            Self::PasswordGrant => "needs --username and --password (password grant)",
+            Self::PasswordGrant => "tests the password grant itself: needs --username and --password",
+            Self::Tokens => "needs tokens: --username/--password (password grant), --token-command or --refresh-token",
+            Self::NewFamily => {
+                "spends a token family: needs --token-command or --username/--password (a single --refresh-token would be lost for the checks after)"
+            }
+            Self::AccessToken => {
+                "needs an access token: --username/--password, --token-command, --refresh-token or --client-credentials"
+            }
             Self::OtherClient => "needs a second client (--other-client-id, --other-client-secret)",
             Self::Resource => "needs --resource",
             Self::ScopeLimitedResource => "needs --insufficient-scope-url",

@@ -43,9 +43,15 @@ pub struct ServerCheck {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepKind {
-    /// Password grant with the target's client and user; its tokens become
-    /// `{access_token}` and `{refresh_token}`.
+    /// A new token family from the target's token source (password grant,
+    /// `--token-command`, the shared `--refresh-token`, or for checks needing only an
+    /// access token the client credentials grant); its tokens become `{access_token}` and
+    /// `{refresh_token}`. See [`TokenSources`].
     Grant,
+    /// Narrows the current tokens to the first single scope value that still reads the
+    /// resource (`--resource`), by a refresh with that scope (or, without a refresh token,
+    /// a new client credentials grant): a token the scope-limited resource must refuse.
+    NarrowScope,
     /// A request to the token endpoint built from `form`, `auth`, `method`.
     Token,
     /// `grant_type=refresh_token` with the current refresh token (or `form`); on 200 the
@@ -85,6 +91,9 @@ pub enum AuthKind {
     Other,
     /// Basic with a wrong secret.
     Wrong,
+    /// Basic for the client, and a body `client_id` naming another client (the second
+    /// client if given, else an id no server registered): conflicting identification.
+    BasicOtherClientId,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -100,6 +109,9 @@ pub struct HttpStep {
     #[serde(default)]
     pub form: Vec<(String, String)>,
     pub content_type: Option<String>,
+    /// A raw request body instead of `form` (a template; `\xHH` is the raw byte HH, for
+    /// bodies that are not UTF-8). Auth headers still follow `auth`.
+    pub body: Option<String>,
     /// For `grant`: the scope to ask for.
     pub scope: Option<String>,
     /// A template, or `forge:KIND` for a crafted token (see [`forge`]).
@@ -114,6 +126,19 @@ pub struct HttpStep {
     pub until: Option<String>,
     #[serde(default)]
     pub expect: HttpExpect,
+    /// Further expectations on the same answer, each with its own key word: a step that
+    /// tests requirements of different strength (RFC 6750 §3's MUST header and §3.1's
+    /// SHOULD 403) reports the strongest one broken. `expect` carries the check's keyword.
+    #[serde(default)]
+    pub also: Vec<KeyedExpect>,
+}
+
+/// Expectations with the key word of the requirement they test.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyedExpect {
+    pub keyword: Keyword,
+    pub expect: HttpExpect,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -121,8 +146,8 @@ pub struct HttpStep {
 pub struct HttpExpect {
     /// One status, or any of several.
     pub status: Option<StatusSpec>,
-    /// §5.2 `error` in a JSON body.
-    pub error: Option<String>,
+    /// §5.2 `error` in a JSON body: one code, or any of several.
+    pub error: Option<ErrorSpec>,
     /// Any answer but this §5.2 `error` (the status and the rest are free).
     pub error_not: Option<String>,
     /// RFC 6750 `error` in `WWW-Authenticate: Bearer`; `""` means a challenge with no error.
@@ -156,6 +181,29 @@ pub struct HttpExpect {
 pub enum StatusSpec {
     One(u16),
     Any(Vec<u16>),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ErrorSpec {
+    One(String),
+    Any(Vec<String>),
+}
+
+impl ErrorSpec {
+    fn matches(&self, error: Option<&str>) -> bool {
+        match self {
+            Self::One(e) => error == Some(e.as_str()),
+            Self::Any(list) => error.is_some_and(|e| list.iter().any(|l| l == e)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::One(e) => e.clone(),
+            Self::Any(list) => list.join(" or "),
+        }
+    }
 }
 
 impl StatusSpec {
@@ -204,7 +252,10 @@ pub struct Target {
     pub client_id: String,
     pub client_secret: String,
     pub other_client: Option<(String, String)>,
+    /// A resource owner's credentials for the password grant.
     pub user: Option<(String, String)>,
+    /// The other ways to get tokens.
+    pub sources: TokenSources,
     pub scope: Option<String>,
     pub resource: Option<String>,
     pub scope_limited_resource: Option<String>,
@@ -214,10 +265,56 @@ pub struct Target {
     pub http: HttpClient,
 }
 
+/// Where tokens come from when the password grant is not available (most servers today
+/// do not offer it): RFC 6749 §1.5 (A) by any grant.
+#[derive(Clone, Default)]
+pub struct TokenSources {
+    /// A shell command (`sh -c`) run whenever a check needs a new family; it prints an
+    /// RFC 6749 §5.1 token response as JSON on stdout. It gets `FIGURE2_ISSUER`,
+    /// `FIGURE2_TOKEN_ENDPOINT`, `FIGURE2_AUTHORIZATION_ENDPOINT`, `FIGURE2_CLIENT_ID`,
+    /// `FIGURE2_CLIENT_SECRET` and `FIGURE2_SCOPE`.
+    pub command: Option<String>,
+    /// One refresh token supplied by the user: the checks that need only one family share
+    /// it one after the other, each starting with a refresh of its live token.
+    pub refresh_token: Option<Arc<std::sync::Mutex<SharedFamily>>>,
+    /// Whether the client credentials grant (RFC 6749 §4.4) may give the checks that need
+    /// only an access token their token.
+    pub client_credentials: bool,
+}
+
+/// The family of a user-supplied refresh token, shared by the checks in turn.
+#[derive(Debug, Clone)]
+pub struct SharedFamily {
+    /// The refresh token to present next.
+    pub live: String,
+    /// The last check that used it (named when the family stops working).
+    pub last_used_by: Option<String>,
+}
+
+impl TokenSources {
+    /// One shared family from a user-supplied refresh token.
+    pub fn shared_refresh_token(token: String) -> Arc<std::sync::Mutex<SharedFamily>> {
+        Arc::new(std::sync::Mutex::new(SharedFamily { live: token, last_used_by: None }))
+    }
+}
+
+/// Where a check's tokens came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Password,
+    Command,
+    SharedRefreshToken,
+    ClientCredentials,
+}
+
 impl Target {
     fn has(&self, need: Need) -> Option<&'static str> {
+        let family = self.user.is_some() || self.sources.command.is_some();
         let ok = match need {
             Need::PasswordGrant => self.user.is_some(),
+            Need::Tokens => family || self.sources.refresh_token.is_some(),
+            Need::NewFamily => family,
+            Need::AccessToken => family || self.sources.refresh_token.is_some() || self.sources.client_credentials,
             Need::OtherClient => self.other_client.is_some(),
             Need::Resource => self.resource.is_some(),
             Need::ScopeLimitedResource => self.scope_limited_resource.is_some(),
@@ -253,10 +350,14 @@ struct Run<'t> {
     /// The signing key a `rotate_key` step replaced.
     /// Whether a `rotate_key` step ran in this check (`forge:retired-key` needs one).
     rotated_key: bool,
+    /// Where this check's tokens came from.
+    source: Option<Source>,
 }
 
 enum StepError {
     Fail(String),
+    /// A failure of a requirement whose key word differs from the check's.
+    FailKeyed(String, Keyword),
     Skip(String),
 }
 
@@ -270,13 +371,20 @@ pub async fn run_catalogue(catalogue: &ServerCatalogue, target: &Target) -> Vec<
 }
 
 pub async fn run_check(role: Role, check: &ServerCheck, target: &Target) -> CheckResult {
+    let mut keyword = check.keyword;
     let (verdict, reason) = match check.needs.iter().find_map(|n| target.has(*n)) {
         Some(reason) => (Verdict::Skip, reason.to_owned()),
         None => {
             let mut run = Run::new(target);
-            match run.steps(check).await {
+            let outcome = run.steps(check).await;
+            run.hand_on_shared_family(check);
+            match outcome {
                 Ok(()) => (Verdict::Pass, String::new()),
                 Err(StepError::Fail(reason)) => (Verdict::Fail, reason),
+                Err(StepError::FailKeyed(reason, k)) => {
+                    keyword = k;
+                    (Verdict::Fail, reason)
+                }
                 Err(StepError::Skip(reason)) => (Verdict::Skip, reason),
             }
         }
@@ -285,7 +393,7 @@ pub async fn run_check(role: Role, check: &ServerCheck, target: &Target) -> Chec
         id: check.id.clone(),
         role,
         section: check.section.clone(),
-        keyword: check.keyword,
+        keyword,
         summary: check.summary.clone(),
         verdict,
         reason,
@@ -319,6 +427,22 @@ impl<'t> Run<'t> {
             expires_in: None,
             last_token_response: None,
             rotated_key: false,
+            source: None,
+        }
+    }
+
+    /// After a check on the shared `--refresh-token` family: the next check presents the
+    /// newest refresh token this one was given.
+    fn hand_on_shared_family(&self, check: &ServerCheck) {
+        if self.source != Some(Source::SharedRefreshToken) {
+            return;
+        }
+        if let Some(shared) = &self.target.sources.refresh_token {
+            let mut shared = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(rt) = self.vars.get("refresh_token") {
+                shared.live = rt.clone();
+            }
+            shared.last_used_by = Some(check.id.clone());
         }
     }
 
@@ -329,6 +453,12 @@ impl<'t> Run<'t> {
             out.push_str(&rest[..start]);
             let end = rest[start..].find('}').ok_or_else(|| StepError::Fail(format!("bad template {template}")))?;
             let name = &rest[start + 1..start + end];
+            // Only `{identifier}` is a template: JSON bodies keep their braces.
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                out.push('{');
+                rest = &rest[start + 1..];
+                continue;
+            }
             let value =
                 self.vars.get(name).ok_or_else(|| StepError::Fail(format!("{{{name}}} is not known at this point")))?;
             out.push_str(value);
@@ -342,6 +472,7 @@ impl<'t> Run<'t> {
         for (i, step) in check.steps.iter().enumerate() {
             self.step(step, check).await.map_err(|e| match e {
                 StepError::Fail(r) => StepError::Fail(format!("step {}: {r}", i + 1)),
+                StepError::FailKeyed(r, k) => StepError::FailKeyed(format!("step {}: {r}", i + 1), k),
                 skip => skip,
             })?;
         }
@@ -361,11 +492,13 @@ impl<'t> Run<'t> {
                 }
                 return Ok(());
             }
+            StepKind::NarrowScope => return self.narrow_scope(step).await,
             StepKind::Grant => {
-                let answer = self.grant(step).await?;
+                let answer = self.grant(step, check).await?;
                 if answer.status != 200 {
                     return Err(StepError::Fail(format!(
-                        "the password grant that sets up this check answered {}: {}",
+                        "the {} that sets up this check answered {}: {}",
+                        self.source_name(),
                         answer.status,
                         short(&answer.body_text())
                     )));
@@ -387,7 +520,10 @@ impl<'t> Run<'t> {
                     step.form.clone()
                 };
                 let endpoint = self.expand("{token_endpoint}")?;
-                let answer = self.post_form(&endpoint, step, &form).await?;
+                let answer = match &step.body {
+                    Some(raw) => self.post_raw(&endpoint, step, raw).await?,
+                    None => self.post_form(&endpoint, step, &form).await?,
+                };
                 if step.kind == StepKind::Refresh && answer.status == 200 {
                     let rotated = self.absorb_tokens(&answer);
                     if check.needs.contains(&Need::Rotation) && !rotated {
@@ -430,7 +566,28 @@ impl<'t> Run<'t> {
                 self.send(method(step, "GET")?, &url, headers, None).await?
             }
         };
-        self.verify(&step.expect, &response).await
+        // The step's own expectations carry the check's key word; `also` carries others.
+        // Every one is judged, and the strongest broken requirement is reported.
+        let mut broken: Vec<(String, Keyword)> = Vec::new();
+        match self.verify(&step.expect, &response).await {
+            Ok(()) => {}
+            Err(StepError::Fail(r)) => broken.push((r, check.keyword)),
+            Err(other) => return Err(other),
+        }
+        for keyed in &step.also {
+            match self.verify(&keyed.expect, &response).await {
+                Ok(()) => {}
+                Err(StepError::Fail(r)) => broken.push((format!("{r} [{}]", keyed.keyword.as_str()), keyed.keyword)),
+                Err(other) => return Err(other),
+            }
+        }
+        let Some(strongest) = broken.iter().map(|(_, k)| *k).min_by_key(|k| k.strength()) else { return Ok(()) };
+        let reason = broken.into_iter().map(|(r, _)| r).collect::<Vec<_>>().join("; ");
+        if strongest == check.keyword {
+            Err(StepError::Fail(reason))
+        } else {
+            Err(StepError::FailKeyed(reason, strongest))
+        }
     }
 
     async fn wait(&mut self, step: &HttpStep) -> Result<(), StepError> {
@@ -456,21 +613,80 @@ impl<'t> Run<'t> {
         Ok(())
     }
 
-    async fn grant(&mut self, step: &HttpStep) -> Result<ReceivedResponse, StepError> {
-        let (username, password) =
-            self.target.user.clone().ok_or_else(|| StepError::Skip(Need::PasswordGrant.describe().into()))?;
-        let mut form = vec![
-            ("grant_type".to_owned(), "password".to_owned()),
-            ("username".to_owned(), username),
-            ("password".to_owned(), password),
-        ];
-        if let Some(scope) = step.scope.as_ref().or(self.target.scope.as_ref()) {
-            form.push(("scope".to_owned(), scope.clone()));
+    fn source_name(&self) -> &'static str {
+        match self.source {
+            Some(Source::Password) | None => "password grant",
+            Some(Source::Command) => "--token-command",
+            Some(Source::SharedRefreshToken) => "refresh of the --refresh-token family",
+            Some(Source::ClientCredentials) => "client credentials grant",
         }
+    }
+
+    /// Step A/B for this check: a family from the first source the target has.
+    async fn grant(&mut self, step: &HttpStep, check: &ServerCheck) -> Result<ReceivedResponse, StepError> {
+        let scope = step.scope.clone().or_else(|| self.target.scope.clone());
         let endpoint = self.expand("{token_endpoint}")?;
-        let answer = self.post_form(&endpoint, step, &form).await?;
-        if answer.status == 200 {
+        let sources = &self.target.sources;
+        // A check that needs only an access token may take one from client credentials.
+        let access_token_only = !check.needs.iter().any(|n| matches!(n, Need::Tokens | Need::NewFamily))
+            && check.needs.contains(&Need::AccessToken);
+        let answer = if let Some((username, password)) = self.target.user.clone() {
+            self.source = Some(Source::Password);
+            let mut form = vec![
+                ("grant_type".to_owned(), "password".to_owned()),
+                ("username".to_owned(), username),
+                ("password".to_owned(), password),
+            ];
+            if let Some(scope) = scope {
+                form.push(("scope".to_owned(), scope));
+            }
+            self.post_form(&endpoint, step, &form).await?
+        } else if let Some(command) = sources.command.clone() {
+            self.source = Some(Source::Command);
+            let body = self.run_token_command(&command, scope.as_deref()).await?;
+            let answer = synthetic_answer(&body);
             self.absorb_tokens(&answer);
+            if step.expect.headers.is_empty() {
+                // The expectations look at the §5.1 JSON only: judge the command's.
+                answer
+            } else {
+                // They look at HTTP headers the command's output does not have: judge
+                // the token endpoint's own §5.1 answer to a refresh instead.
+                self.refresh_for_grant(&endpoint, step).await?
+            }
+        } else if let Some(shared) = sources.refresh_token.clone() {
+            self.source = Some(Source::SharedRefreshToken);
+            let (live, last) = {
+                let shared = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                (shared.live.clone(), shared.last_used_by.clone())
+            };
+            self.vars.insert("refresh_token".into(), live.clone());
+            self.refresh_tokens.push(live);
+            let answer = self.refresh_for_grant(&endpoint, step).await?;
+            if answer.status != 200 {
+                return Err(StepError::Skip(format!(
+                    "the --refresh-token family no longer refreshes ({} {}){}",
+                    answer.status,
+                    short(&answer.body_text()),
+                    last.map(|id| format!(", last used by {id}")).unwrap_or_default()
+                )));
+            }
+            answer
+        } else if sources.client_credentials && access_token_only {
+            self.source = Some(Source::ClientCredentials);
+            let mut form = vec![("grant_type".to_owned(), "client_credentials".to_owned())];
+            if let Some(scope) = scope {
+                form.push(("scope".to_owned(), scope));
+            }
+            self.post_form(&endpoint, step, &form).await?
+        } else {
+            let need = if access_token_only { Need::AccessToken } else { Need::Tokens };
+            return Err(StepError::Skip(need.describe().into()));
+        };
+        if answer.status == 200 && matches!(self.source, Some(Source::Password | Source::ClientCredentials)) {
+            self.absorb_tokens(&answer);
+        }
+        if answer.status == 200 {
             let scope = self.vars.get("granted_scope").cloned().unwrap_or_default();
             let parsed = Scope::parse(&scope).unwrap_or_default();
             // A scope strictly narrower than the grant, and one strictly wider.
@@ -480,6 +696,102 @@ impl<'t> Run<'t> {
             self.vars.insert("wider_scope".into(), format!("{scope} figure2-never-granted").trim().to_owned());
         }
         Ok(answer)
+    }
+
+    /// A refresh of the current refresh token, standing in for the grant's own answer.
+    async fn refresh_for_grant(&mut self, endpoint: &str, step: &HttpStep) -> Result<ReceivedResponse, StepError> {
+        let Some(rt) = self.vars.get("refresh_token").cloned() else {
+            return Err(StepError::Skip(format!(
+                "the {} gave no refresh token, and this check looks at the token endpoint's own answer",
+                self.source_name()
+            )));
+        };
+        let form = vec![("grant_type".to_owned(), "refresh_token".to_owned()), ("refresh_token".to_owned(), rt)];
+        let plain = HttpStep { auth: step.auth, ..bare_step(StepKind::Refresh) };
+        let answer = self.post_form(endpoint, &plain, &form).await?;
+        if answer.status == 200 {
+            self.absorb_tokens(&answer);
+        }
+        Ok(answer)
+    }
+
+    /// Runs `--token-command` for a new family (RFC 6749 §1.5 (A)/(B) by whatever grant the
+    /// command drives) and returns its §5.1 JSON.
+    async fn run_token_command(&self, command: &str, scope: Option<&str>) -> Result<serde_json::Value, StepError> {
+        let t = self.target;
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(command)
+            .env("FIGURE2_ISSUER", &t.issuer)
+            .env("FIGURE2_TOKEN_ENDPOINT", t.metadata.token_endpoint.as_deref().unwrap_or(""))
+            .env("FIGURE2_AUTHORIZATION_ENDPOINT", t.metadata.authorization_endpoint.as_deref().unwrap_or(""))
+            .env("FIGURE2_CLIENT_ID", &t.client_id)
+            .env("FIGURE2_CLIENT_SECRET", &t.client_secret)
+            .env("FIGURE2_SCOPE", scope.unwrap_or(""))
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let output = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
+            .await
+            .map_err(|_| StepError::Fail("--token-command did not finish within 60s".into()))?
+            .map_err(|e| StepError::Fail(format!("cannot run --token-command: {e}")))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            return Err(StepError::Fail(format!(
+                "--token-command {}: {}",
+                exit_status(&output.status),
+                short(&String::from_utf8_lossy(&output.stderr))
+            )));
+        }
+        // The JSON is the whole output, or its last line (tools that print progress first).
+        let parsed = serde_json::from_str::<serde_json::Value>(stdout.trim()).ok().or_else(|| {
+            stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).and_then(|l| serde_json::from_str(l).ok())
+        });
+        match parsed {
+            Some(body) if body.get("access_token").and_then(|v| v.as_str()).is_some() => Ok(body),
+            _ => Err(StepError::Fail(format!(
+                "--token-command printed no RFC 6749 §5.1 token response (JSON with access_token): {}",
+                short(&stdout)
+            ))),
+        }
+    }
+
+    /// `narrow_scope`: a token of the first single scope value that still reads
+    /// `--resource`, so that the scope-limited resource is refused for scope alone.
+    async fn narrow_scope(&mut self, step: &HttpStep) -> Result<(), StepError> {
+        let granted = self.vars.get("granted_scope").cloned().unwrap_or_default();
+        let values: Vec<String> = Scope::parse(&granted).unwrap_or_default().iter().map(str::to_owned).collect();
+        if values.len() < 2 {
+            return Ok(());
+        }
+        let resource = self.target.resource.clone().ok_or_else(|| StepError::Skip(Need::Resource.describe().into()))?;
+        let endpoint = self.expand("{token_endpoint}")?;
+        for value in values {
+            let form = match self.vars.get("refresh_token") {
+                Some(rt) if self.source != Some(Source::ClientCredentials) => vec![
+                    ("grant_type".to_owned(), "refresh_token".to_owned()),
+                    ("refresh_token".to_owned(), rt.clone()),
+                    ("scope".to_owned(), value.clone()),
+                ],
+                _ => vec![
+                    ("grant_type".to_owned(), "client_credentials".to_owned()),
+                    ("scope".to_owned(), value.clone()),
+                ],
+            };
+            let answer = self.post_form(&endpoint, step, &form).await?;
+            if answer.status != 200 {
+                continue;
+            }
+            self.absorb_tokens(&answer);
+            let bearer = format!("Bearer {}", self.vars.get("access_token").cloned().unwrap_or_default());
+            let read = self.send(http::Method::GET, &resource, vec![("authorization".into(), bearer)], None).await?;
+            if read.status == 200 {
+                self.vars.insert("narrowed_scope".into(), value);
+                return Ok(());
+            }
+        }
+        Err(StepError::Skip(format!(
+            "no single value of the granted scope \"{granted}\" reads --resource on its own: cannot narrow the token"
+        )))
     }
 
     /// Takes the tokens of a 200 token response; returns whether a new refresh token came.
@@ -570,8 +882,32 @@ impl<'t> Run<'t> {
                 headers.push(basic(&id, &secret));
             }
             AuthKind::Wrong => headers.push(basic(&t.client_id, &format!("{}-wrong", t.client_secret))),
+            AuthKind::BasicOtherClientId => {
+                headers.push(basic(&t.client_id, &t.client_secret));
+                let other = t.other_client.as_ref().map_or("figure2-unregistered-client", |(id, _)| id.as_str());
+                pairs.push(("client_id".into(), other.to_owned()));
+            }
         }
         let body = serde_urlencoded::to_string(&pairs).map_err(|e| StepError::Fail(e.to_string()))?;
+        self.send(method(step, "POST")?, url, headers, Some(body.into_bytes())).await
+    }
+
+    /// A request with a raw body (`body`): a template in which `\xHH` is the byte HH.
+    async fn post_raw(&self, url: &str, step: &HttpStep, raw: &str) -> Result<ReceivedResponse, StepError> {
+        let body = unescape_bytes(&self.expand(raw)?);
+        let mut headers = Vec::new();
+        if let Some(ct) = &step.content_type {
+            headers.push(("content-type".to_owned(), ct.clone()));
+        } else if !body.is_empty() {
+            headers.push(("content-type".to_owned(), "application/x-www-form-urlencoded".to_owned()));
+        }
+        let t = self.target;
+        if step.auth.unwrap_or(AuthKind::Basic) == AuthKind::Basic {
+            headers.push((
+                "authorization".to_owned(),
+                ClientAuthentication::basic_header_value(&t.client_id, &t.client_secret),
+            ));
+        }
         self.send(method(step, "POST")?, url, headers, Some(body)).await
     }
 
@@ -580,7 +916,7 @@ impl<'t> Run<'t> {
         method: http::Method,
         url: &str,
         headers: Vec<(String, String)>,
-        body: Option<String>,
+        body: Option<Vec<u8>>,
     ) -> Result<ReceivedResponse, StepError> {
         let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         let body = if method == http::Method::GET { None } else { body.map(bytes::Bytes::from) };
@@ -602,8 +938,8 @@ impl<'t> Run<'t> {
         let json: Option<serde_json::Value> = serde_json::from_slice(&r.body).ok();
         if let Some(want) = &expect.error {
             let got = json.as_ref().and_then(|j| j.get("error")).and_then(|e| e.as_str());
-            if got != Some(want.as_str()) {
-                return fail(format!("expected error {want}"));
+            if !want.matches(got) {
+                return fail(format!("expected error {}", want.describe()));
             }
         }
         if let Some(unwanted) = &expect.error_not
@@ -742,6 +1078,70 @@ impl<'t> Run<'t> {
             forge::verify_with_jwks(self.target.keys(), token).await.map_err(StepError::Fail)?;
         }
         Ok(())
+    }
+}
+
+/// A step with nothing but its kind.
+fn bare_step(kind: StepKind) -> HttpStep {
+    HttpStep {
+        kind,
+        method: None,
+        url: None,
+        auth: None,
+        form: Vec::new(),
+        content_type: None,
+        body: None,
+        scope: None,
+        token: None,
+        authorization: None,
+        query: None,
+        target: None,
+        seconds: None,
+        until: None,
+        expect: HttpExpect::default(),
+        also: Vec::new(),
+    }
+}
+
+/// The answer a `--token-command` stands for: its JSON as a 200 `application/json`.
+fn synthetic_answer(body: &serde_json::Value) -> ReceivedResponse {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    ReceivedResponse { status: 200, headers, body: bytes::Bytes::from(body.to_string()) }
+}
+
+/// `\xHH` escapes to raw bytes (bodies that are not UTF-8, RFC 6749 Appendix B).
+fn unescape_bytes(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && bytes.get(i + 1) == Some(&b'x')
+            && let Some(b) = s.get(i + 2..i + 4).and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// "exited with status 1", "was killed by signal 9".
+pub fn exit_status(status: &std::process::ExitStatus) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            return format!("was killed by signal {signal}");
+        }
+    }
+    match status.code() {
+        Some(code) => format!("exited with status {code}"),
+        None => "ended without an exit status".to_owned(),
     }
 }
 

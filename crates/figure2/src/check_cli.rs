@@ -23,18 +23,34 @@ pub struct CheckArgs {
     pub other_client_id: Option<String>,
     #[arg(long, env = "FIGURE2_CHECK_OTHER_CLIENT_SECRET")]
     pub other_client_secret: Option<String>,
-    /// A resource owner for the password grant (how the checker obtains tokens).
+    /// A resource owner for the password grant (one way to get tokens; most servers today
+    /// do not offer it: see --token-command and --refresh-token).
     #[arg(long)]
     pub username: Option<String>,
     #[arg(long, env = "FIGURE2_CHECK_PASSWORD")]
     pub password: Option<String>,
-    /// The scope to ask for in the password grant.
+    /// A shell command run whenever a check needs a new token family (by any grant, e.g.
+    /// an authorization-code login driven with curl); it prints an RFC 6749 §5.1 token
+    /// response as JSON. It gets FIGURE2_ISSUER, FIGURE2_TOKEN_ENDPOINT,
+    /// FIGURE2_AUTHORIZATION_ENDPOINT, FIGURE2_CLIENT_ID, FIGURE2_CLIENT_SECRET, FIGURE2_SCOPE.
+    #[arg(long)]
+    pub token_command: Option<String>,
+    /// One refresh token of the client: the checks that need only one family use it in
+    /// turn (each starts with a refresh); the checks that spend a family are skipped.
+    #[arg(long, env = "FIGURE2_CHECK_REFRESH_TOKEN")]
+    pub refresh_token: Option<String>,
+    /// Let the client credentials grant (RFC 6749 §4.4) give the checks that need only an
+    /// access token (most resource-server checks) their token.
+    #[arg(long)]
+    pub client_credentials: bool,
+    /// The scope to ask for (password grant, token command, client credentials).
     #[arg(long)]
     pub scope: Option<String>,
     /// A protected resource (GET) the granted token can read: enables the resource-server checks.
     #[arg(long)]
     pub resource: Option<String>,
-    /// A protected resource the granted scope does not cover (for insufficient_scope).
+    /// A protected resource the granted scope does not cover (for insufficient_scope). The
+    /// checker narrows the token to one scope value that still reads --resource first.
     #[arg(long)]
     pub insufficient_scope_url: Option<String>,
     /// The longest a check may wait for a token to expire, in seconds; longer ones are skipped.
@@ -57,6 +73,22 @@ pub struct CheckClientArgs {
     /// table, json or junit.
     #[arg(long, default_value = "table")]
     pub format: Format,
+    /// Catalogue seconds per real second for a client program (60-second tokens live 12 s
+    /// at 5); 1 runs the catalogue's own times.
+    #[arg(long, default_value_t = client::COMMAND_TIME_SCALE)]
+    pub time_scale: u64,
+    /// The access tokens' expires_in told to a client program, in seconds (default: the
+    /// catalogue's divided by --time-scale, long enough for --client-leeway).
+    #[arg(long)]
+    pub token_lifetime: Option<u64>,
+    /// Seconds before expiry at which the client program refreshes on its own (Authlib: 60);
+    /// calls meant to fall before expiry come before that.
+    #[arg(long, default_value_t = 0)]
+    pub client_leeway: u64,
+    /// Where each check's files go for a client program: ID.stdout, ID.stderr and ID.trace
+    /// (the requests seen and the answers given).
+    #[arg(long, default_value = "figure2-check-client")]
+    pub output_dir: std::path::PathBuf,
     /// The client program and its arguments (after `--`). Without it, Figure2's own client
     /// library is checked in-process.
     #[arg(last = true)]
@@ -89,6 +121,11 @@ pub async fn check(args: CheckArgs) -> Result<bool, String> {
         client_secret: args.client_secret,
         other_client: args.other_client_id.zip(args.other_client_secret),
         user: args.username.zip(args.password),
+        sources: server::TokenSources {
+            command: args.token_command,
+            refresh_token: args.refresh_token.map(server::TokenSources::shared_refresh_token),
+            client_credentials: args.client_credentials,
+        },
         scope: args.scope,
         resource: args.resource,
         scope_limited_resource: args.insufficient_scope_url,
@@ -102,9 +139,7 @@ pub async fn check(args: CheckArgs) -> Result<bool, String> {
         catalogue.checks.retain(|c| keep(&args.only, &c.id));
         for check in &catalogue.checks {
             let result = server::run_check(catalogue.role, check, &target).await;
-            if args.format == Format::Table {
-                eprintln!("  {:<40} {:?}", result.id, result.verdict);
-            }
+            eprintln!("  {:<40} {:?}", result.id, result.verdict);
             report.results.push(result);
         }
     }
@@ -112,10 +147,34 @@ pub async fn check(args: CheckArgs) -> Result<bool, String> {
 }
 
 pub async fn check_client(args: CheckClientArgs) -> Result<bool, String> {
-    let subject =
-        if args.command.is_empty() { checks::client_library() } else { client::Subject::Command(args.command) };
+    let external = !args.command.is_empty();
+    let subject = if external {
+        std::fs::create_dir_all(&args.output_dir)
+            .map_err(|e| format!("cannot create {}: {e}", args.output_dir.display()))?;
+        client::Subject::Command(client::Command {
+            argv: args.command,
+            timing: client::Timing {
+                scale: args.time_scale.max(1),
+                token_lifetime: args.token_lifetime,
+                client_leeway: args.client_leeway,
+            },
+            output_dir: Some(args.output_dir.clone()),
+        })
+    } else {
+        checks::client_library()
+    };
     let mut catalogue = client_catalogue()?;
     catalogue.checks.retain(|c| keep(&args.only, &c.id));
-    let report = ConformanceReport { results: client::run_catalogue(&catalogue, &subject).await };
+    let mut report = ConformanceReport::default();
+    let total = catalogue.checks.len();
+    for (i, check) in catalogue.checks.iter().enumerate() {
+        eprintln!("  [{}/{total}] {} ...", i + 1, check.id);
+        let result = client::run_check(check, &subject).await;
+        eprintln!("  [{}/{total}] {:<40} {:?}", i + 1, result.id, result.verdict);
+        report.results.push(result);
+    }
+    if external {
+        eprintln!("the client's output and a trace of each check: {}/", args.output_dir.display());
+    }
     Ok(finish(&report, args.format))
 }

@@ -107,6 +107,7 @@ pub async fn run_against_world(world: &World) -> Result<ConformanceReport, Strin
         client_secret: "demo-secret".into(),
         other_client: Some(("other-client".into(), "other-secret".into())),
         user: Some(("alice".into(), "alice-password".into())),
+        sources: Default::default(),
         scope: Some("read write".into()),
         resource: Some(format!("{}/resource/read", world.resource_url)),
         scope_limited_resource: Some(format!("{}/resource/admin", world.resource_url)),

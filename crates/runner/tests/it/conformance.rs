@@ -292,6 +292,7 @@ async fn a_resource_server_whose_keys_never_age_fails_the_retired_key_check() {
         client_secret: "demo-secret".into(),
         other_client: None,
         user: Some(("alice".into(), "alice-password".into())),
+        sources: Default::default(),
         scope: Some("read write".into()),
         resource: Some(url),
         scope_limited_resource: None,
@@ -309,4 +310,161 @@ async fn a_resource_server_whose_keys_never_age_fails_the_retired_key_check() {
     let _ = stop.send(());
     let _ = served.await;
     world.stop().await;
+}
+
+/// Issue 16: a server without the password grant. Figure2's authorization server with a
+/// configuration in which the demo client may use only the authorization code and refresh
+/// grants; the checker gets each family from `--token-command`, here
+/// `scripts/token-command-authcode.sh` (a login on the /authorize page driven with curl).
+const NO_PASSWORD_GRANT: &str = r#"
+[[clients]]
+client_id = "demo-client"
+client_secret_sha256 = "cd577fe2561ebff23505db0bb006300c7cdecbd46bc0e03c449afafaca2c25bf"
+redirect_uris = ["http://127.0.0.1:8090/callback"]
+grant_types = ["authorization_code", "refresh_token"]
+scope = "read write"
+
+[[clients]]
+client_id = "other-client"
+client_secret_sha256 = "9c0ee26e4a1fbb028187486a7ea91f81f8ab81fcf467cba75107dbd3a64244d7"
+redirect_uris = ["http://127.0.0.1:8091/callback"]
+grant_types = ["authorization_code", "refresh_token"]
+scope = "read write admin"
+"#;
+
+fn target_without_password(
+    world: &World,
+    metadata: figure2_protocol::metadata::AuthorizationServerMetadata,
+) -> figure2_conformance::server::Target {
+    figure2_conformance::server::Target {
+        issuer: world.issuer.clone(),
+        metadata,
+        client_id: "demo-client".into(),
+        client_secret: "demo-secret".into(),
+        other_client: Some(("other-client".into(), "other-secret".into())),
+        user: None,
+        sources: Default::default(),
+        scope: Some("read write".into()),
+        resource: Some(format!("{}/resource/read", world.resource_url)),
+        scope_limited_resource: Some(format!("{}/resource/admin", world.resource_url)),
+        time: figure2_conformance::server::TimeSource::Simulated(world.clock.clone()),
+        forge: Some(checks::forge(world)),
+        http: world.http.clone(),
+    }
+}
+
+async fn run_servers(target: &figure2_conformance::server::Target) -> ConformanceReport {
+    let mut report = ConformanceReport::default();
+    for file in conformance::CatalogueFile::SERVERS {
+        let catalogue = conformance::server_catalogue(file).unwrap();
+        report.results.extend(figure2_conformance::server::run_catalogue(&catalogue, target).await);
+    }
+    report
+}
+
+#[tokio::test]
+async fn the_token_command_checks_a_server_without_the_password_grant() {
+    let mut config = checks::in_process_config();
+    config.extend(toml::from_str::<toml::Table>(NO_PASSWORD_GRANT).unwrap());
+    let world = World::start(&config).await.expect("world starts");
+    let metadata = figure2_http::discover(&world.http, &world.issuer).await.unwrap();
+    let token_endpoint = metadata.token_endpoint.clone().unwrap();
+    // The premise: this server refuses the password grant to the demo client.
+    let basic = figure2_protocol::client_auth::ClientAuthentication::basic_header_value("demo-client", "demo-secret");
+    let refused = world
+        .http
+        .send(
+            http::Method::POST,
+            &token_endpoint,
+            &[("authorization", basic.as_str()), ("content-type", "application/x-www-form-urlencoded")],
+            Some("grant_type=password&username=alice&password=alice-password".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 400, "{}", refused.body_text());
+
+    let script = format!("bash {}/../../scripts/token-command-authcode.sh", env!("CARGO_MANIFEST_DIR"));
+    let mut target = target_without_password(&world, metadata.clone());
+    target.sources.command = Some(script);
+    let report = run_servers(&target).await;
+    let table = report.render(conformance::Format::Table);
+    assert!(ids(&report, Verdict::Fail).is_empty(), "{table}");
+    // Only the check of the password grant itself is skipped, with its reason.
+    assert_eq!(ids(&report, Verdict::Skip), set(&["AS-5.2-invalid-grant-password"]), "{table}");
+    let skipped = report.results.iter().find(|r| r.verdict == Verdict::Skip).unwrap();
+    assert_eq!(skipped.reason, conformance::Need::PasswordGrant.describe());
+    assert!(ids(&report, Verdict::Pass).contains("AS-9700-reuse-revokes-family"), "{table}");
+
+    // One user-supplied refresh token (--refresh-token): the checks share its family in
+    // turn; those that would spend it are skipped, saying why.
+    let first = run_servers(&{
+        let mut t = target.clone();
+        t.sources.command = None;
+        t.sources.refresh_token = Some(figure2_conformance::server::TokenSources::shared_refresh_token({
+            let out = tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(target.sources.command.clone().unwrap())
+                .env("FIGURE2_AUTHORIZATION_ENDPOINT", metadata.authorization_endpoint.clone().unwrap())
+                .env("FIGURE2_TOKEN_ENDPOINT", &token_endpoint)
+                .env("FIGURE2_CLIENT_ID", "demo-client")
+                .env("FIGURE2_CLIENT_SECRET", "demo-secret")
+                .env("FIGURE2_SCOPE", "read write")
+                .output()
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            body["refresh_token"].as_str().unwrap().to_owned()
+        }));
+        t
+    })
+    .await;
+    let table = first.render(conformance::Format::Table);
+    assert!(ids(&first, Verdict::Fail).is_empty(), "{table}");
+    let spent: BTreeSet<String> = first
+        .results
+        .iter()
+        .filter(|r| r.verdict == Verdict::Skip && r.reason == conformance::Need::NewFamily.describe())
+        .map(|r| r.id.clone())
+        .collect();
+    assert!(
+        spent.contains("AS-9700-reuse-revokes-family") && spent.contains("AS-7009-revoked-refresh-token"),
+        "{table}"
+    );
+    assert!(ids(&first, Verdict::Pass).len() >= 40, "{table}");
+    world.stop().await;
+}
+
+/// Issue 16: a client that refreshes before each call never presents the token the
+/// resource server would refuse, so the retry was never exercised: no pass for it.
+async fn refreshes_before_each_call(env: Env) -> Ending {
+    let http = figure2_http::HttpClient::new();
+    let basic =
+        figure2_protocol::client_auth::ClientAuthentication::basic_header_value(&env.client_id, &env.client_secret);
+    let headers = [("authorization", basic.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+    let grant = format!("grant_type=password&username={}&password={}", env.username, env.password);
+    let Ok(r) = http.send(http::Method::POST, &env.token_endpoint, &headers, Some(grant.into())).await else {
+        return Ending::Failed("grant".into());
+    };
+    let mut b: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    for _ in &env.calls {
+        let form = format!("grant_type=refresh_token&refresh_token={}", b["refresh_token"].as_str().unwrap_or(""));
+        let Ok(r) = http.send(http::Method::POST, &env.token_endpoint, &headers, Some(form.into())).await else {
+            return Ending::Failed("refresh".into());
+        };
+        b = serde_json::from_slice(&r.body).unwrap_or_default();
+        let auth = format!("Bearer {}", b["access_token"].as_str().unwrap_or(""));
+        let _ = http.send(http::Method::GET, &env.resource_url, &[("authorization", auth.as_str())], None).await;
+    }
+    Ending::Ok
+}
+
+#[tokio::test]
+async fn a_check_whose_situation_never_arose_does_not_pass() {
+    let catalogue = conformance::client_catalogue().unwrap();
+    let subject = Subject::InProcess(Arc::new(|env: Env| Box::pin(refreshes_before_each_call(env))));
+    let check = catalogue.checks.iter().find(|c| c.id == "CL-1.5-F-retry-once").unwrap();
+    let result = client::run_check(check, &subject).await;
+    assert_eq!(result.verdict, Verdict::Skip, "{}", result.reason);
+    assert!(result.reason.starts_with("not exercised"), "{}", result.reason);
+    assert_eq!(result.keyword, conformance::Keyword::May, "RFC 6750 §3.1: the client MAY retry");
 }
