@@ -1,8 +1,9 @@
 //! Client checks: the checker plays a scripted authorization server and resource server
 //! and watches what a client does around refresh: does it skip to step G when it knows
 //! the token expired (E), retry exactly once after `invalid_token` or any other 401 to a
-//! request that carried a token (F, G, H), leave `insufficient_scope` alone, refresh once
-//! when requests race, keep the rotated refresh token, stop on `invalid_grant`, and keep
+//! request that carried a token (F, G, H), leave `insufficient_scope` alone, never
+//! present a replaced refresh token when requests race (the number of refreshes is
+//! reported, not judged), keep the rotated refresh token, stop on `invalid_grant`, and keep
 //! the refresh token away from the resource server?
 //!
 //! The client under test is Figure2's own library (in-process, simulated clock) or any
@@ -101,7 +102,11 @@ pub struct ClientExpect {
     /// How the client must end: `ok`, `reauthorize` or `failed`; `""` for any ending (a
     /// MUST check judged on its property alone). Unset: `ok`.
     pub outcome: Option<String>,
-    /// Requests the client may make after being told `invalid_grant`.
+    /// Requests the client may make after being told `invalid_grant` before it either
+    /// stops (ending `reauthorize`) or goes back to step A with a new grant (a client that
+    /// holds the resource owner's password asks for a new authorization that way). The
+    /// refused refresh token is never presented again. The situation (an `invalid_grant`
+    /// answered) must have happened.
     pub requests_after_invalid_grant: Option<usize>,
     /// The situation the check is about must have happened, or the check proves nothing
     /// and is skipped: at least this many refreshes (a rotated token presented again).
@@ -109,6 +114,16 @@ pub struct ClientExpect {
     /// The situation: the refused access token was presented (so a retry was exercised).
     #[serde(default)]
     pub situation_refused_token_presented: bool,
+    /// RFC 6749 §6 with requests racing: no refresh presents a refresh token that had
+    /// already been replaced when the request arrived, whether its successor had reached
+    /// the client or was still in flight (RFC 9700 §4.14.2: a rotating server takes that
+    /// for a replay and revokes the family). Stricter than `presents_newest_refresh_token`.
+    #[serde(default)]
+    pub never_presents_replaced_refresh_token: bool,
+    /// The situation: at least `concurrency` resource requests came once the first access
+    /// token had expired (the requests really raced over an expired token).
+    #[serde(default)]
+    pub situation_concurrent_after_expiry: bool,
 }
 
 /// One request the scripted servers saw.
@@ -668,6 +683,30 @@ fn judge(check: &ClientCheck, ending: &Ending, ledger: &Ledger, expires_in: u64)
             number(&stale.live_refresh_token)
         ));
     }
+    if e.never_presents_replaced_refresh_token {
+        // RFC 6749 §6: a refresh token once replaced is never presented again.
+        let replaced: Vec<&&Seen> = refreshes
+            .iter()
+            .filter(|s| s.presented_refresh_token.is_some() && s.presented_refresh_token != s.live_refresh_token)
+            .filter(|s| ledger.refresh_tokens.iter().any(|t| Some(t) == s.presented_refresh_token.as_ref()))
+            .collect();
+        if let Some(first) = replaced.first() {
+            let number = |t: &Option<String>| {
+                t.as_ref().and_then(|t| ledger.refresh_tokens.iter().position(|rt| rt == t)).map_or(0, |i| i + 1)
+            };
+            let after_successor = replaced.iter().filter(|s| stale_presentation(s)).count();
+            problems.push(format!(
+                "presented a replaced refresh token {} time(s) (first: #{} when #{} was the live one); {} of them \
+                 more than a second after the successor was issued (kept the old token), the rest while it was \
+                 in flight (refreshes not single-flight); {} refresh request(s) in all",
+                replaced.len(),
+                number(&first.presented_refresh_token),
+                number(&first.live_refresh_token),
+                after_successor,
+                refreshes.len()
+            ));
+        }
+    }
     if e.refresh_token_stays_private {
         for s in &resource {
             if ledger.refresh_tokens.iter().any(|rt| s.everything.contains(rt.as_str())) {
@@ -679,9 +718,23 @@ fn judge(check: &ClientCheck, ending: &Ending, ledger: &Ledger, expires_in: u64)
     if let Some(n) = e.requests_after_invalid_grant
         && let Some(pos) = ledger.seen.iter().position(|s| s.answered_invalid_grant)
     {
-        let after = ledger.seen.len() - pos - 1;
-        if after > n {
-            problems.push(format!("made {after} request(s) after invalid_grant (expected at most {n})"));
+        let refused = &ledger.seen[pos].presented_refresh_token;
+        let later = &ledger.seen[pos + 1..];
+        let is_grant = |s: &Seen| !s.to_resource && s.presented_refresh_token.is_none();
+        // Step A again: a new grant is a new authorization, not a retry.
+        let new_grant = later.iter().position(is_grant);
+        let before_grant = new_grant.unwrap_or(later.len());
+        if before_grant > n {
+            problems.push(format!(
+                "made {before_grant} request(s) after invalid_grant before {} (expected at most {n})",
+                if new_grant.is_some() { "a new grant" } else { "stopping" }
+            ));
+        }
+        if refused.is_some() && later.iter().any(|s| s.presented_refresh_token == *refused) {
+            problems.push("presented the refresh token refused with invalid_grant again".into());
+        }
+        if new_grant.is_none() && *ending != Ending::Reauthorize {
+            problems.push(format!("expected the client to end reauthorize or get a new grant, it ended {ending_name}"));
         }
     }
     if !problems.is_empty() {
@@ -705,6 +758,27 @@ fn judge(check: &ClientCheck, ending: &Ending, ledger: &Ledger, expires_in: u64)
                 "not exercised: the client never presented the token the resource server refuses".into(),
             );
         }
+    }
+    if e.requests_after_invalid_grant.is_some() && !ledger.seen.iter().any(|s| s.answered_invalid_grant) {
+        return (Verdict::Skip, "not exercised: the client never presented a refresh token to be refused".into());
+    }
+    if e.situation_concurrent_after_expiry {
+        let expiry = ledger.access_tokens.first().map(|(_, at)| at + expires_in * 1000);
+        let racing = resource.iter().filter(|s| expiry.is_some_and(|x| s.at >= x)).count();
+        if racing < check.concurrency as usize {
+            return (
+                Verdict::Skip,
+                format!(
+                    "not exercised: {racing} resource request(s) after the first access token expired, the check \
+                     needs {}",
+                    check.concurrency
+                ),
+            );
+        }
+    }
+    if e.never_presents_replaced_refresh_token {
+        // Information, not judged: how many refreshes it took (1 with single flight).
+        return (Verdict::Pass, format!("{} refresh request(s), none with a replaced token", refreshes.len()));
     }
     (Verdict::Pass, String::new())
 }

@@ -23,6 +23,14 @@ fn b64(v: &Value) -> String {
     URL_SAFE_NO_PAD.encode(v.to_string())
 }
 
+/// An opaque access token with its last character changed: a token its server never
+/// issued, for the checks that only need a refused token.
+pub fn tamper_opaque(genuine: &str) -> String {
+    let mut out: String = genuine.chars().take(genuine.chars().count().saturating_sub(1)).collect();
+    out.push(if genuine.ends_with('A') { 'B' } else { 'A' });
+    out
+}
+
 /// Makes a token of `kind` from a genuine access token's claims.
 pub async fn craft(kind: &str, genuine: &str, keys: Keys<'_>, now: u64) -> Result<String, String> {
     let (header, claims) = decode_unverified(genuine).ok_or("the access token is not a JWT")?;

@@ -227,8 +227,7 @@ impl ConformanceReport {
                 }))
                 .unwrap_or_default()
                     + "\n"
-                    + &self.summary_line()
-                    + "\n"
+                // Nothing after the JSON: a machine reads it whole (the counts are in it).
             }
             Format::Junit => self.junit(),
         }
@@ -251,7 +250,8 @@ impl ConformanceReport {
                 r.section,
                 r.keyword.as_str(),
                 verdict,
-                if r.verdict == Verdict::Pass { r.summary.clone() } else { format!("{} — {}", r.summary, r.reason) }
+                // A pass may carry information (a count), never a judgement.
+                if r.reason.is_empty() { r.summary.clone() } else { format!("{} — {}", r.summary, r.reason) }
             ));
         }
         out.push_str(&self.summary_line());
@@ -306,4 +306,27 @@ pub trait Forge: Send + Sync {
     /// Stops publishing every key but the one that signs (as
     /// `authorization-server retire-key` and a restart would).
     fn retire_other_keys(&self) -> Result<(), String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_report_is_json_and_nothing_else() {
+        let report = ConformanceReport {
+            results: vec![CheckResult {
+                id: "AS-6-refresh".into(),
+                role: Role::AuthorizationServer,
+                section: "RFC 6749 §6".into(),
+                keyword: Keyword::Must,
+                summary: "s".into(),
+                verdict: Verdict::Fail,
+                reason: "r".into(),
+            }],
+        };
+        let json: serde_json::Value = serde_json::from_str(&report.render(Format::Json)).expect("whole output parses");
+        assert_eq!(json["failed"], 1);
+        assert_eq!(json["results"][0]["verdict"], "fail");
+    }
 }

@@ -131,6 +131,10 @@ pub struct HttpStep {
     /// SHOULD 403) reports the strongest one broken. `expect` carries the check's keyword.
     #[serde(default)]
     pub also: Vec<KeyedExpect>,
+    /// The situation the check is about, judged before `expect`: an answer that does not
+    /// meet it skips the check as not exercised instead of failing it (a server that does
+    /// not introspect refresh tokens may answer `active: false`, RFC 7662 §2.2).
+    pub situation: Option<HttpExpect>,
 }
 
 /// Expectations with the key word of the requirement they test.
@@ -173,6 +177,11 @@ pub struct HttpExpect {
     pub token_type_is_access_token_type: bool,
     pub refresh_token_changed: Option<bool>,
     pub access_token_changed: Option<bool>,
+    /// RFC 6750 §3: if the answer refuses access (400, 401 or 403), it carries a
+    /// `WWW-Authenticate: Bearer` challenge (an answer that serves the request is not
+    /// judged here).
+    #[serde(default)]
+    pub challenge_when_refused: bool,
     pub jwt: Option<JwtExpect>,
 }
 
@@ -260,6 +269,9 @@ pub struct Target {
     pub resource: Option<String>,
     pub scope_limited_resource: Option<String>,
     pub time: TimeSource,
+    /// Where the metadata came from, when not the RFC 8414 well-known URL of `issuer`
+    /// (a server that publishes only OpenID Connect Discovery).
+    pub metadata_url: Option<String>,
     /// In-process only: the authorization server's signing key, for crafted tokens.
     pub forge: Option<Arc<dyn crate::Forge>>,
     pub http: HttpClient,
@@ -410,7 +422,9 @@ impl<'t> Run<'t> {
             }
         };
         set("issuer", Some(&target.issuer));
-        set("metadata_url", figure2_protocol::metadata::metadata_url(&target.issuer).as_deref());
+        let metadata_url =
+            target.metadata_url.clone().or_else(|| figure2_protocol::metadata::metadata_url(&target.issuer));
+        set("metadata_url", metadata_url.as_deref());
         set("token_endpoint", m.token_endpoint.as_deref());
         set("jwks_uri", m.jwks_uri.as_deref());
         set("revocation_endpoint", m.revocation_endpoint.as_deref());
@@ -459,8 +473,13 @@ impl<'t> Run<'t> {
                 rest = &rest[start + 1..];
                 continue;
             }
-            let value =
-                self.vars.get(name).ok_or_else(|| StepError::Fail(format!("{{{name}}} is not known at this point")))?;
+            let value = self.vars.get(name).ok_or_else(|| match name {
+                // RFC 8414 §2: OPTIONAL metadata; a server without it is not checked on it.
+                "jwks_uri" | "revocation_endpoint" | "introspection_endpoint" | "authorization_endpoint" => {
+                    StepError::Skip(format!("the metadata has no {name} (OPTIONAL, RFC 8414 §2)"))
+                }
+                _ => StepError::Fail(format!("{{{name}}} is not known at this point")),
+            })?;
             out.push_str(value);
             rest = &rest[start + end + 1..];
         }
@@ -566,6 +585,13 @@ impl<'t> Run<'t> {
                 self.send(method(step, "GET")?, &url, headers, None).await?
             }
         };
+        if let Some(situation) = &step.situation {
+            match self.verify(situation, &response).await {
+                Ok(()) => {}
+                Err(StepError::Fail(r)) => return Err(StepError::Skip(format!("not exercised: {r}"))),
+                Err(other) => return Err(other),
+            }
+        }
         // The step's own expectations carry the check's key word; `also` carries others.
         // Every one is judged, and the strongest broken requirement is reported.
         let mut broken: Vec<(String, Keyword)> = Vec::new();
@@ -843,6 +869,14 @@ impl<'t> Run<'t> {
             }
             Some(kind) => {
                 let access_token = self.vars.get("access_token").cloned().unwrap_or_default();
+                if decode_unverified(&access_token).is_none() {
+                    // An opaque access token: one changed character still makes a token
+                    // the server never issued; the other kinds need a JWT.
+                    if kind == "tampered" {
+                        return Ok(forge::tamper_opaque(&access_token));
+                    }
+                    return Err(StepError::Skip(Need::JwtAccessTokens.describe().into()));
+                }
                 forge::craft(kind, &access_token, self.target.keys(), self.target.now()).await.map_err(StepError::Fail)
             }
         }
@@ -946,6 +980,13 @@ impl<'t> Run<'t> {
             && json.as_ref().and_then(|j| j.get("error")).and_then(|e| e.as_str()) == Some(unwanted.as_str())
         {
             return fail(format!("expected any answer but error {unwanted}"));
+        }
+        if expect.challenge_when_refused && matches!(r.status, 400 | 401 | 403) {
+            let challenges: Vec<&str> =
+                r.headers.get_all("www-authenticate").iter().filter_map(|v| v.to_str().ok()).collect();
+            if !challenges.iter().any(|c| BearerChallenge::parse(c).is_some()) {
+                return fail("refused without a WWW-Authenticate: Bearer challenge".into());
+            }
         }
         if let Some(want) = &expect.bearer_error {
             let challenges: Vec<&str> =
@@ -1100,6 +1141,7 @@ fn bare_step(kind: StepKind) -> HttpStep {
         until: None,
         expect: HttpExpect::default(),
         also: Vec::new(),
+        situation: None,
     }
 }
 

@@ -113,7 +113,10 @@ pub async fn check(args: CheckArgs) -> Result<bool, String> {
     };
     let issuer = issuer.trim_end_matches('/').to_owned();
     let http = HttpClient::new().with_timeout(std::time::Duration::from_secs(20));
-    let metadata = figure2_http::discover(&http, &issuer).await.map_err(|e| e.to_string())?;
+    let (metadata, metadata_url) = figure2_http::discover_any(&http, &issuer).await.map_err(|e| e.to_string())?;
+    if metadata_url.ends_with("/.well-known/openid-configuration") {
+        eprintln!("no RFC 8414 metadata (404); using OpenID Connect Discovery: {metadata_url}");
+    }
     let target = server::Target {
         issuer,
         metadata,
@@ -130,6 +133,7 @@ pub async fn check(args: CheckArgs) -> Result<bool, String> {
         resource: args.resource,
         scope_limited_resource: args.insufficient_scope_url,
         time: server::TimeSource::Real { max_wait: args.max_wait },
+        metadata_url: Some(metadata_url),
         forge: None,
         http,
     };

@@ -7,13 +7,14 @@
 //! - [`read_body`]: a request body read with a hard size limit;
 //! - response builders ([`json`], [`text`]);
 //! - [`HttpClient`]: a small HTTP/1.1 client with bounded response bodies;
-//! - [`discover`]: RFC 8414 discovery of an authorization server by its issuer.
+//! - [`discover`]: RFC 8414 discovery of an authorization server by its issuer
+//!   ([`discover_any`] falls back to OpenID Connect Discovery, for the checker).
 //!
 //! Protocol decisions never happen here; see `figure2-protocol`.
 
 pub mod discovery;
 
-pub use discovery::{DiscoveryError, discover};
+pub use discovery::{DiscoveryError, discover, discover_any};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};

@@ -56,6 +56,14 @@ pub fn metadata_url(issuer: &str) -> Option<String> {
     Some(format!("{scheme}://{authority}{WELL_KNOWN_SUFFIX}{path}"))
 }
 
+/// OpenID Connect Discovery 1.0 §4: the provider configuration is at the issuer with
+/// `/.well-known/openid-configuration` appended (after its path, unlike RFC 8414 §3.1),
+/// which RFC 8414 §5 keeps for compatibility. Servers that publish only this document
+/// (oidc-provider) are still described by the same metadata fields.
+pub fn openid_configuration_url(issuer: &str) -> String {
+    format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetadataError {
     #[error("metadata issuer {found:?} is not the issuer it was fetched for {expected:?} (RFC 8414 §3.3)")]

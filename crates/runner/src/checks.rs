@@ -112,6 +112,7 @@ pub async fn run_against_world(world: &World) -> Result<ConformanceReport, Strin
         resource: Some(format!("{}/resource/read", world.resource_url)),
         scope_limited_resource: Some(format!("{}/resource/admin", world.resource_url)),
         time: server::TimeSource::Simulated(world.clock.clone()),
+        metadata_url: None,
         forge: Some(forge(world)),
         http: world.http.clone(),
     };

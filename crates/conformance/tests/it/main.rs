@@ -102,6 +102,7 @@ async fn a_lenient_server_fails_each_new_check_with_its_strongest_key_word() {
         resource: Some(format!("{issuer}/resource/read")),
         scope_limited_resource: Some(format!("{issuer}/resource/admin")),
         time: TimeSource::Real { max_wait: 0 },
+        metadata_url: None,
         forge: None,
         http,
     };
@@ -122,6 +123,22 @@ async fn a_lenient_server_fails_each_new_check_with_its_strongest_key_word() {
         let result = run_check(catalogue.role, check, &target).await;
         assert_eq!((result.verdict.clone(), result.keyword), (Verdict::Fail, keyword), "{id}: {}", result.reason);
     }
+    // Serving a request that carries the token two ways breaks §3.1's SHOULD only (§2's
+    // MUST NOT binds the client); opaque tokens are tampered with too (this server takes
+    // any `at-` token, so the challenge check runs and fails instead of "not a JWT").
+    for (id, keyword) in [("RS-6750-2-one-method", Keyword::Should), ("RS-6750-3-challenge-syntax", Keyword::Must)] {
+        let catalogue = server_catalogue(CatalogueFile::ResourceServer).unwrap();
+        let check = catalogue.checks.iter().find(|c| c.id == id).unwrap();
+        let result = run_check(catalogue.role, check, &target).await;
+        assert_eq!((result.verdict.clone(), result.keyword), (Verdict::Fail, keyword), "{id}: {}", result.reason);
+        assert!(!result.reason.contains("not a JWT"), "{id}: {}", result.reason);
+    }
+    // No jwks_uri in the metadata (OPTIONAL, RFC 8414 §2): the checks that read it skip.
+    let catalogue = server_catalogue(CatalogueFile::AuthorizationServer).unwrap();
+    let check = catalogue.checks.iter().find(|c| c.id == "AS-9110-9.3.2-head").unwrap();
+    let result = run_check(catalogue.role, check, &target).await;
+    assert_eq!(result.verdict, Verdict::Skip, "{}", result.reason);
+    assert!(result.reason.contains("no jwks_uri"), "{}", result.reason);
     // A bare 401 with a Bearer challenge to a request without a token is right.
     let catalogue = server_catalogue(CatalogueFile::ResourceServer).unwrap();
     let check = catalogue.checks.iter().find(|c| c.id == "RS-6750-3-no-token").unwrap();

@@ -297,6 +297,7 @@ async fn a_resource_server_whose_keys_never_age_fails_the_retired_key_check() {
         resource: Some(url),
         scope_limited_resource: None,
         time: TimeSource::Simulated(world.clock.clone()),
+        metadata_url: None,
         forge: Some(checks::forge(&world)),
         http: world.http.clone(),
     };
@@ -348,6 +349,7 @@ fn target_without_password(
         resource: Some(format!("{}/resource/read", world.resource_url)),
         scope_limited_resource: Some(format!("{}/resource/admin", world.resource_url)),
         time: figure2_conformance::server::TimeSource::Simulated(world.clock.clone()),
+        metadata_url: None,
         forge: Some(checks::forge(world)),
         http: world.http.clone(),
     }
@@ -467,4 +469,163 @@ async fn a_check_whose_situation_never_arose_does_not_pass() {
     assert_eq!(result.verdict, Verdict::Skip, "{}", result.reason);
     assert!(result.reason.starts_with("not exercised"), "{}", result.reason);
     assert_eq!(result.keyword, conformance::Keyword::May, "RFC 6750 §3.1: the client MAY retry");
+}
+
+/// Issue 16: a client without single flight. Each of the racing requests sees the token
+/// expired and refreshes with the refresh token it holds, all at once: the first rotates
+/// it, the others present the token just replaced (Authlib's async client did this).
+async fn refreshes_in_parallel(env: Env, serialised: bool) -> Ending {
+    use figure2_protocol::Clock;
+    let http = figure2_http::HttpClient::new();
+    let basic =
+        figure2_protocol::client_auth::ClientAuthentication::basic_header_value(&env.client_id, &env.client_secret);
+    let headers = [("authorization", basic.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+    let grant = format!("grant_type=password&username={}&password={}", env.username, env.password);
+    let Ok(r) = http.send(http::Method::POST, &env.token_endpoint, &headers, Some(grant.into())).await else {
+        return Ending::Failed("grant".into());
+    };
+    let b: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    let issued = env.clock.now();
+    let expires_in = b["expires_in"].as_u64().unwrap_or(0);
+    let tokens = tokio::sync::Mutex::new((
+        b["access_token"].as_str().unwrap_or("").to_owned(),
+        b["refresh_token"].as_str().unwrap_or("").to_owned(),
+    ));
+    let start = env.clock.now();
+    for t in &env.calls {
+        let now = env.clock.now();
+        if start + t > now {
+            env.clock.advance(start + t - now);
+        }
+        let expired = env.clock.now() >= issued + expires_in;
+        let one = || async {
+            let access = if expired {
+                // Serialised: one refresh at a time, each with the newest refresh token,
+                // but none skipped (no single flight). Parallel: everyone refreshes with
+                // the refresh token held when it started.
+                let mut guard = if serialised { Some(tokens.lock().await) } else { None };
+                let presented = match &guard {
+                    Some(g) => g.1.clone(),
+                    None => tokens.lock().await.1.clone(),
+                };
+                let form = format!("grant_type=refresh_token&refresh_token={presented}");
+                let r = http.send(http::Method::POST, &env.token_endpoint, &headers, Some(form.into())).await.ok()?;
+                if r.status != 200 {
+                    return Some(Ending::Reauthorize);
+                }
+                let b: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+                let pair = (
+                    b["access_token"].as_str().unwrap_or("").to_owned(),
+                    b["refresh_token"].as_str().unwrap_or(&presented).to_owned(),
+                );
+                match guard.as_mut() {
+                    Some(g) => **g = pair.clone(),
+                    None => *tokens.lock().await = pair.clone(),
+                }
+                pair.0
+            } else {
+                tokens.lock().await.0.clone()
+            };
+            let auth = format!("Bearer {access}");
+            let r = http.send(http::Method::GET, &env.resource_url, &[("authorization", auth.as_str())], None).await;
+            Some(if r.is_ok_and(|r| r.status == 200) { Ending::Ok } else { Ending::Failed("resource".into()) })
+        };
+        let endings = client::join_all((0..env.concurrency).map(|_| one())).await;
+        if let Some(bad) =
+            endings.into_iter().map(|e| e.unwrap_or(Ending::Failed("http".into()))).find(|e| *e != Ending::Ok)
+        {
+            return bad;
+        }
+    }
+    Ending::Ok
+}
+
+#[tokio::test]
+async fn single_flight_is_judged_on_the_replaced_token_not_on_the_count() {
+    let catalogue = conformance::client_catalogue().unwrap();
+    let check = catalogue.checks.iter().find(|c| c.id == "CL-9700-single-flight").unwrap();
+    assert_eq!(check.keyword, conformance::Keyword::Must);
+    // Racing refreshes with one refresh token: a replaced token is presented again.
+    let parallel = Subject::InProcess(Arc::new(|env: Env| Box::pin(refreshes_in_parallel(env, false))));
+    let result = client::run_check(check, &parallel).await;
+    assert_eq!(result.verdict, Verdict::Fail, "{}", result.reason);
+    assert!(result.reason.contains("presented a replaced refresh token 7 time(s)"), "{}", result.reason);
+    // Eight refreshes, each with the newest token: more than one refresh, but the MUST
+    // holds; the count is reported as information only.
+    let serialised = Subject::InProcess(Arc::new(|env: Env| Box::pin(refreshes_in_parallel(env, true))));
+    let result = client::run_check(check, &serialised).await;
+    assert_eq!(result.verdict, Verdict::Pass, "{}", result.reason);
+    assert_eq!(result.reason, "8 refresh request(s), none with a replaced token");
+    // Figure2's own client: single flight, one refresh.
+    let result = client::run_check(check, &checks::client_library()).await;
+    assert_eq!(result.verdict, Verdict::Pass, "{}", result.reason);
+    assert_eq!(result.reason, "1 refresh request(s), none with a replaced token");
+}
+
+/// Issue 16: after `invalid_grant` a client holding the resource owner's password goes
+/// back to step A with a new grant (`regrant`), or presents the refused token once more
+/// before giving up.
+async fn after_invalid_grant(env: Env, regrant: bool) -> Ending {
+    use figure2_protocol::Clock;
+    let http = figure2_http::HttpClient::new();
+    let basic =
+        figure2_protocol::client_auth::ClientAuthentication::basic_header_value(&env.client_id, &env.client_secret);
+    let headers = [("authorization", basic.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+    let token = |form: String| {
+        let http = http.clone();
+        let url = env.token_endpoint.clone();
+        async move {
+            let r = http.send(http::Method::POST, &url, &headers, Some(form.into())).await.ok()?;
+            serde_json::from_slice::<serde_json::Value>(&r.body).ok().filter(|_| r.status == 200)
+        }
+    };
+    let grant = format!("grant_type=password&username={}&password={}", env.username, env.password);
+    let Some(mut b) = token(grant.clone()).await else { return Ending::Failed("grant".into()) };
+    let mut issued = env.clock.now();
+    let start = issued;
+    for t in &env.calls {
+        let now = env.clock.now();
+        if start + t > now {
+            env.clock.advance(start + t - now);
+        }
+        if env.clock.now() >= issued + b["expires_in"].as_u64().unwrap_or(0) {
+            let refresh =
+                format!("grant_type=refresh_token&refresh_token={}", b["refresh_token"].as_str().unwrap_or(""));
+            match token(refresh.clone()).await {
+                Some(new) => b = new,
+                None if regrant => match token(grant.clone()).await {
+                    Some(new) => b = new,
+                    None => return Ending::Reauthorize,
+                },
+                None => {
+                    let _ = token(refresh).await;
+                    return Ending::Reauthorize;
+                }
+            }
+            issued = env.clock.now();
+        }
+        let auth = format!("Bearer {}", b["access_token"].as_str().unwrap_or(""));
+        let _ = http.send(http::Method::GET, &env.resource_url, &[("authorization", auth.as_str())], None).await;
+    }
+    Ending::Ok
+}
+
+#[tokio::test]
+async fn a_new_grant_after_invalid_grant_is_back_to_a_but_presenting_the_refused_token_fails() {
+    let catalogue = conformance::client_catalogue().unwrap();
+    let check = catalogue.checks.iter().find(|c| c.id == "CL-5.2-invalid-grant-stops").unwrap();
+    let regrants = Subject::InProcess(Arc::new(|env: Env| Box::pin(after_invalid_grant(env, true))));
+    let result = client::run_check(check, &regrants).await;
+    assert_eq!(result.verdict, Verdict::Pass, "{}", result.reason);
+    let retries = Subject::InProcess(Arc::new(|env: Env| Box::pin(after_invalid_grant(env, false))));
+    let result = client::run_check(check, &retries).await;
+    assert_eq!(result.verdict, Verdict::Fail, "{}", result.reason);
+    assert!(
+        result.reason.contains("presented the refresh token refused with invalid_grant again"),
+        "{}",
+        result.reason
+    );
+    // Figure2's own client stops and ends 'reauthorize'.
+    let result = client::run_check(check, &checks::client_library()).await;
+    assert_eq!(result.verdict, Verdict::Pass, "{}", result.reason);
 }
