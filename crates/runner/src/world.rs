@@ -229,8 +229,8 @@ impl Running {
     }
 }
 
-/// The resource server's own clock: the shared clock plus an offset (seconds, may be
-/// negative), so a scenario can put one role ahead of or behind the others.
+/// A role's own clock: the shared clock plus an offset (seconds, may be negative), so a
+/// scenario can put one role ahead of or behind the others.
 #[derive(Debug, Clone)]
 pub struct SkewedClock {
     base: SimulatedClock,
@@ -261,6 +261,9 @@ pub struct ResourceServerOptions {
 
 pub struct World {
     pub clock: SimulatedClock,
+    /// The authorization server's clock (the shared one plus a skew): the `iat` and `exp`
+    /// it writes into tokens, and the refresh-token lifetimes it checks.
+    pub authorization_server_clock: SkewedClock,
     /// The resource server's clock (the shared one plus a skew).
     pub resource_server_clock: SkewedClock,
     /// The clients' clock (the shared one plus a skew).
@@ -325,7 +328,9 @@ impl World {
                 let _ = stopped.await;
             })
         }));
-        let (authorization_server, authorization) = start_authorization_server(&config, &clock, &network).await?;
+        let authorization_server_clock = SkewedClock { base: clock.clone(), offset: Arc::new(AtomicI64::new(0)) };
+        let (authorization_server, authorization) =
+            start_authorization_server(&config, &authorization_server_clock, &network).await?;
 
         // The resource server finds the authorization server the way it would in
         // production: RFC 8414 metadata, then the JWKS, with production settings (a new
@@ -348,6 +353,7 @@ impl World {
         let client_clock = SkewedClock { base: clock.clone(), offset: Arc::new(AtomicI64::new(0)) };
         Ok(Self {
             clock,
+            authorization_server_clock,
             resource_server_clock,
             client_clock,
             authorization_server,
@@ -369,7 +375,8 @@ impl World {
         if let Some(running) = self.authorization.take() {
             running.stop().await;
         }
-        let (server, running) = start_authorization_server(&self.config, &self.clock, &self.network).await?;
+        let (server, running) =
+            start_authorization_server(&self.config, &self.authorization_server_clock, &self.network).await?;
         self.authorization_server = server;
         self.authorization = Some(running);
         Ok(())
@@ -402,7 +409,7 @@ impl World {
 
 async fn start_authorization_server(
     config: &Config,
-    clock: &SimulatedClock,
+    clock: &SkewedClock,
     network: &Arc<Network>,
 ) -> Result<(Arc<AuthorizationServer>, Running), WorldError> {
     let listener = bind().await?;

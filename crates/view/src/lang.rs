@@ -255,6 +255,7 @@ pub fn action(lang: Lang, action: &Action) -> String {
         Action::ProxyAnswers { status } => format!("授权服务器前面的代理将以 {status} 应答下一个令牌请求"),
         Action::Skew { role, offset } => {
             let role = match role {
+                Role::AuthorizationServer => "授权服务器",
                 Role::ResourceServer => "资源服务器",
                 Role::Client => "客户端",
             };
