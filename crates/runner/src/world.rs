@@ -24,6 +24,10 @@ pub const DEMO_CONFIG: &str = include_str!("../../../config/demo.toml");
 pub const DEMO_CLIENTS: [(&str, Option<&str>); 3] =
     [("demo-client", Some("demo-secret")), ("other-client", Some("other-secret")), ("public-client", None)];
 
+/// The resource server's own registration at the authorization server (`config/demo.toml`),
+/// for RFC 7662 introspection when it reports first uses.
+pub const RESOURCE_SERVER_CLIENT: (&str, &str) = ("figure2-resource-server", "resource-server-secret");
+
 /// The demo resource owners and their passwords.
 pub const DEMO_USERS: [(&str, &str); 2] = [("alice", "alice-password"), ("bob", "bob-password")];
 
@@ -257,6 +261,11 @@ impl figure2_protocol::Clock for SkewedClock {
 pub struct ResourceServerOptions {
     /// Seconds of leeway the resource server allows on `exp`/`nbf`/`iat` (RFC 7519 §4.1.4).
     pub leeway: Option<u64>,
+    /// Whether the resource server introspects each access token on its first use (RFC
+    /// 7662), so the authorization server learns it was used. Unset: on exactly when the
+    /// refresh policy reads it (`reuse_while_successor_unused`, preset `mas`), as a MAS
+    /// homeserver introspects the tokens it is shown.
+    pub report_first_use: Option<bool>,
 }
 
 pub struct World {
@@ -338,6 +347,13 @@ impl World {
         let mut rs_config = ResourceServerConfig::new(issuer.clone(), config.audience.clone());
         if let Some(leeway) = rs_options.leeway {
             rs_config.leeway = leeway;
+        }
+        if rs_options.report_first_use.unwrap_or(config.refresh.reuse_while_successor_unused) {
+            let (client_id, secret) = RESOURCE_SERVER_CLIENT;
+            rs_config.report_first_use = Some(figure2_resource_server::IntrospectionClient {
+                client_id: client_id.into(),
+                client_secret: ClientSecret::new(secret),
+            });
         }
         let resource_server_clock = SkewedClock { base: clock.clone(), offset: Arc::new(AtomicI64::new(0)) };
         let resource_server =
