@@ -64,6 +64,33 @@ fn one() -> u32 {
     1
 }
 
+/// How the scripted server takes back a retired refresh token after a lost answer (the
+/// recovery policies of real servers: README, "Which refresh policy?").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recovery {
+    /// Strict rotation: refused, and the family revoked (RFC 9700 §4.14.2).
+    None,
+    /// Within `grace_seconds` of its retirement, a new pair (Hydra, Auth0, Rauthy).
+    Time,
+    /// Within `grace_seconds`, the successor already issued (Dex).
+    Idempotent,
+    /// `max_reuse` more times (Keycloak).
+    Count,
+    /// While the successor's access token was never used (matrix-authentication-service).
+    Usage,
+}
+
+/// What a lost-response check expects of the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LostResponse {
+    /// It retries with the refresh token it still holds and goes on.
+    Recovers,
+    /// Strict rotation logs it out: it asks for a new authorization, without retrying.
+    LoggedOut,
+}
+
 /// How the scripted servers behave.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -93,7 +120,7 @@ pub struct Script {
     /// `idempotent` (within `grace_seconds`, the successor already issued is handed back:
     /// Dex), `count` (accepted `max_reuse` more times: Keycloak), `usage` (accepted while
     /// the successor's access token was never presented to the resource server: MAS).
-    pub recovery: String,
+    pub recovery: Recovery,
     /// Seconds (catalogue time) of the `time` and `idempotent` windows.
     pub grace_seconds: u64,
     /// How many times `count` accepts the predecessor again.
@@ -109,7 +136,7 @@ impl Default for Script {
             resource: "validate".into(),
             refresh_unavailable: 0,
             lose_refresh: false,
-            recovery: "none".into(),
+            recovery: Recovery::None,
             grace_seconds: 30,
             max_reuse: 1,
         }
@@ -151,7 +178,7 @@ pub struct ClientExpect {
     /// its last call served) or `logged_out` (strict rotation: the expected outcome is that the
     /// client is told `invalid_grant` and asks for a new authorization, without retrying).
     /// The situation (a refresh committed and its answer lost) must have happened.
-    pub lost_response: Option<String>,
+    pub lost_response: Option<LostResponse>,
 }
 
 /// One request the scripted servers saw.
@@ -413,14 +440,14 @@ impl Scripted {
         };
         lost.came_back = true;
         let within = now <= lost.retired_at + grace_ms;
-        let accept = match self.script.recovery.as_str() {
-            "time" | "idempotent" => within,
-            "count" => lost.reuses < self.script.max_reuse,
-            "usage" => !used.contains(&lost.successor_access_token),
-            _ => false,
+        let accept = match self.script.recovery {
+            Recovery::Time | Recovery::Idempotent => within,
+            Recovery::Count => lost.reuses < self.script.max_reuse,
+            Recovery::Usage => !used.contains(&lost.successor_access_token),
+            Recovery::None => false,
         };
         if !accept {
-            if self.script.recovery == "none" {
+            if self.script.recovery == Recovery::None {
                 // Strict rotation (RFC 9700 §4.14.2): reuse revokes the family.
                 ledger.family_revoked = true;
             }
@@ -428,7 +455,7 @@ impl Scripted {
         }
         lost.reuses += 1;
         lost.accepted = true;
-        if self.script.recovery == "idempotent" {
+        if self.script.recovery == Recovery::Idempotent {
             // Dex: the successor already issued is handed back, with a new access token.
             let successor = ledger.live_refresh_token.clone();
             let mut body = self.issue(ledger, now, false);
@@ -850,7 +877,7 @@ fn judge(check: &ClientCheck, ending: &Ending, ledger: &Ledger, expires_in: u64)
     if e.keeps_refresh_token_when_unavailable {
         return judge_unavailable(ending, ledger, &resource);
     }
-    if let Some(want) = e.lost_response.as_deref() {
+    if let Some(want) = e.lost_response {
         return judge_lost_response(want, ending, ledger, &resource);
     }
     if e.situation_refused_token_presented {
@@ -914,12 +941,12 @@ fn judge_unavailable(ending: &Ending, ledger: &Ledger, resource: &[&Seen]) -> (V
 /// The lost-response checks: under a recovery policy the client must come back with the
 /// refresh token it still holds and go on; under strict rotation being logged out is the
 /// expected outcome, and the check passes if the client then stops.
-fn judge_lost_response(want: &str, ending: &Ending, ledger: &Ledger, resource: &[&Seen]) -> (Verdict, String) {
+fn judge_lost_response(want: LostResponse, ending: &Ending, ledger: &Ledger, resource: &[&Seen]) -> (Verdict, String) {
     let Some(lost) = &ledger.lost else {
         return (Verdict::Skip, "not exercised: the client never refreshed, so no answer was lost".into());
     };
     match want {
-        "logged_out" => {
+        LostResponse::LoggedOut => {
             if let Some(pos) = ledger.seen.iter().position(|s| s.answered_invalid_grant) {
                 let after = ledger.seen.len() - pos - 1;
                 if after > 0 {
@@ -942,7 +969,7 @@ fn judge_lost_response(want: &str, ending: &Ending, ledger: &Ledger, resource: &
                 ),
             }
         }
-        _ => {
+        LostResponse::Recovers => {
             if !lost.came_back {
                 return (
                     Verdict::Fail,
@@ -971,6 +998,15 @@ fn judge_lost_response(want: &str, ending: &Ending, ledger: &Ledger, resource: &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recovery_policies_and_expectations_are_spelled_out() {
+        let script: Script = toml::from_str("lose_refresh = true\nrecovery = \"idempotent\"").expect("parses");
+        assert_eq!((script.recovery, script.grace_seconds, script.max_reuse), (Recovery::Idempotent, 30, 1));
+        assert!(toml::from_str::<Script>("recovery = \"grace\"").is_err(), "a typo is an error, not strict rotation");
+        let expect: ClientExpect = toml::from_str("lost_response = \"logged_out\"").expect("parses");
+        assert_eq!(expect.lost_response, Some(LostResponse::LoggedOut));
+    }
 
     #[test]
     fn timing_keeps_its_margins_at_any_scale_and_leeway() {
