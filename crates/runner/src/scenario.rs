@@ -141,8 +141,8 @@ pub enum Action {
     Outage { endpoint: crate::world::Endpoint, seconds: u64 },
     /// A proxy answers the next token request with `status` (e.g. 429, 503) itself.
     ProxyAnswers { status: u16 },
-    /// The clock of `role` (`resource_server` or `client`) runs `offset` seconds ahead
-    /// (negative: behind) of the authorization server's.
+    /// The clock of `role` (`authorization_server`, `resource_server` or `client`) runs
+    /// `offset` seconds ahead (negative: behind) of the shared clock; the others keep it.
     Skew { role: Role, offset: i64 },
 }
 
@@ -150,6 +150,7 @@ pub enum Action {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    AuthorizationServer,
     ResourceServer,
     Client,
 }
@@ -157,6 +158,7 @@ pub enum Role {
 impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::AuthorizationServer => "authorization server",
             Self::ResourceServer => "resource server",
             Self::Client => "client",
         }
@@ -466,6 +468,14 @@ impl Scenario {
     pub fn load(path: &str) -> Result<Self, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: path.into(), source })?;
         Self::from_toml(path, &text)
+    }
+
+    /// Whether the scenario runs several authorization servers (`instances` > 1 in its
+    /// `[config]`), hence needs PostgreSQL (`FIGURE2_TEST_POSTGRES`). Such scenarios are
+    /// left out of the exported transcripts and comparisons: which instance wins a race
+    /// is up to PostgreSQL, so their traces differ from run to run.
+    pub fn needs_postgres(&self) -> bool {
+        self.config.get("instances").and_then(toml::Value::as_integer).is_some_and(|n| n > 1)
     }
 
     /// Every scenario file under `dir` (recursively: `*.toml`), sorted.
