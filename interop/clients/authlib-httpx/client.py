@@ -39,6 +39,9 @@ async def main():
             except OAuthError as e:
                 print(f"{time.monotonic() - start:7.3f}s refresh refused: {e.error}", flush=True)
                 return 3 if e.error == "invalid_grant" else 1
+            except Exception as e:  # any other failure (a lost answer, a 429): this call failed
+                print(f"{time.monotonic() - start:7.3f}s failed: {e!r}", flush=True)
+                return 1
 
         status = 0
         for at in (float(t) for t in env["FIGURE2_CALL_TIMES"].split(",")):

@@ -41,6 +41,9 @@ def call():
     except OAuthError as e:
         print(f"{time.monotonic() - start:7.3f}s refresh refused: {e.error}", flush=True)
         return 3 if e.error == "invalid_grant" else 1
+    except Exception as e:  # any other failure (a lost answer, a 429): this call failed
+        print(f"{time.monotonic() - start:7.3f}s failed: {e!r}", flush=True)
+        return 1
 
 
 status = 0

@@ -40,6 +40,9 @@ def call():
     except InvalidGrantRequest as e:
         print(f"{time.monotonic() - start:7.3f}s token request refused: {e}", flush=True)
         return 3
+    except Exception as e:  # any other failure (a lost answer, a 429): this call failed
+        print(f"{time.monotonic() - start:7.3f}s failed: {e!r}", flush=True)
+        return 1
 
 
 status = 0
