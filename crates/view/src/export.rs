@@ -119,7 +119,7 @@ pub struct Normaliser {
 }
 
 /// Prefixes followed by an 8-hex-digit fingerprint.
-const FINGERPRINT_PREFIXES: [&str; 6] = ["at#", "rt#", "code#", "tok#", "id#", "state="];
+const FINGERPRINT_PREFIXES: [&str; 7] = ["at#", "rt#", "code#", "tok#", "id#", "state=", "proof#"];
 
 impl Normaliser {
     /// A normaliser for one trace: learns its addresses, key ids and `jti`s, then names
@@ -143,6 +143,22 @@ impl Normaliser {
                     }
                     for (_, v) in x.response.iter().chain(&x.request) {
                         n.learn_kids(v);
+                    }
+                    // RFC 9449: the proof's random values and the servers' nonces.
+                    if let Some(proof) = &x.dpop_proof {
+                        if let Some(jkt) = &proof.jkt {
+                            n.add_literal(jkt, "jkt");
+                        }
+                        for (claim, kind) in [("jti", "proof-jti"), ("ath", "ath"), ("nonce", "nonce")] {
+                            if let Some(v) = proof.claims.get(claim).and_then(|v| v.as_str()) {
+                                n.add_literal(v, kind);
+                            }
+                        }
+                    }
+                    for (k, v) in &x.response {
+                        if k == "DPoP-Nonce" {
+                            n.add_literal(v, "nonce");
+                        }
                     }
                 }
                 TraceEvent::Network { what: Happening::KeyRotated { kid } } => n.add_literal(kid, "key"),
@@ -483,8 +499,16 @@ fn markdown(recorded: &Recorded, lang: Lang, n: &mut Normaliser) -> String {
                     out.push('\n');
                 }
                 for (letter, heading, ok) in [
-                    (x.request_letter, format!("{} → {}: `{} {}`", x.client_id, x.to, x.method, x.path), true),
-                    (x.response_letter, format!("{} → {}: {}", x.to, x.client_id, x.status), x.status < 400),
+                    (
+                        x.request_letter,
+                        format!("{} → {}: `{} {}`", x.client_id, lang::party(lang, x.to), x.method, x.path),
+                        true,
+                    ),
+                    (
+                        x.response_letter,
+                        format!("{} → {}: {}", lang::party(lang, x.to), x.client_id, x.status),
+                        x.status < 400,
+                    ),
                 ] {
                     let _ = writeln!(out, "### ({letter}) {}\n", n.apply(&heading));
                     let said = if letter == x.response_letter {
@@ -499,6 +523,15 @@ fn markdown(recorded: &Recorded, lang: Lang, n: &mut Normaliser) -> String {
                     }
                     let raw = if letter == x.request_letter { &x.raw.request } else { &x.raw.response };
                     let _ = writeln!(out, "```http\n{}```\n", n.apply(raw));
+                    if letter == x.request_letter
+                        && let Some(proof) = &x.dpop_proof
+                    {
+                        let _ =
+                            writeln!(out, "{}: `{}`\n", lang::ui_word(lang, "dpop_proof"), n.apply(&proof.summary()));
+                    }
+                    for line in lang::dpop_narration(lang, x, letter == x.request_letter) {
+                        let _ = writeln!(out, "{line}\n");
+                    }
                     if letter == x.response_letter
                         && let Some(reason) = &x.rejection
                     {

@@ -6,8 +6,8 @@
 //! it comes from (RFC 6749 §1.5 and §6, RFC 6750 §2.1 and §3).
 
 use figure2_protocol::FlowStep;
-use figure2_runner::scenario::{Action, GrantKind, Role, Text};
-use figure2_runner::trace::{Expectation, Failure, Happening, ResourceOwnerAct, letters};
+use figure2_runner::scenario::{Action, GrantKind, Role, Server, Text, ThiefProof};
+use figure2_runner::trace::{Expectation, Failure, Happening, ResourceOwnerAct, TracedExchange, letters};
 use figure2_runner::world::Endpoint;
 use serde_json::{Value, json};
 
@@ -264,6 +264,19 @@ pub fn action(lang: Lang, action: &Action) -> String {
                 format!("{role}的时钟慢了 {} 秒", -offset)
             }
         }
+        Action::Steal { client, generation, proof: ThiefProof::None } => {
+            format!("小偷出示 {client} 被盗的第 #{generation} 个刷新令牌，不带 DPoP 证明")
+        }
+        Action::Steal { client, generation, proof: ThiefProof::OwnKey } => {
+            format!("小偷出示 {client} 被盗的第 #{generation} 个刷新令牌，带着用自己密钥签署的 DPoP 证明")
+        }
+        Action::ReplayRequest { client, to } => {
+            let to = match to {
+                Server::TokenEndpoint => "令牌端点",
+                Server::ResourceServer => "资源服务器",
+            };
+            format!("攻击者重放 {client} 发往{to}的上一个请求，连同其 DPoP 证明")
+        }
     };
     if matches!(action, Action::Refresh { sent_twice: true, .. }) {
         line.push_str("（其 HTTP 层把请求发送了两次）");
@@ -346,6 +359,65 @@ pub fn rejection(lang: Lang, error: Option<&str>, reason: &str) -> String {
     }
 }
 
+/// RFC 9449 in a sentence or two for an exchange that used DPoP: what the request's
+/// proof does (§4, §5 at the token endpoint, §7 at the resource server) and what the
+/// answer means (§8/§9 nonces, §4.3 refusals): the request's lines if `request`, else
+/// the answer's. Empty for an exchange without DPoP.
+pub fn dpop_narration(lang: Lang, x: &TracedExchange, request: bool) -> Vec<&'static str> {
+    let at_token_endpoint = matches!(x.request_letter, FlowStep::A | FlowStep::G);
+    let mut lines = Vec::new();
+    if request {
+        if x.dpop_proof.is_none() {
+            return lines;
+        }
+        lines.push(match (lang, at_token_endpoint) {
+            (Lang::En, true) => {
+                "DPoP (RFC 9449 §4, §5): the request carries a proof, a JWT signed with the client's private key that names this request (htm, htu), its time (iat) and a unique jti, with the public key in its header. The server binds the tokens it issues to that key's thumbprint (jkt)."
+            }
+            (Lang::Zh, true) => {
+                "DPoP（RFC 9449 §4、§5）：请求附带一个证明，即用客户端私钥签名的 JWT，写明本次请求（htm、htu）、时间（iat）和唯一的 jti，头部带有公钥。服务器把签发的令牌绑定到该密钥的指纹（jkt）。"
+            }
+            (Lang::En, false) => {
+                "DPoP (RFC 9449 §7): the access token goes in Authorization: DPoP with a fresh proof carrying ath, the hash of that token. The resource server checks the proof and that its key's thumbprint is the token's cnf.jkt: a stolen access token alone is useless."
+            }
+            (Lang::Zh, false) => {
+                "DPoP（RFC 9449 §7）：访问令牌放在 Authorization: DPoP 中，并附上一个新的证明，其中 ath 是该令牌的哈希。资源服务器检查证明，并确认其密钥指纹就是令牌的 cnf.jkt：单独偷走访问令牌毫无用处。"
+            }
+        });
+        return lines;
+    }
+    match (x.error.as_deref(), lang, at_token_endpoint) {
+        (Some("use_dpop_nonce"), Lang::En, true) => lines.push(
+            "The authorization server wants a nonce of its own in the proof (RFC 9449 §8): it sends one in DPoP-Nonce, and the client retries once with it.",
+        ),
+        (Some("use_dpop_nonce"), Lang::Zh, true) => {
+            lines.push("授权服务器要求证明中带上它自己的 nonce（RFC 9449 §8）：它在 DPoP-Nonce 中给出一个，客户端带上它重试一次。")
+        }
+        (Some("use_dpop_nonce"), Lang::En, false) => lines.push(
+            "The resource server wants a nonce of its own in the proof (RFC 9449 §9): 401 with a DPoP challenge and DPoP-Nonce; the client retries once with it.",
+        ),
+        (Some("use_dpop_nonce"), Lang::Zh, false) => lines
+            .push("资源服务器要求证明中带上它自己的 nonce（RFC 9449 §9）：返回 401、DPoP 质询和 DPoP-Nonce；客户端带上它重试一次。"),
+        (Some("invalid_dpop_proof"), Lang::En, _) => lines.push(
+            "The DPoP proof was refused (RFC 9449 §4.3): a wrong method or URI, a stale iat, a jti already used, a bad signature or key.",
+        ),
+        (Some("invalid_dpop_proof"), Lang::Zh, _) => {
+            lines.push("DPoP 证明被拒绝（RFC 9449 §4.3）：方法或 URI 不符、iat 过期、jti 已被用过、签名或密钥有误。")
+        }
+        _ => {}
+    }
+    lines
+}
+
+/// A role as the trace names it (`TracedExchange::to`), in `lang`.
+pub fn party(lang: Lang, name: &str) -> &str {
+    match (lang, name) {
+        (Lang::Zh, "authorization server") => "授权服务器",
+        (Lang::Zh, "resource server") => "资源服务器",
+        _ => name,
+    }
+}
+
 /// The fixed phrases of the text trace.
 #[derive(Debug, Clone, Copy)]
 pub enum Phrase {
@@ -391,6 +463,11 @@ pub fn phrase(lang: Lang, phrase: Phrase, args: &[&str]) -> String {
         out = out.replace(&format!("{{{i}}}"), a);
     }
     out
+}
+
+/// One word of the live page, by key (the key itself if unknown).
+pub fn ui_word(lang: Lang, key: &'static str) -> &'static str {
+    ui(lang).iter().find(|(k, _)| *k == key).map_or(key, |(_, v)| v)
 }
 
 /// The words of the live page, by key.
@@ -452,6 +529,8 @@ fn ui(lang: Lang) -> &'static [(&'static str, &'static str)] {
             ("disconnected", "reconnecting…"),
             ("issued", "issued"),
             ("presented", "presented"),
+            ("dpop_proof", "DPoP proof (RFC 9449 §4.2, decoded; the server verified it)"),
+            ("jkt", "key thumbprint (jkt, RFC 7638)"),
         ],
         Lang::Zh => &[
             ("title", "图 2 实况：刷新过期的访问令牌"),
@@ -509,6 +588,8 @@ fn ui(lang: Lang) -> &'static [(&'static str, &'static str)] {
             ("disconnected", "正在重连…"),
             ("issued", "签发"),
             ("presented", "出示"),
+            ("dpop_proof", "DPoP 证明（RFC 9449 §4.2，已解码；服务器已验证）"),
+            ("jkt", "密钥指纹（jkt，RFC 7638）"),
         ],
     }
 }
