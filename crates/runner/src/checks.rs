@@ -141,11 +141,13 @@ pub fn client_library() -> Subject {
 /// clock: the password grant (steps A, B), then the calls (C to H as needed).
 async fn drive_library(env: Env) -> Ending {
     let clock = env.clock.clone();
-    let config = ClientConfig::new(
+    let mut config = ClientConfig::new(
         env.client_id.clone(),
         Some(ClientSecret::new(env.client_secret.clone())),
         env.token_endpoint,
     );
+    // RFC 9449: a key for the session and a proof with every request, when asked.
+    config.dpop = env.dpop;
     let client = Client::new(config, Arc::new(clock.clone()), HttpClient::new());
     let grant = TokenRequest::Password {
         username: env.username,

@@ -261,6 +261,72 @@ async fn a_client_that_forgets_the_rotated_token_fails_the_rotation_check() {
     assert!(!failed.contains("CL-6-keeps-token-without-rotation"), "{failed:?}");
 }
 
+/// A broken DPoP client: a new key (a new session of the library) for every call after the
+/// grant, so its refresh presents a bound refresh token with a proof of another key.
+async fn new_key_for_each_call(env: Env) -> Ending {
+    use figure2_client::{Client, ClientConfig};
+    let session = |env: &Env| {
+        let mut config = ClientConfig::new(
+            env.client_id.clone(),
+            Some(figure2_protocol::secret::ClientSecret::new(env.client_secret.clone())),
+            env.token_endpoint.clone(),
+        );
+        config.dpop = env.dpop;
+        Client::new(config, Arc::new(env.clock.clone()), figure2_http::HttpClient::new())
+    };
+    let first = session(&env);
+    let grant = figure2_protocol::token_request::TokenRequest::Password {
+        username: env.username.clone(),
+        password: figure2_protocol::secret::Secret::new(env.password.clone()),
+        scope: None,
+    };
+    if let Err(e) = first.request_token(grant).await {
+        return Ending::Failed(e.to_string());
+    }
+    let mut tokens = first.tokens();
+    let start = figure2_protocol::Clock::now(&env.clock);
+    for at in &env.calls {
+        let now = figure2_protocol::Clock::now(&env.clock);
+        if start + at > now {
+            env.clock.advance(start + at - now);
+        }
+        let client = session(&env);
+        client.set_tokens(tokens.clone());
+        let result = client.call(http::Method::GET, &env.resource_url, None).await;
+        tokens = client.tokens();
+        match result {
+            Ok(r) if r.status == 200 => {}
+            Ok(r) => return Ending::Failed(format!("the resource answered {}", r.status)),
+            Err(figure2_client::ClientError::ReauthorizationRequired(_)) => return Ending::Reauthorize,
+            Err(e) => return Ending::Failed(e.to_string()),
+        }
+    }
+    Ending::Ok
+}
+
+#[tokio::test]
+async fn a_dpop_client_that_changes_keys_fails_the_dpop_key_checks() {
+    let catalogue = conformance::client_catalogue().unwrap();
+    let mut dpop = catalogue.clone();
+    dpop.checks.retain(|c| c.id.starts_with("CL-9449"));
+    let subject = Subject::InProcess(Arc::new(|env: Env| Box::pin(new_key_for_each_call(env))));
+    let report = ConformanceReport { results: client::run_catalogue(&dpop, &subject).await };
+    let table = report.render(conformance::Format::Table);
+    let failed = ids(&report, Verdict::Fail);
+    assert!(failed.contains("CL-9449-5-same-key"), "{table}");
+    assert!(failed.contains("CL-9449-7.1-proofs"), "{table}");
+}
+
+#[tokio::test]
+async fn a_client_without_dpop_is_skipped_by_the_dpop_checks() {
+    let catalogue = conformance::client_catalogue().unwrap();
+    let mut dpop = catalogue.clone();
+    dpop.checks.retain(|c| c.id.starts_with("CL-9449"));
+    let subject = Subject::InProcess(Arc::new(|env: Env| Box::pin(new_key_for_each_call(Env { dpop: false, ..env }))));
+    let report = ConformanceReport { results: client::run_catalogue(&dpop, &subject).await };
+    assert_eq!(ids(&report, Verdict::Skip).len(), 3, "{}", report.render(conformance::Format::Table));
+}
+
 #[tokio::test]
 async fn a_server_that_calls_a_refresh_token_type_refresh_token_fails_the_vocabulary_check() {
     // Issue 10 kind 4: RFC 7662 §2.2 token_type is an RFC 6749 §7.1 type, not a hint value.
