@@ -223,7 +223,7 @@ pub struct TracedExchange {
     pub error: Option<String>,
     /// Why the role refused, in its own precise words (`RefreshRejection`,
     /// `TokenRejection`), which only the role's log carries: the wire says only `error`.
-    pub rejection: Option<String>,
+    pub rejection: Option<crate::reasons::Rejection>,
     pub t: u64,
     /// The exchange as sent and received, secrets shortened (see [`crate::wire`]).
     pub raw: Box<RawHttp>,

@@ -6,6 +6,7 @@
 //! it comes from (RFC 6749 §1.5 and §6, RFC 6750 §2.1 and §3).
 
 use figure2_protocol::FlowStep;
+use figure2_runner::reasons::Rejection;
 use figure2_runner::scenario::{Action, GrantKind, Role, Server, Text, ThiefProof};
 use figure2_runner::trace::{Expectation, Failure, Happening, ResourceOwnerAct, TracedExchange, letters};
 use figure2_runner::world::Endpoint;
@@ -351,12 +352,68 @@ pub fn resource_owner(lang: Lang, act: &ResourceOwnerAct) -> String {
 }
 
 /// The role's internal reason for a refusal, next to the wire's error code.
-pub fn rejection(lang: Lang, error: Option<&str>, reason: &str) -> String {
+pub fn rejection(lang: Lang, error: Option<&str>, reason: &Rejection) -> String {
     let error = error.unwrap_or("—");
     match lang {
         Lang::En => format!("{error} on the wire; the role's reason: {reason}"),
-        Lang::Zh => format!("线上错误码 {error}；角色内部原因：{reason}"),
+        Lang::Zh => format!("线上错误码 {error}；角色内部原因：{}", reason_zh(reason)),
     }
+}
+
+/// A role's reason in Chinese, by its type (the roles' own words are English).
+pub fn reason_zh(reason: &Rejection) -> String {
+    use figure2_protocol::access_token::AccessTokenRejection as A;
+    use figure2_protocol::dpop::DpopRejection as D;
+    use figure2_protocol::family::RefreshRejection as R;
+    let text = match reason {
+        Rejection::Refresh(r) => match r {
+            R::Unknown => "未知的刷新令牌",
+            R::IssuedToAnotherClient => "刷新令牌是签发给另一个客户端的",
+            R::Revoked => "刷新令牌已被吊销",
+            R::Reused => "刷新令牌已经用过（已被轮换）：检测到重用",
+            R::Expired => "刷新令牌已过期",
+            R::Idle => "令牌族闲置时间超过了其闲置有效期",
+            R::ScopeExceedsGrant => "请求的权限范围超出了最初授予的范围",
+            R::ScopeExceedsClientRegistration => "该客户端已不能再被授予这个权限范围",
+            R::SubjectRemoved => "资源所有者已不再注册",
+            R::DpopProofMissing => "刷新令牌绑定了 DPoP 密钥，但请求没有携带 DPoP 证明",
+            R::DpopKeyMismatch => "刷新令牌绑定的是另一把 DPoP 密钥",
+        },
+        Rejection::AccessToken(r) => match r {
+            A::Malformed => "不是 JWT",
+            A::WrongType => "typ 不是 at+jwt（RFC 9068 §4）",
+            A::AlgorithmNotAllowed => "不允许的 alg",
+            A::UnknownKey => "没有这个 kid 的密钥",
+            A::BadSignature => "签名验证失败",
+            A::Expired => "令牌已过期",
+            A::NotYetValid => "令牌尚未生效",
+            A::IssuedInFuture => "令牌的签发时间在未来",
+            A::WrongIssuer => "iss 不是预期的签发者",
+            A::WrongAudience => "aud 没有指明这个资源服务器",
+        },
+        Rejection::AccessTokenTooLarge => "令牌超过了资源服务器的长度上限",
+        Rejection::UnsupportedCritical => "crit 头列出了本服务器不理解的扩展（RFC 7515 §4.1.11）",
+        Rejection::KeyAlgorithmMismatch => "这个 kid 对应的密钥不适用于头部的 alg（RFC 8725 §3.1）",
+        Rejection::Dpop(r) => match r {
+            D::Missing => "没有 DPoP 证明",
+            D::Multiple => "有多个 DPoP 头（RFC 9449 §4.3 第 1 点）",
+            D::Malformed => "DPoP 证明不是格式正确的 JWT（§4.3 第 2 点）",
+            D::MissingMember(member) => return format!("DPoP 证明缺少必需的成员：{member}（§4.3 第 3 点）"),
+            D::WrongType => "typ 不是 dpop+jwt（§4.3 第 4 点）",
+            D::AlgorithmNotAllowed => "alg 不是可接受的非对称算法（§4.3 第 5 点）",
+            D::UnusableKey => "jwk 不是可用于该 alg 的公钥（§4.3 第 6 点）",
+            D::BadSignature => "签名无法用内嵌的 jwk 验证（§4.3 第 6 点）",
+            D::PrivateKey => "jwk 中含有私钥材料（§4.3 第 7 点）",
+            D::WrongMethod => "htm 与请求方法不符（§4.3 第 8 点）",
+            D::WrongUri => "htu 与请求 URI 不符（§4.3 第 9 点）",
+            D::UseNonce => "服务器要求新的 nonce（§8、§9；§4.3 第 10 点）",
+            D::Stale => "iat 不在可接受的时间窗口内（§4.3 第 11 点）",
+            D::Replayed => "jti 已被使用过：证明被重放（§11.1）",
+            D::WrongAccessTokenHash => "ath 与访问令牌不符（§4.3 第 12 点）",
+            D::KeyNotBound => "证明的密钥不是访问令牌所绑定的密钥（§4.3 第 12 点）",
+        },
+    };
+    text.to_owned()
 }
 
 /// RFC 9449 in a sentence or two for an exchange that used DPoP: what the request's
@@ -409,6 +466,24 @@ pub fn dpop_narration(lang: Lang, x: &TracedExchange, request: bool) -> Vec<&'st
     lines
 }
 
+/// The trace's own field labels and notes in an exchange (the wire's names, such as
+/// `grant_type` or `WWW-Authenticate`, stay as they are).
+pub const FIELD_LABELS: [(&str, &str); 5] = [
+    ("client authentication", "客户端认证"),
+    ("DPoP proof", "DPoP 证明"),
+    ("access token claims", "访问令牌声明"),
+    ("body", "响应体"),
+    ("(none: the client keeps its refresh token, §6)", "（无：客户端保留原来的刷新令牌，§6）"),
+];
+
+/// A field label (or the trace's own note as a value) of an exchange, in `lang`.
+pub fn field(lang: Lang, text: &str) -> &str {
+    match lang {
+        Lang::En => text,
+        Lang::Zh => FIELD_LABELS.iter().find(|(en, _)| *en == text).map_or(text, |(_, zh)| zh),
+    }
+}
+
 /// A role as the trace names it (`TracedExchange::to`), in `lang`.
 pub fn party(lang: Lang, name: &str) -> &str {
     match (lang, name) {
@@ -436,6 +511,68 @@ pub enum Phrase {
     Shows,
     /// The authorization server's address `{0}`, the resource server's `{1}`.
     Servers,
+    /// Transcript: the RFC sections `{0}` (linked).
+    ShowsLinked,
+    /// Transcript: how run-specific values are named.
+    StableNames,
+    /// Transcript heading: the sequence diagram.
+    Sequence,
+    /// Transcript heading: the verdict.
+    Result,
+    /// Transcript heading: the lineage table.
+    Lineage,
+    /// Transcript: access token `{0}` ({1} = issued/presented), decoded:
+    TokenDecoded,
+    /// Transcript: access token `{0}` ({1}) already decoded above.
+    TokenDecodedAbove,
+    /// Transcript: the token's times `{0}`.
+    Times,
+    /// Transcript: claims changed since token `{0}`: `{1}`.
+    ChangedSince,
+    /// Transcript: no refresh token in the run.
+    NoRefreshToken,
+    /// Transcript: the lineage table's header row.
+    LineageHeader,
+    /// A refresh token that never expires.
+    Never,
+    /// Mermaid: the resource owner's lane.
+    ResourceOwnerBrowser,
+    /// Mermaid: the clock moved `{0}` s, to `{1}`.
+    ClockShort,
+    /// Mermaid: passed, `{0}` steps, `{1}` exchanges.
+    PassedShort,
+    /// Mermaid: failed, `{0}` steps, `{1}` exchanges.
+    FailedShort,
+}
+
+impl Phrase {
+    /// Every phrase (the translation test walks them).
+    pub const ALL: [Phrase; 24] = [
+        Phrase::ClockMoves,
+        Phrase::Passed,
+        Phrase::Failed,
+        Phrase::ResourceOwner,
+        Phrase::Browser,
+        Phrase::Scenario,
+        Phrase::Shows,
+        Phrase::Servers,
+        Phrase::ShowsLinked,
+        Phrase::StableNames,
+        Phrase::Sequence,
+        Phrase::Result,
+        Phrase::Lineage,
+        Phrase::TokenDecoded,
+        Phrase::TokenDecodedAbove,
+        Phrase::Times,
+        Phrase::ChangedSince,
+        Phrase::NoRefreshToken,
+        Phrase::LineageHeader,
+        Phrase::Never,
+        Phrase::ResourceOwnerBrowser,
+        Phrase::ClockShort,
+        Phrase::PassedShort,
+        Phrase::FailedShort,
+    ];
 }
 
 /// A phrase of the text trace with its `{0}`, `{1}` placeholders filled in.
@@ -457,6 +594,44 @@ pub fn phrase(lang: Lang, phrase: Phrase, args: &[&str]) -> String {
         (Lang::Zh, Phrase::Shows) => "演示 {0}",
         (Lang::En, Phrase::Servers) => "authorization server {0}   resource server {1}",
         (Lang::Zh, Phrase::Servers) => "授权服务器 {0}   资源服务器 {1}",
+        (Lang::En, Phrase::ShowsLinked) => "Shows {0}.",
+        (Lang::Zh, Phrase::ShowsLinked) => "演示 {0}。",
+        (Lang::En, Phrase::StableNames) => {
+            "Addresses, tokens, key ids and `jti`s change on every run: they are shown as stable names (`authorization-server`, `at#1`, `rt#1`, `key-1`, `jti-1`), each token by the fingerprint the trace gives it. Passwords and client secrets are never shown."
+        }
+        (Lang::Zh, Phrase::StableNames) => {
+            "地址、令牌、密钥 id 和 `jti` 每次运行都会变化：这里以稳定的名字显示（`authorization-server`、`at#1`、`rt#1`、`key-1`、`jti-1`），每个令牌用跟踪记录给它的指纹表示。密码和客户端密钥从不显示。"
+        }
+        (Lang::En, Phrase::Sequence) => "Sequence",
+        (Lang::Zh, Phrase::Sequence) => "时序图",
+        (Lang::En, Phrase::Result) => "Result",
+        (Lang::Zh, Phrase::Result) => "结果",
+        (Lang::En, Phrase::Lineage) => "Refresh-token lineage",
+        (Lang::Zh, Phrase::Lineage) => "刷新令牌谱系",
+        (Lang::En, Phrase::TokenDecoded) => "Access token `{0}` ({1}), decoded:",
+        (Lang::Zh, Phrase::TokenDecoded) => "访问令牌 `{0}`（{1}），解码后：",
+        (Lang::En, Phrase::TokenDecodedAbove) => "Access token `{0}` ({1}): decoded above.",
+        (Lang::Zh, Phrase::TokenDecodedAbove) => "访问令牌 `{0}`（{1}）：已在上文解码。",
+        (Lang::En, Phrase::Times) => "Times: {0}.",
+        (Lang::Zh, Phrase::Times) => "时间：{0}。",
+        (Lang::En, Phrase::ChangedSince) => "Changed since `{0}`: {1}.",
+        (Lang::Zh, Phrase::ChangedSince) => "相对于 `{0}` 有变化：{1}。",
+        (Lang::En, Phrase::NoRefreshToken) => "No refresh token was issued.",
+        (Lang::Zh, Phrase::NoRefreshToken) => "没有签发刷新令牌。",
+        (Lang::En, Phrase::LineageHeader) => {
+            "| family | client | generation | refresh token | issued | expires | status |"
+        }
+        (Lang::Zh, Phrase::LineageHeader) => "| 令牌族 | 客户端 | 代 | 刷新令牌 | 签发 | 过期 | 状态 |",
+        (Lang::En, Phrase::Never) => "never",
+        (Lang::Zh, Phrase::Never) => "永不",
+        (Lang::En, Phrase::ResourceOwnerBrowser) => "resource owner (browser)",
+        (Lang::Zh, Phrase::ResourceOwnerBrowser) => "资源所有者（浏览器）",
+        (Lang::En, Phrase::ClockShort) => "clock +{0}s → {1}",
+        (Lang::Zh, Phrase::ClockShort) => "时钟 +{0} 秒 → {1}",
+        (Lang::En, Phrase::PassedShort) => "✔ passed: {0} steps, {1} HTTP exchanges",
+        (Lang::Zh, Phrase::PassedShort) => "✔ 通过：{0} 个步骤，{1} 次 HTTP 交换",
+        (Lang::En, Phrase::FailedShort) => "✘ FAILED: {0} steps, {1} HTTP exchanges",
+        (Lang::Zh, Phrase::FailedShort) => "✘ 失败：{0} 个步骤，{1} 次 HTTP 交换",
     };
     let mut out = template.to_owned();
     for (i, a) in args.iter().enumerate() {

@@ -34,7 +34,7 @@ pub fn print_text_in(event: &TraceEvent, lang: Lang, out: &mut dyn std::io::Writ
             let to = lang::party(lang, x.to);
             writeln!(out, " ({}) {} → {to}: {} {}", x.request_letter, x.client_id, x.method, x.path)?;
             for (k, v) in &x.request {
-                writeln!(out, "       {k}: {v}")?;
+                writeln!(out, "       {}: {}", lang::field(lang, k), lang::field(lang, v))?;
             }
             writeln!(out, "       ↳ {}", lang::narration(lang, x.request_letter, true))?;
             for line in lang::dpop_narration(lang, x, true) {
@@ -42,7 +42,7 @@ pub fn print_text_in(event: &TraceEvent, lang: Lang, out: &mut dyn std::io::Writ
             }
             writeln!(out, " ({}) {to} → {}: {}", x.response_letter, x.client_id, x.status)?;
             for (k, v) in &x.response {
-                writeln!(out, "       {k}: {v}")?;
+                writeln!(out, "       {}: {}", lang::field(lang, k), lang::field(lang, v))?;
             }
             if let Some(reason) = &x.rejection {
                 writeln!(out, "       ⚠ {}", lang::rejection(lang, x.error.as_deref(), reason))?;
