@@ -57,7 +57,7 @@ use figure2_protocol::client_auth::RegisteredClient;
 use std::sync::{Arc, RwLock};
 
 pub use config::{Config, ConfigFile};
-pub use store::{SqliteStore, Store};
+pub use store::{PostgresStore, SqliteStore, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -86,7 +86,6 @@ pub struct AuthorizationServer {
     successor_key: aws_lc_rs::hmac::Key,
     // Issue 13: metrics, OpenID Connect state, the test-control API and what it creates.
     metrics: metrics::Metrics,
-    oidc: oidc::OidcStore,
     control: std::sync::OnceLock<control::TestControl>,
     runtime: Arc<control::RuntimeRegistry>,
     /// RFC 9449: the `jti`s seen and the nonces of the token endpoint.
@@ -103,9 +102,29 @@ impl std::fmt::Debug for AuthorizationServer {
 pub const REALM: &str = "figure2";
 
 impl AuthorizationServer {
-    /// Opens the SQLite store named in the configuration.
+    /// Opens the SQLite store named in the configuration (for PostgreSQL, see
+    /// [`AuthorizationServer::open`]).
     pub fn new(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Self>, ServerError> {
+        if store::postgres::is_postgres_url(&config.database) {
+            return Err(store::StoreError::Postgres(
+                "a postgres:// database needs AuthorizationServer::open (async)".into(),
+            )
+            .into());
+        }
         let store = Arc::new(SqliteStore::open(&config.database)?);
+        Self::with_store(config, clock, store)
+    }
+
+    /// Opens the store the configuration's `database` names: a `postgres://` or
+    /// `postgresql://` URL connects to PostgreSQL (several instances may share it), any
+    /// other value is a SQLite file.
+    pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Self>, ServerError> {
+        if !store::postgres::is_postgres_url(&config.database) {
+            return Self::new(config, clock);
+        }
+        let store = Arc::new(store::PostgresStore::connect(&config.database).await?);
+        // with_store waits for the store's key thread (its own connection and runtime),
+        // never for this runtime: blocking here briefly at start-up is safe.
         Self::with_store(config, clock, store)
     }
 
@@ -120,10 +139,9 @@ impl AuthorizationServer {
         let refresh_policy = Arc::new(config.refresh.clone());
         let runtime = Arc::new(control::RuntimeRegistry::default());
         let directory = Arc::new(Users(config.users.keys().cloned().collect(), runtime.clone()));
-        let oidc = oidc::OidcStore::open(&config.database)?;
         let successor_key =
             aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &store.server_secret("refresh-successor")?);
-        let dpop = dpop::DpopState::new(&config.dpop);
+        let dpop = dpop::DpopState::new(&config.dpop, &store.server_secret("dpop-nonce")?);
         let server = Self {
             config,
             clock,
@@ -135,15 +153,11 @@ impl AuthorizationServer {
             directory,
             successor_key,
             metrics: metrics::Metrics::default(),
-            oidc,
             control: std::sync::OnceLock::new(),
             runtime,
             dpop,
         };
         server.load_keys()?;
-        if server.keys.read().map(|k| k.is_empty()).unwrap_or(true) {
-            server.rotate_signing_key()?;
-        }
         Ok(Arc::new(server))
     }
 
@@ -187,22 +201,55 @@ impl AuthorizationServer {
         self.passwords.verify(password, phc).await
     }
 
+    /// Start-up: loads the stored keys; the configured algorithm signs, so if no key is
+    /// stored, or the newest has another algorithm, a new key is made for it (the old
+    /// ones stay published). Instances starting together over one shared database add
+    /// one key between them ([`Store::add_first_signing_key`]).
     fn load_keys(&self) -> Result<(), ServerError> {
-        let mut loaded = Vec::new();
-        for k in self.store.signing_keys()? {
+        let mut stored = self.store.signing_keys()?;
+        let wanted = keys::algorithm_name(self.config.signing_algorithm);
+        if stored.last().is_none_or(|k| k.alg != wanted) {
+            let now = self.now();
+            let key = keys::SigningKey::generate(self.config.signing_algorithm, keys::new_kid(now), now)?;
+            stored = self.store.add_first_signing_key(&store::StoredKey {
+                kid: key.kid.clone(),
+                alg: wanted.to_owned(),
+                pkcs8: key.pkcs8().to_vec(),
+                created_at: now,
+            })?;
+        }
+        self.install_keys(stored)
+    }
+
+    /// Replaces the published keys with `stored` (oldest first; the last one signs).
+    fn install_keys(&self, stored: Vec<store::StoredKey>) -> Result<(), ServerError> {
+        let current = self.published_keys();
+        let mut loaded = Vec::with_capacity(stored.len());
+        for k in stored {
+            // Keys already parsed are kept as they are.
+            if let Some(known) = current.iter().find(|c| c.kid == k.kid) {
+                loaded.push(known.clone());
+                continue;
+            }
             let alg = keys::parse_algorithm(&k.alg)?;
             loaded.push(Arc::new(keys::SigningKey::from_pkcs8(alg, k.kid, k.created_at, k.pkcs8)?));
         }
-        // The configured algorithm signs: if the newest stored key has another
-        // algorithm, a new key is made for it (the old ones stay published).
-        let needs_new = loaded.last().is_some_and(|k| k.alg != self.config.signing_algorithm);
+        if loaded.is_empty() {
+            return Ok(()); // never publish an empty key set
+        }
         if let Ok(mut keys) = self.keys.write() {
             *keys = loaded;
         }
-        if needs_new {
-            self.rotate_signing_key()?;
-        }
         Ok(())
+    }
+
+    /// Reloads the signing keys from the store: with a shared store (PostgreSQL), a key
+    /// added or retired at another instance. `serve` does this every
+    /// [`store::postgres::KEY_RELOAD_INTERVAL`] for a shared store. Blocking (a short
+    /// query on the store's own connection).
+    pub fn reload_signing_keys(&self) -> Result<(), ServerError> {
+        let stored = self.store.signing_keys()?;
+        self.install_keys(stored)
     }
 
     /// Adds a new signing key with a new `kid`; it signs from now on. Older keys stay in
@@ -294,11 +341,34 @@ impl store::Directory for Users {
     }
 }
 
-/// Serves the authorization server on an already-bound listener until `shutdown`.
+/// Serves the authorization server on an already-bound listener until `shutdown`. Over a
+/// shared store, reloads the signing keys every [`store::postgres::KEY_RELOAD_INTERVAL`]
+/// meanwhile (a key rotated at another instance is published and accepted here too).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     server: Arc<AuthorizationServer>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    figure2_http::serve(listener, server, Limits::default(), shutdown).await
+    let reloader = server.store.shared().then(|| {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(store::postgres::KEY_RELOAD_INTERVAL);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let server = server.clone();
+                match tokio::task::spawn_blocking(move || server.reload_signing_keys()).await {
+                    Ok(Err(e)) => tracing::warn!(error = %e, "could not reload the signing keys"),
+                    Err(e) => tracing::warn!(error = %e, "the key reload task failed"),
+                    Ok(Ok(())) => {}
+                }
+            }
+        })
+    });
+    let served = figure2_http::serve(listener, server, Limits::default(), shutdown).await;
+    if let Some(reloader) = reloader {
+        reloader.abort();
+    }
+    served
 }

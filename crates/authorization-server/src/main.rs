@@ -18,7 +18,8 @@ struct Cli {
     /// Issuer identifier (overrides `issuer` in the file), e.g. http://127.0.0.1:8080
     #[arg(long, env = "FIGURE2_ISSUER")]
     issuer: Option<String>,
-    /// SQLite database file (overrides `database` in the file).
+    /// Where the state is kept (overrides `database` in the file): a SQLite file, or a
+    /// PostgreSQL URL (`postgres://user:password@host/db`) that several instances share.
     #[arg(long, env = "FIGURE2_DATABASE")]
     database: Option<String>,
     /// Access token lifetime in seconds (overrides the file).
@@ -130,7 +131,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Some(c) => c.clone(),
         None => Arc::new(SystemClock),
     };
-    let server = AuthorizationServer::new(config, clock)?;
+    let server = AuthorizationServer::open(config, clock).await?;
     match cli.command {
         Some(Command::RotateKey) => {
             println!("{}", server.rotate_signing_key()?);

@@ -19,21 +19,20 @@
 //! released with `openid` alone. The same claims go into `id_token` and `userinfo`.
 //!
 //! Where it is kept: the nonce and authentication time of each `openid` authorization, and
-//! the authentication time of each `openid` family, in two small tables of the same SQLite
-//! file as the store (a connection of their own), so a refresh after a restart still
-//! carries the original `auth_time`.
+//! the authentication time of each `openid` family, in the store
+//! ([`crate::store::Store::record_oidc_authorization`] and the three after it), so a
+//! refresh after a restart, or at another instance, still carries the original `auth_time`.
 
 use crate::AuthorizationServer;
+use crate::store::OidcAuthorization;
 use figure2_http::{HttpResponse, Incoming};
 use figure2_protocol::bearer::{BearerChallenge, BearerErrorCode, extract_bearer_token};
 use figure2_protocol::client_auth::RegisteredClient;
 use figure2_protocol::form::FormParams;
 use figure2_protocol::secret::TokenDigest;
 use figure2_protocol::{ErrorCode, ErrorResponse, Scope, UnixTime};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use std::sync::Mutex;
 
 /// `[oidc]` in the configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -125,105 +124,52 @@ pub struct IdTokenClaims {
     pub claims: Map<String, Value>,
 }
 
-/// The two small tables (see the module documentation).
-pub(crate) struct OidcStore {
-    conn: Mutex<Connection>,
-}
-
-impl std::fmt::Debug for OidcStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("OidcStore")
-    }
-}
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS oidc_authorizations (
-    code_digest     BLOB PRIMARY KEY,
-    nonce           TEXT,
-    auth_time       INTEGER NOT NULL,
-    offline_access  INTEGER NOT NULL,
-    expires_at      INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS oidc_families (
-    family_id  INTEGER PRIMARY KEY,
-    auth_time  INTEGER NOT NULL
-);
-";
-
-impl OidcStore {
-    pub(crate) fn open(path: &str) -> Result<Self, crate::store::StoreError> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn: Mutex::new(conn) })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// What the authorization step recorded for an `openid` code.
-struct Authorization {
-    nonce: Option<String>,
-    auth_time: UnixTime,
-    offline_access: bool,
-}
-
 impl AuthorizationServer {
     /// Hook at the authorization endpoint, before the code is stored: remembers the
     /// `nonce` of an `openid` request and the time the user authenticated (`auth_time`).
-    pub(crate) fn oidc_code_issued(&self, code: &TokenDigest, request_query: &str, scope: &Scope, expires_at: u64) {
+    pub(crate) async fn oidc_code_issued(
+        &self,
+        code: &TokenDigest,
+        request_query: &str,
+        scope: &Scope,
+        expires_at: u64,
+    ) {
         if !scope.contains(OPENID) {
             return;
         }
         let nonce = FormParams::parse(request_query.as_bytes()).ok().and_then(|p| p.get("nonce").map(str::to_owned));
-        let result = self.oidc.lock().execute(
-            "INSERT INTO oidc_authorizations (code_digest, nonce, auth_time, offline_access, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![&code[..], nonce, self.now() as i64, scope.contains(OFFLINE_ACCESS), expires_at as i64],
-        );
-        if let Err(e) = result {
+        let authorization = OidcAuthorization {
+            nonce,
+            auth_time: self.now(),
+            offline_access: scope.contains(OFFLINE_ACCESS),
+            expires_at,
+        };
+        if let Err(e) = self.store.record_oidc_authorization(*code, authorization).await {
             // The code still works; its token response will lack the id_token.
             tracing::error!(error = %e, "could not record the OpenID Connect authorization");
         }
     }
 
-    fn oidc_authorization(&self, code: &TokenDigest) -> Option<Authorization> {
-        self.oidc
-            .lock()
-            .query_row(
-                "SELECT nonce, auth_time, offline_access FROM oidc_authorizations WHERE code_digest = ?1",
-                [&code[..]],
-                |r| {
-                    Ok(Authorization {
-                        nonce: r.get(0)?,
-                        auth_time: r.get::<_, i64>(1)? as u64,
-                        offline_access: r.get(2)?,
-                    })
-                },
-            )
-            .optional()
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "could not read the OpenID Connect authorization");
-                None
-            })
+    async fn oidc_authorization(&self, code: &TokenDigest) -> Option<OidcAuthorization> {
+        self.store.oidc_authorization(*code).await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "could not read the OpenID Connect authorization");
+            None
+        })
     }
 
     /// Hook in the code grant, before the redemption: Core §11 under
     /// `require_offline_access` — an `openid` code without `offline_access` gets no
     /// refresh token.
-    pub(crate) fn oidc_allows_refresh_token(&self, code: &TokenDigest) -> bool {
+    pub(crate) async fn oidc_allows_refresh_token(&self, code: &TokenDigest) -> bool {
         if !self.config.oidc.require_offline_access {
             return true;
         }
-        self.oidc_authorization(code).is_none_or(|a| a.offline_access)
+        self.oidc_authorization(code).await.is_none_or(|a| a.offline_access)
     }
 
     /// Hook in the code grant, after the redemption: the `id_token` of an `openid` grant
     /// (Core §3.1.3.3), and the family's `auth_time` kept for its refreshes.
-    pub(crate) fn oidc_id_token_for_code(
+    pub(crate) async fn oidc_id_token_for_code(
         &self,
         code: &TokenDigest,
         family_id: i64,
@@ -234,19 +180,12 @@ impl AuthorizationServer {
         if !scope.contains(OPENID) {
             return Ok(None);
         }
-        let authorization = self.oidc_authorization(code);
+        let authorization = self.oidc_authorization(code).await;
         let auth_time = authorization.as_ref().map(|a| a.auth_time);
-        if let Some(auth_time) = auth_time {
-            let conn = self.oidc.lock();
-            let stored = conn
-                .execute(
-                    "INSERT OR REPLACE INTO oidc_families (family_id, auth_time) VALUES (?1, ?2)",
-                    params![family_id, auth_time as i64],
-                )
-                .and_then(|_| conn.execute("DELETE FROM oidc_authorizations WHERE code_digest = ?1", [&code[..]]));
-            if let Err(e) = stored {
-                tracing::error!(error = %e, "could not record the family's auth_time");
-            }
+        if let Some(auth_time) = auth_time
+            && let Err(e) = self.store.bind_oidc_family(*code, family_id, auth_time).await
+        {
+            tracing::error!(error = %e, "could not record the family's auth_time");
         }
         let nonce = authorization.and_then(|a| a.nonce);
         self.sign_id_token(client, subject, scope, auth_time, nonce).map(Some)
@@ -255,7 +194,7 @@ impl AuthorizationServer {
     /// Hook in the refresh grant (step H): Core §12.2 — a new `id_token` when the
     /// refreshed access token has `openid`, with the same `iss`, `sub` and `aud`, the
     /// original `auth_time`, a new `iat`, and no `nonce`.
-    pub(crate) fn oidc_id_token_on_refresh(
+    pub(crate) async fn oidc_id_token_on_refresh(
         &self,
         family_id: Option<crate::store::FamilyId>,
         subject: &str,
@@ -265,16 +204,13 @@ impl AuthorizationServer {
         if !scope.contains(OPENID) {
             return Ok(None);
         }
-        let auth_time = self
-            .oidc
-            .lock()
-            .query_row("SELECT auth_time FROM oidc_families WHERE family_id = ?1", [family_id], |r| r.get::<_, i64>(0))
-            .optional()
-            .unwrap_or_else(|e| {
+        let auth_time = match family_id {
+            Some(family_id) => self.store.oidc_auth_time(family_id).await.unwrap_or_else(|e| {
                 tracing::error!(error = %e, "could not read the family's auth_time");
                 None
-            })
-            .map(|t| t as u64);
+            }),
+            None => None,
+        };
         self.sign_id_token(client, subject, scope, auth_time, None).map(Some)
     }
 

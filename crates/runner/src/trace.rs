@@ -320,6 +320,10 @@ impl TracedExchange {
                 if let Some(nonce) = header(&x.response_headers, "dpop-nonce") {
                     response.push(("DPoP-Nonce".into(), nonce));
                 }
+                // Several instances behind one issuer: which one decided (see crate::world).
+                if let Some(instance) = header(&x.response_headers, crate::world::INSTANCE_HEADER) {
+                    response.push(("answered by".into(), format!("authorization server instance {instance}")));
+                }
                 "authorization server"
             }
             Step::ProtectedResource | Step::InvalidToken => {

@@ -468,7 +468,8 @@ pub fn dpop_narration(lang: Lang, x: &TracedExchange, request: bool) -> Vec<&'st
 
 /// The trace's own field labels and notes in an exchange (the wire's names, such as
 /// `grant_type` or `WWW-Authenticate`, stay as they are).
-pub const FIELD_LABELS: [(&str, &str); 5] = [
+pub const FIELD_LABELS: [(&str, &str); 6] = [
+    ("answered by", "应答者"),
     ("client authentication", "客户端认证"),
     ("DPoP proof", "DPoP 证明"),
     ("access token claims", "访问令牌声明"),
@@ -477,12 +478,19 @@ pub const FIELD_LABELS: [(&str, &str); 5] = [
 ];
 
 /// A field label (or the trace's own note as a value) of an exchange, in `lang`.
-pub fn field(lang: Lang, text: &str) -> &str {
+pub fn field(lang: Lang, text: &str) -> std::borrow::Cow<'_, str> {
     match lang {
-        Lang::En => text,
-        Lang::Zh => FIELD_LABELS.iter().find(|(en, _)| *en == text).map_or(text, |(_, zh)| zh),
+        Lang::En => text.into(),
+        // The runner's label of an instance answer (`authorization server instance 2`).
+        Lang::Zh if text.starts_with(INSTANCE_PREFIX) => {
+            format!("授权服务器实例 {}", &text[INSTANCE_PREFIX.len()..]).into()
+        }
+        Lang::Zh => FIELD_LABELS.iter().find(|(en, _)| *en == text).map_or(text, |(_, zh)| zh).into(),
     }
 }
+
+/// How the trace names the instance that answered (several instances, one issuer).
+const INSTANCE_PREFIX: &str = "authorization server instance ";
 
 /// A role as the trace names it (`TracedExchange::to`), in `lang`.
 pub fn party(lang: Lang, name: &str) -> &str {

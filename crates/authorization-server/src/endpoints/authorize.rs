@@ -100,7 +100,7 @@ async fn submit(server: &AuthorizationServer, request: http::Request<Incoming>) 
         code_challenge: req.code_challenge.clone(),
         expires_at: now + AUTHORIZATION_CODE_LIFETIME,
     };
-    server.oidc_code_issued(&digest(&code), &query, &grant.scope, grant.expires_at);
+    server.oidc_code_issued(&digest(&code), &query, &grant.scope, grant.expires_at).await;
     if let Err(e) = server.store.save_code(digest(&code), grant).await {
         tracing::error!(error = %e, "could not store authorization code");
         return redirect(&error_redirect(

@@ -22,7 +22,8 @@ pub(crate) async fn exchange(
     dpop_jkt: Option<String>,
 ) -> Result<AccessTokenResponse, ErrorResponse> {
     let now = server.now();
-    let refresh = (issues_refresh_tokens(server, client) && server.oidc_allows_refresh_token(&digest(code.expose())))
+    let refresh = (issues_refresh_tokens(server, client)
+        && server.oidc_allows_refresh_token(&digest(code.expose())).await)
         .then(|| new_refresh_token(server, now));
     let command = RedeemCode {
         digest: digest(code.expose()),
@@ -45,7 +46,7 @@ pub(crate) async fn exchange(
         "authorization code exchanged"
     );
     let id_token =
-        server.oidc_id_token_for_code(&digest(code.expose()), family, client, &grant.subject, &grant.scope)?;
+        server.oidc_id_token_for_code(&digest(code.expose()), family, client, &grant.subject, &grant.scope).await?;
     server
         .respond(&client.client_id, &grant.subject, grant.scope, refresh_token, dpop_jkt.as_deref())
         .map(|r| AccessTokenResponse { id_token, ..r })

@@ -91,12 +91,13 @@ pub(crate) async fn refresh(
     // family, the family's key: the machine checked they are the same).
     let (access_token, expires_in) =
         server.issue_access_token(&outcome.subject, &client.client_id, &scope, jti, dpop_jkt.as_deref())?;
+    let id_token = server.oidc_id_token_on_refresh(outcome.family_id, &outcome.subject, &scope, client).await?;
     Ok(AccessTokenResponse {
         access_token: AccessToken::new(access_token),
         token_type: super::token_type(dpop_jkt.as_deref()).to_owned(),
         expires_in: Some(expires_in),
         refresh_token: new_refresh.map(RefreshToken::new),
-        id_token: server.oidc_id_token_on_refresh(outcome.family_id, &outcome.subject, &scope, client)?,
+        id_token,
         // §5.1: scope is REQUIRED if it differs from the requested one (a narrowed
         // registration); Figure2 always sends it.
         scope: Some(scope),

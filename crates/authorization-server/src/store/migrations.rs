@@ -15,6 +15,10 @@
 //!   no access token known.
 //! - **4** — RFC 9449 §5: `families.dpop_jkt`, the thumbprint of the DPoP key a family's
 //!   refresh tokens are bound to (NULL: not bound; every family written before).
+//! - **5** — OpenID Connect moves into the store: `oidc_authorizations` (an `openid`
+//!   code's `nonce`, `auth_time`, `offline_access`) and `oidc_families` (a family's
+//!   `auth_time`). Earlier releases created both with `IF NOT EXISTS` on a connection of
+//!   their own; so does this migration, which keeps their rows.
 
 use rusqlite_migration::{M, Migrations};
 
@@ -110,9 +114,23 @@ const V4: &str = "
 ALTER TABLE families ADD COLUMN dpop_jkt TEXT;
 ";
 
+const V5: &str = "
+CREATE TABLE IF NOT EXISTS oidc_authorizations (
+    code_digest     BLOB PRIMARY KEY,
+    nonce           TEXT,
+    auth_time       INTEGER NOT NULL,
+    offline_access  INTEGER NOT NULL,
+    expires_at      INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS oidc_families (
+    family_id  INTEGER PRIMARY KEY,
+    auth_time  INTEGER NOT NULL
+);
+";
+
 /// Every migration, oldest first. Append; never edit one that has shipped.
 pub(super) fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4), M::up(V5)])
 }
 
 #[cfg(test)]

@@ -10,13 +10,16 @@
 //!
 //! Only SHA-256 digests of refresh tokens and codes are stored (RFC 6749 §10.4/§10.5:
 //! keep them confidential). [`SqliteStore`] (an embedded SQLite file, `:memory:` for
-//! tests) is the default.
+//! tests) is the default; [`PostgresStore`] lets several instances share one database
+//! (`--database postgres://…`).
 //!
 //! [`FamilyEffect`]: figure2_protocol::family::FamilyEffect
 
 mod migrations;
+pub mod postgres;
 mod sqlite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use figure2_protocol::UnixTime;
@@ -39,7 +42,13 @@ pub enum StoreError {
     #[error("storage error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("schema migration failed: {0}")]
-    Migration(#[from] rusqlite_migration::Error),
+    Migration(String),
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
+    /// A serialization failure or deadlock (SQLSTATE 40001, 40P01) left after every
+    /// attempt; the transaction wrote nothing.
+    #[error("PostgreSQL transaction conflict: {0}")]
+    Conflict(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("the batch this request was part of failed to commit: {0}")]
@@ -126,6 +135,22 @@ impl RefreshTokenInfo {
     }
 }
 
+impl From<rusqlite_migration::Error> for StoreError {
+    fn from(e: rusqlite_migration::Error) -> Self {
+        StoreError::Migration(e.to_string())
+    }
+}
+
+/// OpenID Connect: what the authorization step recorded for an `openid` code (its
+/// `nonce`, when the user authenticated, whether `offline_access` was granted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcAuthorization {
+    pub nonce: Option<String>,
+    pub auth_time: UnixTime,
+    pub offline_access: bool,
+    pub expires_at: UnixTime,
+}
+
 /// A stored signing key.
 #[derive(Clone)]
 pub struct StoredKey {
@@ -184,6 +209,43 @@ pub trait Store: Send + Sync {
     fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
     fn add_signing_key(&self, key: &StoredKey) -> Result<(), StoreError>;
     fn remove_signing_key(&self, kid: &str) -> Result<(), StoreError>;
+
+    /// Adds `key` unless the newest stored key already has its algorithm, atomically (two
+    /// instances starting together over an empty database add one key between them).
+    /// Returns the stored keys, oldest first.
+    fn add_first_signing_key(&self, key: &StoredKey) -> Result<Vec<StoredKey>, StoreError> {
+        let stored = self.signing_keys()?;
+        if stored.last().is_some_and(|k| k.alg == key.alg) {
+            return Ok(stored);
+        }
+        self.add_signing_key(key)?;
+        self.signing_keys()
+    }
+
+    /// OpenID Connect: remembers an `openid` code's authorization (Core §3.1.2).
+    fn record_oidc_authorization(&self, code: TokenDigest, authorization: OidcAuthorization) -> StoreFuture<'_, ()>;
+    fn oidc_authorization(&self, code: TokenDigest) -> StoreFuture<'_, Option<OidcAuthorization>>;
+    /// Keeps the `auth_time` of the family the code created (Core §12.2) and forgets the code's record.
+    fn bind_oidc_family(&self, code: TokenDigest, family_id: FamilyId, auth_time: UnixTime) -> StoreFuture<'_, ()>;
+    fn oidc_auth_time(&self, family_id: FamilyId) -> StoreFuture<'_, Option<UnixTime>>;
+
+    /// RFC 9449 §11.1 across instances: records a DPoP proof's `jti` (its digest) until
+    /// `until`; false if it was already recorded and has not expired (a replay). A store
+    /// no other instance shares answers true: each instance's memory is the whole check.
+    fn first_dpop_jti_use(&self, _jti: TokenDigest, _until: UnixTime, _now: UnixTime) -> StoreFuture<'_, bool> {
+        Box::pin(async { Ok(true) })
+    }
+
+    /// Whether other authorization-server instances share this store (then signing keys
+    /// are reloaded from it periodically).
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Statements sent to the database so far, where the store counts them (benchmarks).
+    fn statements_executed(&self) -> Option<u64> {
+        None
+    }
 
     /// Families of `subject` and/or `client_id` (all if both are `None`), newest first, at
     /// most `limit` (the test-control listing; `end_session` revokes a user's families).

@@ -17,8 +17,8 @@
 
 use super::migrations::migrations;
 use super::{
-    FamilyId, FamilySummary, Grant, NewRefreshToken, RedeemCode, RefreshCommand, RefreshOutcome, RefreshTokenInfo,
-    Store, StoreError, StoreFuture, StoredKey,
+    FamilyId, FamilySummary, Grant, NewRefreshToken, OidcAuthorization, RedeemCode, RefreshCommand, RefreshOutcome,
+    RefreshTokenInfo, Store, StoreError, StoreFuture, StoredKey,
 };
 use figure2_protocol::authorization::{AuthorizationCodeGrant, CodeRejection, check_code};
 use figure2_protocol::family::{FamilyEffect, LiveToken, PresentedToken, RefreshTokenFamily, Revocation, reason};
@@ -702,6 +702,61 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> StoreFuture<'_, Vec<FamilySummary>> {
         self.run(move |conn| families(conn, subject.as_deref(), client_id.as_deref(), limit))
+    }
+
+    fn record_oidc_authorization(&self, code: TokenDigest, authorization: OidcAuthorization) -> StoreFuture<'_, ()> {
+        self.run(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO oidc_authorizations (code_digest, nonce, auth_time, offline_access, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                &code[..],
+                authorization.nonce,
+                authorization.auth_time as i64,
+                authorization.offline_access,
+                authorization.expires_at as i64
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn oidc_authorization(&self, code: TokenDigest) -> StoreFuture<'_, Option<OidcAuthorization>> {
+        self.run(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT nonce, auth_time, offline_access, expires_at FROM oidc_authorizations
+                     WHERE code_digest = ?1",
+                )?
+                .query_row([&code[..]], |r| {
+                    Ok(OidcAuthorization {
+                        nonce: r.get(0)?,
+                        auth_time: r.get::<_, i64>(1)? as u64,
+                        offline_access: r.get(2)?,
+                        expires_at: r.get::<_, i64>(3)? as u64,
+                    })
+                })
+                .optional()?)
+        })
+    }
+
+    fn bind_oidc_family(&self, code: TokenDigest, family_id: FamilyId, auth_time: UnixTime) -> StoreFuture<'_, ()> {
+        self.run(move |conn| {
+            conn.prepare_cached("INSERT OR REPLACE INTO oidc_families (family_id, auth_time) VALUES (?1, ?2)")?
+                .execute(params![family_id, auth_time as i64])?;
+            conn.prepare_cached("DELETE FROM oidc_authorizations WHERE code_digest = ?1")?.execute([&code[..]])?;
+            Ok(())
+        })
+    }
+
+    fn oidc_auth_time(&self, family_id: FamilyId) -> StoreFuture<'_, Option<UnixTime>> {
+        self.run(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT auth_time FROM oidc_families WHERE family_id = ?1")?
+                .query_row([family_id], |r| r.get::<_, i64>(0))
+                .optional()?
+                .map(|t| t as u64))
+        })
     }
 }
 

@@ -23,6 +23,7 @@ mod migration;
 mod model;
 mod oidc;
 mod password;
+mod postgres;
 mod presets;
 mod refresh;
 mod registration;

@@ -21,8 +21,9 @@
 //!   that is neither revoked, expired nor idle works.
 
 use crate::support::*;
+use figure2_authorization_server::store::postgres::ScratchDatabase;
 use figure2_authorization_server::store::{Directory, NewRefreshToken, RefreshCommand};
-use figure2_authorization_server::{SqliteStore, Store};
+use figure2_authorization_server::{PostgresStore, SqliteStore, Store};
 use figure2_protocol::Scope;
 use figure2_protocol::family::{
     ClientRegistration, FamilyEffect, Grant, PresentedToken, RefreshGranted, RefreshRejection, RefreshRequest,
@@ -329,7 +330,7 @@ const C2: &str = "c2";
 /// Presents token `t` of family `f` to the store, as `client`, the way the token endpoint
 /// does, and to the model; both must answer the same.
 async fn present_to_store(
-    store: &SqliteStore,
+    store: &dyn Store,
     model: &mut Model,
     f: usize,
     t: usize,
@@ -382,7 +383,7 @@ impl Directory for Everyone {
 }
 
 /// The store agrees with the model on every token's status; at most one is active per family.
-async fn check_store(store: &SqliteStore, model: &Model) -> Result<(), TestCaseError> {
+async fn check_store(store: &dyn Store, model: &Model) -> Result<(), TestCaseError> {
     let mut active = vec![0usize; model.families.len()];
     for token in model.families.iter().flat_map(|f| &f.tokens).filter(|t| t.forgotten) {
         let info = store.refresh_token_info(digest(&token.secret)).await.expect("store");
@@ -405,7 +406,7 @@ async fn check_store(store: &SqliteStore, model: &Model) -> Result<(), TestCaseE
     Ok(())
 }
 
-async fn run_against_store(store: &SqliteStore, policy: RefreshPolicy, ops: Vec<Op>) -> Result<(), TestCaseError> {
+async fn run_against_store(store: &dyn Store, policy: RefreshPolicy, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut model = Model::new(policy, START);
     for op in ops {
         match op {
@@ -474,6 +475,28 @@ fn proptest_store_rotation_model() {
         .run(&(policy(), prop::collection::vec(op(), 1..40)), |(policy, ops)| {
             let store = SqliteStore::open(":memory:").expect("in-memory store");
             runtime.block_on(run_against_store(&store, policy, ops))
+        })
+        .unwrap();
+}
+
+/// The same model, the same operations, against the PostgreSQL store: the same answers
+/// as SQLite (each case in a schema of its own).
+#[test]
+fn proptest_store_rotation_model_postgres() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let Some(base) = crate::support::postgres_server("proptest_store_rotation_model_postgres") else { return };
+    let mut runner =
+        TestRunner::new(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() });
+    runner
+        .run(&(policy(), prop::collection::vec(op(), 1..40)), |(policy, ops)| {
+            runtime.block_on(async {
+                let scratch = ScratchDatabase::create(&base).await.expect("scratch schema");
+                let store = PostgresStore::connect(scratch.url()).await.expect("PostgreSQL store");
+                let result = run_against_store(&store, policy, ops).await;
+                drop(store);
+                drop(scratch);
+                result
+            })
         })
         .unwrap();
 }

@@ -48,6 +48,7 @@ pub struct Setup {
     tenant: String,
     clock: SimulatedClock,
     listen: SocketAddr,
+    issuer: Option<String>,
 }
 
 impl Setup {
@@ -59,6 +60,7 @@ impl Setup {
             tenant: String::new(),
             clock: SimulatedClock::starting_at(START),
             listen: "127.0.0.1:0".parse().expect("loopback address"),
+            issuer: None,
         }
     }
 
@@ -85,6 +87,19 @@ impl Setup {
         self
     }
 
+    /// One issuer for several instances (as behind a load balancer); requests still go to
+    /// this instance's own address.
+    pub fn issuer(mut self, issuer: &str) -> Self {
+        self.issuer = Some(issuer.to_owned());
+        self
+    }
+
+    /// Keeps the state in PostgreSQL (`url` from [`scratch_postgres`]).
+    pub fn postgres(mut self, url: &str) -> Self {
+        self.file.database = url.to_owned();
+        self
+    }
+
     /// Listens on a given address (a restart keeps its port, hence its issuer).
     pub fn listen_on(mut self, addr: SocketAddr) -> Self {
         self.listen = addr;
@@ -96,9 +111,9 @@ impl Setup {
         let addr = listener.local_addr().expect("local address");
         let issuer = format!("http://{addr}{}", self.tenant);
         let mut file = self.file;
-        file.issuer = Some(issuer.clone());
+        file.issuer = Some(self.issuer.clone().unwrap_or_else(|| issuer.clone()));
         let config = file.resolve().expect("test configuration resolves");
-        let server = AuthorizationServer::new(config, Arc::new(self.clock.clone())).expect("server starts");
+        let server = AuthorizationServer::open(config, Arc::new(self.clock.clone())).await.expect("server starts");
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, server.clone(), async {
             let _ = rx.await;
@@ -370,4 +385,28 @@ pub fn verify_with_jwks(jwt: &str, jwks: &Value) -> Result<(Header, Value), Stri
 /// The `kid`s a JWKS publishes, in order.
 pub fn kids(jwks: &Value) -> Vec<String> {
     jwks["keys"].as_array().expect("keys array").iter().map(|k| field(k, "kid")).collect()
+}
+
+/// A fresh PostgreSQL schema for one test, or `None` (the test then returns at once) if no
+/// PostgreSQL server is configured. Panics where PostgreSQL is required (CI).
+pub async fn scratch_postgres(test: &str) -> Option<figure2_authorization_server::store::postgres::ScratchDatabase> {
+    let base = postgres_server(test)?;
+    Some(
+        figure2_authorization_server::store::postgres::ScratchDatabase::create(&base)
+            .await
+            .expect("create a scratch schema"),
+    )
+}
+
+/// The configured PostgreSQL server's URL, or `None` (skip) — panics where it is required.
+pub fn postgres_server(test: &str) -> Option<String> {
+    use figure2_authorization_server::store::postgres::{TEST_DATABASE_ENV, test_database};
+    match test_database() {
+        Ok(Some(base)) => Some(base),
+        Ok(None) => {
+            eprintln!("{test}: skipped: no PostgreSQL server ({TEST_DATABASE_ENV} is not set)");
+            None
+        }
+        Err(e) => panic!("{test}: {e}"),
+    }
 }

@@ -129,8 +129,9 @@ fn every_reason_and_phrase_has_a_chinese_form() {
         assert!(en != zh && chinese(&zh), "{p:?}");
     }
     for (en, zh) in lang::FIELD_LABELS {
-        assert!(chinese(zh) && lang::field(Lang::Zh, en) == zh, "{en}");
+        assert!(chinese(zh) && lang::field(Lang::Zh, en) == *zh, "{en}");
     }
+    assert!(chinese(&lang::field(Lang::Zh, "authorization server instance 2")));
     for to in ["authorization server", "resource server"] {
         assert!(chinese(lang::party(Lang::Zh, to)), "{to}");
     }
