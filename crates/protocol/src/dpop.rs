@@ -114,13 +114,14 @@ const MEMBERS: [&str; 8] = ["typ", "alg", "jwk", "jti", "htm", "htu", "iat", "at
 
 impl DpopRejection {
     /// A stable name for logs and traces (`reason_code`), unlike the English `Display`:
-    /// `missing_member_jti`, `replayed`, ….
+    /// `dpop_missing_member_jti`, `dpop_replayed`, … (prefixed: an access token's reasons
+    /// share some names, such as `malformed`).
     pub fn code(self) -> String {
         let name = match self {
             Self::Missing => "missing",
             Self::Multiple => "multiple",
             Self::Malformed => "malformed",
-            Self::MissingMember(member) => return format!("missing_member_{member}"),
+            Self::MissingMember(member) => return format!("dpop_missing_member_{member}"),
             Self::WrongType => "wrong_type",
             Self::AlgorithmNotAllowed => "algorithm_not_allowed",
             Self::UnusableKey => "unusable_key",
@@ -134,7 +135,7 @@ impl DpopRejection {
             Self::WrongAccessTokenHash => "wrong_access_token_hash",
             Self::KeyNotBound => "key_not_bound",
         };
-        name.to_owned()
+        format!("dpop_{name}")
     }
 
     /// Every reason (each missing member once), for tools that name them.
