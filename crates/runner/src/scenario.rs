@@ -146,8 +146,8 @@ pub enum Action {
     Outage { endpoint: crate::world::Endpoint, seconds: u64 },
     /// A proxy answers the next token request with `status` (e.g. 429, 503) itself.
     ProxyAnswers { status: u16 },
-    /// The clock of `role` (`resource_server` or `client`) runs `offset` seconds ahead
-    /// (negative: behind) of the authorization server's.
+    /// The clock of `role` (`authorization_server`, `resource_server` or `client`) runs
+    /// `offset` seconds ahead (negative: behind) of the shared clock; the others keep it.
     Skew { role: Role, offset: i64 },
     /// A thief who copied refresh token #`generation` of `client` (negative counts from the
     /// newest) presents it as that client, with `proof`: no DPoP proof at all, or a proof
@@ -183,6 +183,7 @@ pub enum Server {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    AuthorizationServer,
     ResourceServer,
     Client,
 }
@@ -190,6 +191,7 @@ pub enum Role {
 impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::AuthorizationServer => "authorization server",
             Self::ResourceServer => "resource server",
             Self::Client => "client",
         }
