@@ -103,6 +103,7 @@ async fn a_lenient_server_fails_each_new_check_with_its_strongest_key_word() {
         scope_limited_resource: Some(format!("{issuer}/resource/admin")),
         time: TimeSource::Real { max_wait: 0 },
         forge: None,
+        dpop_bound_refresh_tokens: false,
         http,
     };
     let expected = [
