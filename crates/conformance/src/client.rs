@@ -23,6 +23,7 @@
 //! | `FIGURE2_USERNAME`, `FIGURE2_PASSWORD`, `FIGURE2_SCOPE` | for the password grant (step A) |
 //! | `FIGURE2_CALL_TIMES` | comma-separated seconds after the grant at which to call the resource |
 //! | `FIGURE2_CONCURRENCY` | how many requests to make at once at each of those times |
+//! | `FIGURE2_DPOP` | `1`: use DPoP (RFC 9449) if the client can: a key for the run, a proof with every request |
 //!
 //! The program obtains tokens with the password grant, makes the calls, and exits 0 if
 //! every call ended 200, 3 if the resource owner must authorize again, other codes
@@ -31,6 +32,7 @@
 use super::{CheckResult, Keyword, Role, Verdict};
 use figure2_http::{HttpResponse, Incoming, Limits};
 use figure2_protocol::bearer::{BearerChallenge, BearerErrorCode, extract_bearer_token};
+use figure2_protocol::dpop;
 use figure2_protocol::form::FormParams;
 use figure2_protocol::{Clock, SimulatedClock};
 use serde::Deserialize;
@@ -108,6 +110,11 @@ pub struct Script {
     /// `no_challenge_401_once` (a 401 with no challenge at all), as resource servers in
     /// the wild answer; `insufficient_scope` (403, RFC 6750 §3.1, every time).
     pub resource: String,
+    /// RFC 9449: `""` (no DPoP), `on` (the metadata advertises DPoP, the client is told
+    /// `FIGURE2_DPOP=1`; a valid proof gets DPoP-bound tokens, bound refresh tokens need
+    /// the same key, bound access tokens need `Authorization: DPoP` with a proof), or
+    /// `nonce` (`on`, and the token endpoint wants its nonce in proofs, §8).
+    pub dpop: String,
     /// A proxy in front of the token endpoint answers the first refresh with this status
     /// (429 or 503, an HTML body and `Retry-After: 1`): the request never reaches the
     /// server, nothing is rotated. 0: never.
@@ -135,6 +142,7 @@ impl Default for Script {
             rotate: true,
             refresh: "ok".into(),
             resource: "validate".into(),
+            dpop: String::new(),
             refresh_unavailable: 0,
             lose_refresh: false,
             recovery: Recovery::None,
@@ -183,6 +191,17 @@ pub struct ClientExpect {
     /// token had expired (the requests really raced over an expired token).
     #[serde(default)]
     pub situation_concurrent_after_expiry: bool,
+    /// RFC 9449 §4.2, §7.1: every request carried a valid DPoP proof, and every bound
+    /// access token went in `Authorization: DPoP`.
+    #[serde(default)]
+    pub dpop_proofs: bool,
+    /// RFC 9449 §5: every proof was made with one key (the refresh token's).
+    #[serde(default)]
+    pub dpop_one_key: bool,
+    /// RFC 9449 §8: after `use_dpop_nonce`, the next token request carries the nonce, and
+    /// the server never had to ask twice in a row.
+    #[serde(default)]
+    pub dpop_nonce_retry: bool,
     /// With `refresh_unavailable`: after the 429/503 the client refreshes again with the
     /// refresh token it had (not dropped, not a new grant), gets 200, and its last call is
     /// served. The situation (a refresh answered 429/503) must have happened.
@@ -209,6 +228,12 @@ struct Seen {
     answered_invalid_grant: bool,
     /// What was answered, in a few words (for the per-check trace).
     answer: String,
+    /// RFC 9449: the thumbprint of the request's valid DPoP proof, or why it had none.
+    dpop: Result<String, String>,
+    /// The `nonce` claim of that proof.
+    dpop_nonce: Option<String>,
+    /// The answer was `use_dpop_nonce`.
+    asked_nonce: bool,
 }
 
 #[derive(Default)]
@@ -221,6 +246,10 @@ struct Ledger {
     refresh_issued_at: Vec<u64>,
     live_refresh_token: Option<String>,
     refused_once: bool,
+    /// RFC 9449 §5: the key the family's refresh tokens are bound to, and each bound
+    /// access token's key.
+    bound_jkt: Option<String>,
+    access_token_jkt: Vec<(String, String)>,
     /// The proxy's 429/503 was sent (the situation of the unavailable checks).
     unavailable_sent: bool,
     /// The refresh token presented in the refresh answered 429/503.
@@ -257,7 +286,12 @@ struct Scripted {
     now_ms: Box<dyn Fn() -> u64 + Send + Sync>,
     issuer: String,
     ledger: Mutex<Ledger>,
+    /// The `jti`s the scripted servers have seen (§11.1).
+    replay: dpop::ReplayCache,
 }
+
+/// The token endpoint's nonce in `nonce` mode (§8): fixed, as one server instance's.
+const SCRIPTED_NONCE: &str = "figure2-scripted-nonce-1";
 
 const CLIENT_ID: &str = "conformance-client";
 const CLIENT_SECRET: &str = "conformance-secret";
@@ -275,12 +309,16 @@ impl figure2_http::Handler for Scripted {
         let now = (self.now_ms)();
         let path = parts.uri.path();
         if path == figure2_protocol::metadata::WELL_KNOWN_SUFFIX {
-            let m = serde_json::json!({
+            let mut m = serde_json::json!({
                 "issuer": self.issuer,
                 "token_endpoint": format!("{}/token", self.issuer),
                 "response_types_supported": ["code"],
                 "grant_types_supported": ["password", "refresh_token"],
             });
+            if !self.script.dpop.is_empty() {
+                m["dpop_signing_alg_values_supported"] =
+                    serde_json::json!(dpop::algorithm_names(&dpop::SUPPORTED_ALGORITHMS));
+            }
             return figure2_http::json(200, &m, &[]);
         }
         let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
@@ -295,15 +333,48 @@ impl figure2_http::Handler for Scripted {
                 live_refresh_token: ledger.live_refresh_token.clone(),
                 answered_invalid_grant: false,
                 answer: String::new(),
+                dpop: Err("no DPoP proof".into()),
+                dpop_nonce: None,
+                asked_nonce: false,
             };
+            if !self.script.dpop.is_empty() {
+                let uri = format!("{}/token", self.issuer);
+                match self.check_proof(&parts, &uri, None, now) {
+                    Ok(proof) => {
+                        seen.dpop_nonce = proof.claims.nonce.clone();
+                        seen.dpop = Ok(proof.jkt);
+                    }
+                    Err(dpop::DpopRejection::UseNonce) => {
+                        seen.asked_nonce = true;
+                        seen.dpop = Err("no current nonce".into());
+                        seen.answer = "400 use_dpop_nonce".into();
+                        ledger.seen.push(seen);
+                        return figure2_http::json(
+                            400,
+                            &serde_json::json!({"error": "use_dpop_nonce"}),
+                            &[(dpop::NONCE_HEADER, SCRIPTED_NONCE)],
+                        );
+                    }
+                    Err(dpop::DpopRejection::Missing) => {}
+                    Err(rejection) => {
+                        seen.dpop = Err(rejection.to_string());
+                        seen.answer = "400 invalid_dpop_proof".into();
+                        ledger.seen.push(seen);
+                        return figure2_http::json(400, &rejection.to_error(), &[]);
+                    }
+                }
+            }
+            let jkt = seen.dpop.clone().ok();
             let answer = match form.get("grant_type") {
                 Some("password")
                     if form.get("username") == Some(USERNAME) && form.get("password") == Some(PASSWORD) =>
                 {
-                    Some(self.issue(&mut ledger, now, true))
+                    // RFC 9449 §5: the family is bound to the key of the grant's proof.
+                    ledger.bound_jkt = jkt.clone();
+                    Some(self.issue(&mut ledger, now, true, jkt.as_deref()))
                 }
                 Some("refresh_token") if self.script.refresh == "ok" => {
-                    match self.refresh(&mut ledger, form.get("refresh_token"), now) {
+                    match self.refresh(&mut ledger, form.get("refresh_token"), now, jkt.as_deref()) {
                         Refreshed::Answer(body) => Some(body),
                         Refreshed::Refused => None,
                         Refreshed::Status(status, answer) => {
@@ -328,7 +399,11 @@ impl figure2_http::Handler for Scripted {
                             String::new()
                         }
                     );
-                    figure2_http::json(200, &body, &figure2_protocol::token_response::NO_STORE_HEADERS)
+                    let mut headers = figure2_protocol::token_response::NO_STORE_HEADERS.to_vec();
+                    if self.script.dpop == "nonce" {
+                        headers.push((dpop::NONCE_HEADER, SCRIPTED_NONCE));
+                    }
+                    figure2_http::json(200, &body, &headers)
                 }
                 None => {
                     seen.answered_invalid_grant = true;
@@ -341,7 +416,28 @@ impl figure2_http::Handler for Scripted {
         }
         // The protected resource.
         let authorization = parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let token = extract_bearer_token(authorization).ok().flatten().map(str::to_owned);
+        let bearer = extract_bearer_token(authorization).ok().flatten().map(str::to_owned);
+        let dpop_token = dpop::extract_dpop_token(authorization).ok().flatten().map(str::to_owned);
+        let token = bearer.clone().or(dpop_token.clone());
+        // RFC 9449 §7.1: a bound access token goes in `Authorization: DPoP` with a proof
+        // of its key carrying `ath`.
+        let bound =
+            token.as_ref().and_then(|t| ledger.access_token_jkt.iter().find(|(a, _)| a == t)).map(|(_, k)| k.clone());
+        let mut dpop_seen: Result<String, String> = Err("no DPoP proof".into());
+        let mut dpop_refused = false;
+        if let Some(jkt) = &bound {
+            let uri = format!("{}{}", self.issuer, parts.uri.path());
+            dpop_seen = match (&dpop_token, self.check_proof(&parts, &uri, token.as_deref(), now)) {
+                (None, _) => Err("a DPoP-bound access token sent as Bearer".into()),
+                (Some(_), Ok(proof)) if proof.jkt == *jkt => Ok(proof.jkt),
+                (Some(_), Ok(proof)) => Err(format!("a proof of another key ({})", proof.jkt)),
+                (Some(_), Err(rejection)) => Err(rejection.to_string()),
+            };
+            dpop_refused = dpop_seen.is_err();
+        } else if dpop_token.is_some() {
+            dpop_refused = true;
+            dpop_seen = Err("Authorization: DPoP with a token that is not DPoP-bound".into());
+        }
         if let Some(t) = &token {
             ledger.used_access_tokens.insert(t.clone());
         }
@@ -356,8 +452,23 @@ impl figure2_http::Handler for Scripted {
             live_refresh_token: None,
             answered_invalid_grant: false,
             answer: String::new(),
+            dpop: dpop_seen,
+            dpop_nonce: None,
+            asked_nonce: false,
         });
         let script = self.script.resource.as_str();
+        if dpop_refused {
+            if let Some(last) = ledger.seen.last_mut() {
+                last.answer = "401 DPoP invalid_token".into();
+            }
+            let challenge = dpop::DpopChallenge::new("figure2", &dpop::SUPPORTED_ALGORITHMS)
+                .with_error(dpop::DpopChallengeError::InvalidToken, "The access token's DPoP proof is not valid");
+            return figure2_http::json(
+                401,
+                &serde_json::json!({"error": "invalid_token"}),
+                &[("www-authenticate", &challenge.to_header_value())],
+            );
+        }
         let refuse = match (issued, script) {
             (None, _) => true,
             (Some(_), "invalid_token_always" | "bare_401_always" | "insufficient_scope") => true,
@@ -419,11 +530,48 @@ enum Refreshed {
 }
 
 impl Scripted {
+    /// RFC 9449 §4.3 on the request's `DPoP` header, against `uri` and the scripted
+    /// servers' `jti` memory; the nonce too in `nonce` mode at the token endpoint.
+    fn check_proof(
+        &self,
+        parts: &http::request::Parts,
+        uri: &str,
+        access_token: Option<&str>,
+        now_ms: u64,
+    ) -> Result<dpop::ValidatedProof, dpop::DpopRejection> {
+        let values: Vec<&str> =
+            parts.headers.get_all(dpop::DPOP_HEADER).iter().map(|v| v.to_str().unwrap_or("")).collect();
+        let proof = dpop::single_proof(&values)?.ok_or(dpop::DpopRejection::Missing)?;
+        let accepts = |nonce: &str| nonce == SCRIPTED_NONCE;
+        let nonce = if self.script.dpop == "nonce" && access_token.is_none() {
+            dpop::NonceCheck::Required(&accepts)
+        } else {
+            dpop::NonceCheck::NotUsed
+        };
+        let expect = dpop::ProofExpectations {
+            method: parts.method.as_str(),
+            uri,
+            // Programs run in real time from the epoch of `now_ms`; proofs carry wall-clock
+            // time, so the window is checked against the client's own clock: wide.
+            now: if now_ms > 1_000_000_000_000 { now_ms / 1000 } else { figure2_protocol::SystemClock.now() },
+            max_age: 300,
+            leeway: 300,
+            allowed_algorithms: &dpop::SUPPORTED_ALGORITHMS,
+            access_token,
+            nonce,
+        };
+        dpop::validate_proof(proof, &expect, &self.replay)
+    }
+
     /// A refresh (RFC 6749 §6) under the script: the live token rotates (or not); a proxy
     /// may answer first; the answer may be lost; the retired predecessor may be taken back.
-    fn refresh(&self, ledger: &mut Ledger, presented: Option<&str>, now: u64) -> Refreshed {
+    fn refresh(&self, ledger: &mut Ledger, presented: Option<&str>, now: u64, jkt: Option<&str>) -> Refreshed {
         let Some(presented) = presented else { return Refreshed::Refused };
         if ledger.family_revoked {
+            return Refreshed::Refused;
+        }
+        // RFC 9449 §5: a bound family refreshes only with a proof of its key.
+        if ledger.bound_jkt.is_some() && ledger.bound_jkt.as_deref() != jkt {
             return Refreshed::Refused;
         }
         if Some(presented) == ledger.live_refresh_token.as_deref() {
@@ -432,7 +580,7 @@ impl Scripted {
                 ledger.unavailable_presented = Some(presented.to_owned());
                 return Refreshed::Status(self.script.refresh_unavailable, "a proxy in front of the token endpoint");
             }
-            let body = self.issue(ledger, now, self.script.rotate);
+            let body = self.issue(ledger, now, self.script.rotate, jkt);
             if self.script.lose_refresh && ledger.lost.is_none() && body.get("refresh_token").is_some() {
                 // Committed: the presented token is retired, the successor is live. The
                 // answer never reaches the client.
@@ -473,21 +621,24 @@ impl Scripted {
         if self.script.recovery == Recovery::Idempotent {
             // Dex: the successor already issued is handed back, with a new access token.
             let successor = ledger.live_refresh_token.clone();
-            let mut body = self.issue(ledger, now, false);
+            let mut body = self.issue(ledger, now, false, jkt);
             body["refresh_token"] = serde_json::json!(successor);
             return Refreshed::Answer(body);
         }
         // A new pair; the live token (the unused successor) is replaced.
-        Refreshed::Answer(self.issue(ledger, now, true))
+        Refreshed::Answer(self.issue(ledger, now, true, jkt))
     }
 
-    fn issue(&self, ledger: &mut Ledger, now: u64, new_refresh_token: bool) -> serde_json::Value {
+    fn issue(&self, ledger: &mut Ledger, now: u64, new_refresh_token: bool, jkt: Option<&str>) -> serde_json::Value {
         let n = ledger.access_tokens.len() + 1;
         let access_token = format!("figure2-at-{n}-{}", random_suffix());
         ledger.access_tokens.push((access_token.clone(), now));
+        if let Some(jkt) = jkt {
+            ledger.access_token_jkt.push((access_token.clone(), jkt.to_owned()));
+        }
         let mut body = serde_json::json!({
             "access_token": access_token,
-            "token_type": "Bearer",
+            "token_type": if jkt.is_some() { "DPoP" } else { "Bearer" },
             "expires_in": self.expires_in,
             "scope": "read",
         });
@@ -574,6 +725,8 @@ pub struct Env {
     /// Seconds after the grant at which to call the resource.
     pub calls: Vec<u64>,
     pub concurrency: u32,
+    /// RFC 9449: the client should use DPoP (`FIGURE2_DPOP=1` for a program).
+    pub dpop: bool,
     pub clock: SimulatedClock,
 }
 
@@ -664,6 +817,7 @@ async fn exercise(check: &ClientCheck, subject: &Subject) -> Result<(Ending, Led
         now_ms,
         issuer: base.clone(),
         ledger: Mutex::new(Ledger::default()),
+        replay: dpop::ReplayCache::new(10_000),
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(figure2_http::serve(listener, scripted.clone(), Limits::default(), async {
@@ -680,6 +834,7 @@ async fn exercise(check: &ClientCheck, subject: &Subject) -> Result<(Ending, Led
         scope: "read".into(),
         calls: check.calls.clone(),
         concurrency: check.concurrency,
+        dpop: !check.script.dpop.is_empty(),
         clock: simulated,
     };
     let ending = match subject {
@@ -744,6 +899,7 @@ async fn drive_command(env: &Env, command: &Command, check: &ClientCheck) -> Res
         .env("FIGURE2_SCOPE", &env.scope)
         .env("FIGURE2_CALL_TIMES", times.join(","))
         .env("FIGURE2_CONCURRENCY", env.concurrency.to_string())
+        .env("FIGURE2_DPOP", if env.dpop { "1" } else { "0" })
         .kill_on_drop(true)
         .stdin(std::process::Stdio::null())
         .stdout(output("stdout")?)
@@ -915,9 +1071,48 @@ fn judge(check: &ClientCheck, ending: &Ending, ledger: &Ledger, expires_in: u64)
             problems.push(format!("expected the client to end reauthorize or get a new grant, it ended {ending_name}"));
         }
     }
+    let tokens: Vec<&Seen> = ledger.seen.iter().filter(|s| !s.to_resource).collect();
+    // A client without DPoP (it ignored FIGURE2_DPOP) is not judged on DPoP's rules.
+    let dpop_check = e.dpop_proofs || e.dpop_one_key || e.dpop_nonce_retry;
+    let sent_proofs = ledger.seen.iter().any(|s| s.dpop.is_ok() || s.asked_nonce);
+    if dpop_check && !sent_proofs && problems.is_empty() {
+        return (Verdict::Skip, "not exercised: the client sent no DPoP proof (it does not use DPoP)".into());
+    }
+    if e.dpop_proofs {
+        // A token request answered use_dpop_nonce was about its nonce, not its proof.
+        if let Some(s) = ledger.seen.iter().find(|s| !s.asked_nonce && s.dpop.is_err()) {
+            let to = if s.to_resource { "the resource server" } else { "the token endpoint" };
+            problems.push(format!(
+                "a request to {to} had no valid DPoP proof: {}",
+                s.dpop.clone().err().unwrap_or_default()
+            ));
+        }
+    }
+    if e.dpop_one_key {
+        let keys: std::collections::BTreeSet<&String> =
+            ledger.seen.iter().filter_map(|s| s.dpop.as_ref().ok()).collect();
+        if keys.len() > 1 {
+            problems.push(format!(
+                "proofs were made with {} different keys (RFC 9449 §5: the refresh token's key each time)",
+                keys.len()
+            ));
+        }
+    }
+    if e.dpop_nonce_retry {
+        for pair in tokens.windows(2) {
+            if pair[0].asked_nonce && pair[1].dpop_nonce.as_deref() != Some(SCRIPTED_NONCE) {
+                problems.push("after use_dpop_nonce the next token request did not carry the server's nonce".into());
+                break;
+            }
+        }
+    }
     if !problems.is_empty() {
         return (Verdict::Fail, problems.join("; "));
     }
+    if e.dpop_nonce_retry && !tokens.iter().any(|s| s.asked_nonce) {
+        return (Verdict::Skip, "not exercised: the token endpoint never had to ask for its nonce".into());
+    }
+
     // A pass must rest on the situation the check is about having happened.
     if let Some(n) = e.situation_min_refresh_requests
         && refreshes.len() < n

@@ -112,6 +112,11 @@ pub enum Need {
     Forge,
     /// Access tokens that are JWTs (RFC 9068).
     JwtAccessTokens,
+    /// DPoP (RFC 9449): the metadata advertises `dpop_signing_alg_values_supported` with
+    /// ES256 (the checker's proofs are ES256).
+    Dpop,
+    /// A refresh token the server binds to the client's DPoP key (RFC 9449 §5).
+    DpopBoundRefreshTokens,
 }
 
 impl Need {
@@ -134,6 +139,12 @@ impl Need {
             Self::RefreshTokenExpiry => "needs the clock to pass the refresh token's lifetime (in-process only)",
             Self::Forge => "needs the authorization server's signing key (in-process only)",
             Self::JwtAccessTokens => "the access tokens are not JWTs",
+            Self::Dpop => {
+                "the metadata does not advertise dpop_signing_alg_values_supported with ES256 (RFC 9449 §5.1): no DPoP to check"
+            }
+            Self::DpopBoundRefreshTokens => {
+                "needs refresh tokens bound to the DPoP key (RFC 9449 §5: a public client's; a confidential client's only where the server binds them: --dpop-bound-refresh-tokens)"
+            }
         }
     }
 }

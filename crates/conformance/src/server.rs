@@ -9,6 +9,7 @@ use figure2_http::{HttpClient, ReceivedResponse};
 use figure2_protocol::access_token::decode_unverified;
 use figure2_protocol::bearer::BearerChallenge;
 use figure2_protocol::client_auth::ClientAuthentication;
+use figure2_protocol::dpop::{self, DpopChallenge, ProofKey};
 use figure2_protocol::metadata::AuthorizationServerMetadata;
 use figure2_protocol::{Clock, Scope, SimulatedClock};
 use serde::Deserialize;
@@ -122,6 +123,13 @@ pub struct HttpStep {
     pub query: Option<String>,
     /// `resource` (default) or `scope_limited_resource`.
     pub target: Option<String>,
+    /// RFC 9449: send a `DPoP` proof with this request (`dpop = {}` for a valid one made
+    /// with the check's key; the fields spoil it on purpose). At the resource server the
+    /// token then goes in `Authorization: DPoP` unless `scheme` says otherwise.
+    pub dpop: Option<ProofSpec>,
+    /// For `resource`: the authorization scheme, `bearer` or `dpop` (default: `dpop` when
+    /// the step sends a proof, else `bearer`).
+    pub scheme: Option<String>,
     pub seconds: Option<u64>,
     pub until: Option<String>,
     #[serde(default)]
@@ -135,6 +143,30 @@ pub struct HttpStep {
     /// meet it skips the check as not exercised instead of failing it (a server that does
     /// not introspect refresh tokens may answer `active: false`, RFC 7662 §2.2).
     pub situation: Option<HttpExpect>,
+}
+
+/// A DPoP proof for a step (RFC 9449 §4.2): valid unless a field spoils it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProofSpec {
+    /// `other`: signed with a second key the check made, not the one its tokens are bound to.
+    pub key: Option<String>,
+    /// `htm` instead of the request's method (§4.3 point 8).
+    pub htm: Option<String>,
+    /// `htu` instead of the request's URI (a template, §4.3 point 9).
+    pub htu: Option<String>,
+    /// Seconds added to now for `iat` (negative: in the past, §4.3 point 11).
+    pub iat: Option<i64>,
+    /// Send the previous step's proof again, unchanged (same `jti`, §11.1).
+    #[serde(default)]
+    pub replay: bool,
+    /// Put the private key (`d`) in the header's `jwk` (§4.3 point 7).
+    #[serde(default)]
+    pub private_jwk: bool,
+    /// `HS256`: a symmetric MAC keyed with the public key's `x` (§4.3 point 5).
+    pub alg: Option<String>,
+    /// `wrong`: an `ath` that is not the hash of the access token (§4.3 point 12).
+    pub ath: Option<String>,
 }
 
 /// Expectations with the key word of the requirement they test.
@@ -183,6 +215,12 @@ pub struct HttpExpect {
     #[serde(default)]
     pub challenge_when_refused: bool,
     pub jwt: Option<JwtExpect>,
+    /// RFC 9449 §7.1: the error of the `WWW-Authenticate: DPoP` challenge; `""` means a
+    /// DPoP challenge with no error.
+    pub dpop_error: Option<String>,
+    /// RFC 9449 §6.1: the issued JWT access token's `cnf.jkt` is the check's key thumbprint.
+    #[serde(default)]
+    pub cnf_jkt_is_proof_key: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -274,6 +312,9 @@ pub struct Target {
     pub metadata_url: Option<String>,
     /// In-process only: the authorization server's signing key, for crafted tokens.
     pub forge: Option<Arc<dyn crate::Forge>>,
+    /// Whether the authorization server binds this client's refresh tokens to its DPoP
+    /// key (RFC 9449 §5: always for public clients; for confidential ones as configured).
+    pub dpop_bound_refresh_tokens: bool,
     pub http: HttpClient,
 }
 
@@ -335,6 +376,12 @@ impl Target {
             Need::RefreshTokenExpiry | Need::Forge => self.forge.is_some(),
             // Decided while the check runs.
             Need::Rotation | Need::JwtAccessTokens => true,
+            Need::Dpop => self
+                .metadata
+                .dpop_signing_alg_values_supported
+                .as_ref()
+                .is_some_and(|algs| algs.iter().any(|a| a == "ES256")),
+            Need::DpopBoundRefreshTokens => self.dpop_bound_refresh_tokens,
         };
         (!ok).then(|| need.describe())
     }
@@ -364,6 +411,43 @@ struct Run<'t> {
     rotated_key: bool,
     /// Where this check's tokens came from.
     source: Option<Source>,
+    /// RFC 9449: the check's DPoP key, a second one, the last proof sent and the last
+    /// `DPoP-Nonce` each origin gave.
+    dpop: Option<DpopKeys>,
+    last_proof: Option<String>,
+    nonces: HashMap<String, String>,
+}
+
+/// The check's two P-256 keys (made with the system CSPRNG), with the PKCS#8 of the first
+/// for the `private_jwk` spoiler.
+struct DpopKeys {
+    key: ProofKey,
+    other: ProofKey,
+    private_d: String,
+}
+
+impl DpopKeys {
+    fn generate() -> Result<Self, String> {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+        let make = || -> Result<(ProofKey, Vec<u8>), String> {
+            let pkcs8 = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+                .and_then(|k| k.to_pkcs8v1())
+                .map_err(|e| e.to_string())?;
+            Ok((ProofKey::from_es256_pkcs8(pkcs8.as_ref())?, pkcs8.as_ref().to_vec()))
+        };
+        let (key, pkcs8) = make()?;
+        let (other, _) = make()?;
+        // The private scalar `d` sits at the end of the PKCS#8's ECPrivateKey, right after
+        // the OCTET STRING header 0x04 0x20 of version 1 (RFC 5915 §3).
+        let d = pkcs8
+            .windows(3)
+            .position(|w| w == [0x02, 0x01, 0x01])
+            .and_then(|i| pkcs8.get(i + 5..i + 37))
+            .ok_or("cannot find d in the PKCS#8")?;
+        use base64::Engine;
+        let private_d = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d);
+        Ok(Self { key, other, private_d })
+    }
 }
 
 enum StepError {
@@ -442,7 +526,96 @@ impl<'t> Run<'t> {
             last_token_response: None,
             rotated_key: false,
             source: None,
+            dpop: None,
+            last_proof: None,
+            nonces: HashMap::new(),
         }
+    }
+
+    /// The DPoP proof a step asks for, for `method url` (and `access_token` at the
+    /// resource server), with the origin's last nonce.
+    fn proof(
+        &mut self,
+        spec: &ProofSpec,
+        method: &http::Method,
+        url: &str,
+        access_token: Option<&str>,
+    ) -> Result<String, StepError> {
+        if spec.replay {
+            return self.last_proof.clone().ok_or_else(|| StepError::Fail("no earlier proof to replay".into()));
+        }
+        if self.dpop.is_none() {
+            self.dpop = Some(DpopKeys::generate().map_err(StepError::Fail)?);
+        }
+        let keys = self.dpop.as_ref().ok_or_else(|| StepError::Fail("no DPoP key".into()))?;
+        let key = if spec.key.as_deref() == Some("other") { &keys.other } else { &keys.key };
+        let mut jti = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut jti);
+        let htu = match &spec.htu {
+            Some(t) => self.expand(t)?,
+            None => url.split(['?', '#']).next().unwrap_or(url).to_owned(),
+        };
+        let now = self.target.now() as i64;
+        let mut claims = serde_json::json!({
+            "jti": figure2_protocol::secret::encode_token(&jti),
+            "htm": spec.htm.clone().unwrap_or_else(|| method.as_str().to_owned()),
+            "htu": htu,
+            "iat": now + spec.iat.unwrap_or(0),
+        });
+        if let Some(token) = access_token {
+            claims["ath"] = match spec.ath.as_deref() {
+                Some("wrong") => serde_json::json!(dpop::access_token_hash("not-the-access-token")),
+                _ => serde_json::json!(dpop::access_token_hash(token)),
+            };
+        }
+        if let Some(nonce) = origin(url).and_then(|o| self.nonces.get(&o)) {
+            claims["nonce"] = serde_json::json!(nonce);
+        }
+        let mut jwk = key.public_jwk().clone();
+        if spec.private_jwk {
+            jwk["d"] = serde_json::json!(keys.private_d);
+        }
+        let proof = match spec.alg.as_deref() {
+            Some("HS256") => {
+                // A MAC keyed with public material: anyone could make it (§4.3 point 5).
+                use base64::Engine;
+                let b64 = |v: &serde_json::Value| {
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string().as_bytes())
+                };
+                let header = serde_json::json!({"typ": dpop::TYP, "alg": "HS256", "jwk": jwk});
+                let message = format!("{}.{}", b64(&header), b64(&claims));
+                let secret = jsonwebtoken::EncodingKey::from_secret(jwk["x"].as_str().unwrap_or("").as_bytes());
+                let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &secret, jsonwebtoken::Algorithm::HS256)
+                    .map_err(|e| StepError::Fail(e.to_string()))?;
+                format!("{message}.{signature}")
+            }
+            Some(other) => return Err(StepError::Fail(format!("unknown proof alg {other:?} (HS256)"))),
+            None => {
+                let header = serde_json::json!({"typ": dpop::TYP, "alg": "ES256", "jwk": jwk});
+                key.sign_raw(&header, &claims).map_err(StepError::Fail)?
+            }
+        };
+        self.last_proof = Some(proof.clone());
+        Ok(proof)
+    }
+
+    /// Keeps the `DPoP-Nonce` of an answer from `url`'s server (§8, §9); whether it asked
+    /// for one (`use_dpop_nonce`) and gave a nonce not already used.
+    fn asked_nonce(&mut self, url: &str, r: &ReceivedResponse) -> bool {
+        let Some(nonce) = r.headers.get(dpop::NONCE_HEADER).and_then(|v| v.to_str().ok()) else { return false };
+        let Some(origin) = origin(url) else { return false };
+        let fresh = self.nonces.insert(origin, nonce.to_owned()).as_deref() != Some(nonce);
+        let json_asks = serde_json::from_slice::<serde_json::Value>(&r.body)
+            .ok()
+            .is_some_and(|j| j.get("error").and_then(|e| e.as_str()) == Some("use_dpop_nonce"));
+        let challenge_asks = r
+            .headers
+            .get_all("www-authenticate")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(DpopChallenge::parse)
+            .any(|c| c.error == Some(dpop::DpopChallengeError::UseDpopNonce));
+        fresh && (json_asks || challenge_asks)
     }
 
     /// After a check on the shared `--refresh-token` family: the next check presents the
@@ -527,6 +700,16 @@ impl<'t> Run<'t> {
                 {
                     return Err(StepError::Skip(Need::JwtAccessTokens.describe().into()));
                 }
+                // RFC 9449 §5 binds a refresh token when its family is granted: a family the
+                // checker did not ask for itself was never bound to this check's key.
+                if check.needs.contains(&Need::DpopBoundRefreshTokens)
+                    && !matches!(self.source, Some(Source::Password | Source::ClientCredentials))
+                {
+                    return Err(StepError::Skip(format!(
+                        "the family comes from the {}, whose grant carried no proof of this check's DPoP key (RFC 9449 §5 binds the refresh token at the grant)",
+                        self.source_name()
+                    )));
+                }
                 answer
             }
             StepKind::Token | StepKind::Refresh => {
@@ -577,12 +760,23 @@ impl<'t> Run<'t> {
                     None => base,
                 };
                 let mut headers = Vec::new();
+                let mut presented = None;
                 if let Some(raw) = &step.authorization {
                     headers.push(("authorization".to_owned(), self.expand(raw)?));
                 } else if step.token.is_some() {
-                    headers.push(("authorization".to_owned(), format!("Bearer {}", self.token_value(step).await?)));
+                    let token = self.token_value(step).await?;
+                    // RFC 9449 §7.1: a DPoP-bound token goes in `Authorization: DPoP`.
+                    let scheme = match step.scheme.as_deref() {
+                        Some("bearer") => "Bearer",
+                        Some("dpop") => "DPoP",
+                        Some(other) => return Err(StepError::Fail(format!("unknown scheme {other:?}"))),
+                        None if step.dpop.is_some() => "DPoP",
+                        None => "Bearer",
+                    };
+                    headers.push(("authorization".to_owned(), format!("{scheme} {token}")));
+                    presented = Some(token);
                 }
-                self.send(method(step, "GET")?, &url, headers, None).await?
+                self.send_with_proof(step, method(step, "GET")?, &url, headers, None, presented.as_deref()).await?
             }
         };
         if let Some(situation) = &step.situation {
@@ -672,15 +866,17 @@ impl<'t> Run<'t> {
             let body = self.run_token_command(&command, scope.as_deref()).await?;
             let answer = synthetic_answer(&body);
             self.absorb_tokens(&answer);
-            if step.expect.headers.is_empty() {
+            if step.expect.headers.is_empty() && step.dpop.is_none() {
                 // The expectations look at the §5.1 JSON only: judge the command's.
                 answer
             } else {
-                // They look at HTTP headers the command's output does not have: judge
-                // the token endpoint's own §5.1 answer to a refresh instead.
+                // They look at HTTP headers the command's output does not have, or the
+                // check needs tokens bound to its DPoP key (RFC 9449 §5 lets a refresh
+                // bind them): judge the token endpoint's own §5.1 answer to a refresh.
                 self.refresh_for_grant(&endpoint, step).await?
             }
-        } else if let Some(shared) = sources.refresh_token.clone() {
+        } else if let Some(shared) = sources.refresh_token.clone().filter(|_| step.dpop.is_none()) {
+            // (A DPoP proof could bind the shared family to this check's key for good.)
             self.source = Some(Source::SharedRefreshToken);
             let (live, last) = {
                 let shared = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -733,7 +929,7 @@ impl<'t> Run<'t> {
             )));
         };
         let form = vec![("grant_type".to_owned(), "refresh_token".to_owned()), ("refresh_token".to_owned(), rt)];
-        let plain = HttpStep { auth: step.auth, ..bare_step(StepKind::Refresh) };
+        let plain = HttpStep { auth: step.auth, dpop: step.dpop.clone(), ..bare_step(StepKind::Refresh) };
         let answer = self.post_form(endpoint, &plain, &form).await?;
         if answer.status == 200 {
             self.absorb_tokens(&answer);
@@ -883,7 +1079,7 @@ impl<'t> Run<'t> {
     }
 
     async fn post_form(
-        &self,
+        &mut self,
         url: &str,
         step: &HttpStep,
         form: &[(String, String)],
@@ -923,7 +1119,33 @@ impl<'t> Run<'t> {
             }
         }
         let body = serde_urlencoded::to_string(&pairs).map_err(|e| StepError::Fail(e.to_string()))?;
-        self.send(method(step, "POST")?, url, headers, Some(body.into_bytes())).await
+        self.send_with_proof(step, method(step, "POST")?, url, headers, Some(body.into_bytes()), None).await
+    }
+
+    /// Sends a request with the step's DPoP proof if it has one; once more with the
+    /// server's nonce if it answers `use_dpop_nonce` (§8, §9) to a proof not meant to fail.
+    async fn send_with_proof(
+        &mut self,
+        step: &HttpStep,
+        method: http::Method,
+        url: &str,
+        headers: Vec<(String, String)>,
+        body: Option<Vec<u8>>,
+        access_token: Option<&str>,
+    ) -> Result<ReceivedResponse, StepError> {
+        let Some(spec) = &step.dpop else { return self.send(method, url, headers, body).await };
+        let mut retried = false;
+        loop {
+            let proof = self.proof(spec, &method, url, access_token)?;
+            let mut with_proof = headers.clone();
+            with_proof.push((dpop::DPOP_HEADER.to_owned(), proof));
+            let answer = self.send(method.clone(), url, with_proof, body.clone()).await?;
+            if self.asked_nonce(url, &answer) && !retried && !spec.replay {
+                retried = true;
+                continue;
+            }
+            return Ok(answer);
+        }
     }
 
     /// A request with a raw body (`body`): a template in which `\xHH` is the byte HH.
@@ -998,6 +1220,31 @@ impl<'t> Run<'t> {
             let got = challenge.error.map(|e| e.as_str()).unwrap_or("");
             if got != want {
                 return fail(format!("expected Bearer error {:?}, got {got:?}", want));
+            }
+        }
+        if let Some(want) = &expect.dpop_error {
+            let challenge = r
+                .headers
+                .get_all("www-authenticate")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(DpopChallenge::parse);
+            let Some(challenge) = challenge else {
+                return fail("expected a WWW-Authenticate: DPoP challenge".into());
+            };
+            let got = challenge.error.map(|e| e.as_str()).unwrap_or("");
+            if got != want {
+                return fail(format!("expected DPoP error {want:?}, got {got:?}"));
+            }
+        }
+        if expect.cnf_jkt_is_proof_key {
+            let token = json.as_ref().and_then(|j| j.get("access_token")).and_then(|v| v.as_str()).unwrap_or("");
+            let (_, claims) =
+                decode_unverified(token).ok_or_else(|| StepError::Skip(Need::JwtAccessTokens.describe().into()))?;
+            let want = self.dpop.as_ref().map(|k| k.key.thumbprint().to_owned());
+            let got = claims.get("cnf").and_then(|c| c.get("jkt")).and_then(|v| v.as_str()).map(str::to_owned);
+            if got.is_none() || got != want {
+                return fail(format!("expected cnf.jkt {want:?} (the proof's key), got {got:?}"));
             }
         }
         for (name, contains) in &expect.headers {
@@ -1137,6 +1384,8 @@ fn bare_step(kind: StepKind) -> HttpStep {
         authorization: None,
         query: None,
         target: None,
+        dpop: None,
+        scheme: None,
         seconds: None,
         until: None,
         expect: HttpExpect::default(),
@@ -1170,6 +1419,13 @@ fn unescape_bytes(s: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// `scheme://authority` of a URL, lower-cased: nonces are kept per server.
+fn origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    Some(format!("{}://{}", scheme.to_ascii_lowercase(), authority.to_ascii_lowercase()))
 }
 
 /// "exited with status 1", "was killed by signal 9".

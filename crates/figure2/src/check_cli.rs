@@ -62,6 +62,11 @@ pub struct CheckArgs {
     /// table, json or junit.
     #[arg(long, default_value = "table")]
     pub format: Format,
+    /// The server binds this client's refresh tokens to its DPoP key (RFC 9449 §5: always
+    /// for a public client; for a confidential one only where configured): enables the
+    /// checks that refresh with another key or without a proof.
+    #[arg(long)]
+    pub dpop_bound_refresh_tokens: bool,
 }
 
 /// Options of `figure2 check-client`.
@@ -135,6 +140,7 @@ pub async fn check(args: CheckArgs) -> Result<bool, String> {
         time: server::TimeSource::Real { max_wait: args.max_wait },
         metadata_url: Some(metadata_url),
         forge: None,
+        dpop_bound_refresh_tokens: args.dpop_bound_refresh_tokens,
         http,
     };
     let mut report = ConformanceReport::default();

@@ -111,6 +111,43 @@ pub enum AccessTokenRejection {
     WrongAudience,
 }
 
+impl AccessTokenRejection {
+    /// Every reason, for tools that name them (the trace, its translations).
+    pub const ALL: [Self; 10] = [
+        Self::Malformed,
+        Self::WrongType,
+        Self::AlgorithmNotAllowed,
+        Self::UnknownKey,
+        Self::BadSignature,
+        Self::Expired,
+        Self::NotYetValid,
+        Self::IssuedInFuture,
+        Self::WrongIssuer,
+        Self::WrongAudience,
+    ];
+
+    /// A stable name for logs and traces (`reason_code`), unlike the English `Display`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::WrongType => "wrong_type",
+            Self::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Self::UnknownKey => "unknown_key",
+            Self::BadSignature => "bad_signature",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::IssuedInFuture => "issued_in_future",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::WrongAudience => "wrong_audience",
+        }
+    }
+
+    /// The reason a [`AccessTokenRejection::code`] names.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.code() == code)
+    }
+}
+
 /// RFC 9068 §4: the header checks, before any cryptography.
 pub fn check_header(header: &Header, allowed: &[Algorithm]) -> Result<(), AccessTokenRejection> {
     // "Resource servers MUST verify that the typ header value is at+jwt or

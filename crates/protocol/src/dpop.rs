@@ -109,7 +109,63 @@ pub enum DpopRejection {
     KeyNotBound,
 }
 
+/// The members a proof may lack ([`DpopRejection::MissingMember`]).
+const MEMBERS: [&str; 8] = ["typ", "alg", "jwk", "jti", "htm", "htu", "iat", "ath"];
+
 impl DpopRejection {
+    /// A stable name for logs and traces (`reason_code`), unlike the English `Display`:
+    /// `dpop_missing_member_jti`, `dpop_replayed`, … (prefixed: an access token's reasons
+    /// share some names, such as `malformed`).
+    pub fn code(self) -> String {
+        let name = match self {
+            Self::Missing => "missing",
+            Self::Multiple => "multiple",
+            Self::Malformed => "malformed",
+            Self::MissingMember(member) => return format!("dpop_missing_member_{member}"),
+            Self::WrongType => "wrong_type",
+            Self::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Self::UnusableKey => "unusable_key",
+            Self::BadSignature => "bad_signature",
+            Self::PrivateKey => "private_key",
+            Self::WrongMethod => "wrong_method",
+            Self::WrongUri => "wrong_uri",
+            Self::UseNonce => "use_nonce",
+            Self::Stale => "stale",
+            Self::Replayed => "replayed",
+            Self::WrongAccessTokenHash => "wrong_access_token_hash",
+            Self::KeyNotBound => "key_not_bound",
+        };
+        format!("dpop_{name}")
+    }
+
+    /// Every reason (each missing member once), for tools that name them.
+    pub fn all() -> Vec<Self> {
+        let mut all = vec![
+            Self::Missing,
+            Self::Multiple,
+            Self::Malformed,
+            Self::WrongType,
+            Self::AlgorithmNotAllowed,
+            Self::UnusableKey,
+            Self::BadSignature,
+            Self::PrivateKey,
+            Self::WrongMethod,
+            Self::WrongUri,
+            Self::UseNonce,
+            Self::Stale,
+            Self::Replayed,
+            Self::WrongAccessTokenHash,
+            Self::KeyNotBound,
+        ];
+        all.extend(MEMBERS.map(Self::MissingMember));
+        all
+    }
+
+    /// The reason a [`DpopRejection::code`] names.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::all().into_iter().find(|r| r.code() == code)
+    }
+
     /// The wire error code at the token endpoint (§5.2 with RFC 9449 §12.3).
     pub fn error_code(self) -> ErrorCode {
         match self {

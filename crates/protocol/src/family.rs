@@ -175,6 +175,45 @@ pub enum RefreshRejection {
 }
 
 impl RefreshRejection {
+    /// Every reason, for tools that name them (the trace, its translations).
+    pub const ALL: [Self; 11] = [
+        Self::Unknown,
+        Self::IssuedToAnotherClient,
+        Self::Revoked,
+        Self::Reused,
+        Self::Expired,
+        Self::Idle,
+        Self::ScopeExceedsGrant,
+        Self::ScopeExceedsClientRegistration,
+        Self::SubjectRemoved,
+        Self::DpopProofMissing,
+        Self::DpopKeyMismatch,
+    ];
+
+    /// A stable name for logs and traces (`reason_code`), unlike the English `Display`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::IssuedToAnotherClient => "issued_to_another_client",
+            Self::Revoked => "revoked",
+            Self::Reused => "reused",
+            Self::Expired => "expired",
+            Self::Idle => "idle",
+            Self::ScopeExceedsGrant => "scope_exceeds_grant",
+            Self::ScopeExceedsClientRegistration => "scope_exceeds_client_registration",
+            Self::SubjectRemoved => "subject_removed",
+            Self::DpopProofMissing => "dpop_proof_missing",
+            Self::DpopKeyMismatch => "dpop_key_mismatch",
+        }
+    }
+
+    /// The reason a [`RefreshRejection::code`] names.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.code() == code)
+    }
+}
+
+impl RefreshRejection {
     pub fn error_code(self) -> ErrorCode {
         match self {
             // §5.2 invalid_scope: "exceeds the scope granted by the resource owner".

@@ -12,7 +12,8 @@
 //! again, one of two parties is an attacker, so the server revokes the whole family (the
 //! live token too) and both must go back to step A.
 //!
-//! This module holds the policy (data); [`crate::family`] applies it.
+//! This module holds the policy (data); the family state machine (`family.rs`) applies
+//! it: the arrow points from the machine to its policy, never back.
 
 use crate::clock::UnixTime;
 
@@ -46,7 +47,7 @@ impl ReuseRevokes {
 
 /// The refresh-token policy, in the option names users know from other servers. Every
 /// product's policy is a value of this type (see [`crate::presets`]); the family machine
-/// ([`crate::family`]) is the only code that reads it.
+/// (`family.rs`) is the only code that reads it.
 ///
 /// A *retired* token is accepted again (recovery from a lost response or a concurrent
 /// refresh) only if it is an immediate predecessor of the live token and every recovery

@@ -287,14 +287,20 @@ impl ResourceServer {
 
     /// Step F: RFC 6750 §3.1 `invalid_token`, 401.
     fn invalid_token(&self, scheme: Scheme, token_fp: &Fingerprint<'_>, rejection: TokenRejection) -> HttpResponse {
-        tracing::info!(step = %FlowStep::F, token = %token_fp, reason = %rejection, "401: invalid_token");
+        tracing::info!(
+            step = %FlowStep::F, token = %token_fp, reason = %rejection, reason_code = rejection.code(),
+            "401: invalid_token"
+        );
         self.refuse(Refusal::new(scheme, DpopChallengeError::InvalidToken, rejection.description()))
     }
 
     /// RFC 9449 §7.1 / §9: a refused proof (`invalid_dpop_proof`, `use_dpop_nonce` with a
     /// fresh nonce) or key binding (`invalid_token`).
     fn dpop_refused(&self, token_fp: &Fingerprint<'_>, rejection: DpopRejection) -> HttpResponse {
-        tracing::info!(step = %FlowStep::F, token = %token_fp, reason = %rejection, "401: DPoP proof refused");
+        tracing::info!(
+            step = %FlowStep::F, token = %token_fp, reason = %rejection, reason_code = %rejection.code(),
+            "401: DPoP proof refused"
+        );
         let description = match rejection {
             DpopRejection::UseNonce => "Resource server requires nonce in DPoP proof",
             DpopRejection::KeyNotBound => "Invalid DPoP key binding",

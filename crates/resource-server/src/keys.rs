@@ -35,8 +35,21 @@ pub struct KeySet {
     // RFC 7517 §4.5: keys of different types may share a kid, hence a list.
     by_kid: HashMap<String, Vec<VerificationKey>>,
     /// Unique to each fetch: the verified-token cache remembers which keys verified a
-    /// token, and ignores what older keys verified (see `crate::verified`).
-    id: u64,
+    /// token, and ignores what older keys verified.
+    id: KeySetId,
+}
+
+/// Which JWKS fetch a [`KeySet`] came from (0 is only the empty default). The verified-
+/// token cache keys its entries by it, so the arrow points from the cache to the keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct KeySetId(u64);
+
+impl KeySetId {
+    /// An id for tests that need key sets without fetching them.
+    #[cfg(test)]
+    pub(crate) fn of(n: u64) -> Self {
+        Self(n)
+    }
 }
 
 /// Numbers the key sets (0 is only the empty default).
@@ -61,7 +74,7 @@ impl KeySet {
     /// Keeps the signature-verification keys of `set` and reports the others.
     pub fn from_jwks(set: &JwkSet) -> (Self, Vec<SkippedKey>) {
         let id = NEXT_KEY_SET_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut keys = Self { by_kid: HashMap::new(), id };
+        let mut keys = Self { by_kid: HashMap::new(), id: KeySetId(id) };
         let mut skipped = Vec::new();
         for jwk in &set.keys {
             let kid = jwk.common.key_id.clone();
@@ -79,7 +92,7 @@ impl KeySet {
     }
 
     /// Which fetch these keys came from.
-    pub fn id(&self) -> u64 {
+    pub fn id(&self) -> KeySetId {
         self.id
     }
 

@@ -27,6 +27,18 @@ pub enum TokenRejection {
 }
 
 impl TokenRejection {
+    /// A stable name for logs and traces (`reason_code`): `too_large`,
+    /// `unsupported_critical`, `key_algorithm_mismatch`, or the
+    /// [`AccessTokenRejection::code`] of the token's own fault.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::TooLarge { .. } => "too_large",
+            Self::UnsupportedCritical => "unsupported_critical",
+            Self::KeyAlgorithmMismatch => "key_algorithm_mismatch",
+            Self::Token(r) => r.code(),
+        }
+    }
+
     /// The short `error_description` sent with `invalid_token` (RFC 6750 §3).
     pub fn description(&self) -> &'static str {
         match self {

@@ -18,6 +18,7 @@
 //! one and the previous old one is dropped; a hit in the old generation moves the entry
 //! back to the young one. A token used again and again stays; one-off tokens pass through.
 
+use crate::keys::KeySetId;
 use figure2_protocol::access_token::AccessTokenClaims;
 use figure2_protocol::secret::TokenDigest;
 use std::collections::HashMap;
@@ -40,8 +41,8 @@ struct Shard {
 #[derive(Clone)]
 struct Entry {
     claims: Arc<AccessTokenClaims>,
-    /// [`crate::keys::KeySet::id`] of the keys that verified the signature.
-    key_set: u64,
+    /// The key set (its fetch) that verified the signature.
+    key_set: KeySetId,
 }
 
 impl VerifiedTokens {
@@ -59,7 +60,7 @@ impl VerifiedTokens {
     }
 
     /// The claims of a token verified with key set `key_set`, if cached.
-    pub(crate) fn get(&self, digest: &TokenDigest, key_set: u64) -> Option<Arc<AccessTokenClaims>> {
+    pub(crate) fn get(&self, digest: &TokenDigest, key_set: KeySetId) -> Option<Arc<AccessTokenClaims>> {
         let mut shard = self.shard(digest)?;
         if let Some(entry) = shard.young.get(digest) {
             return (entry.key_set == key_set).then(|| entry.claims.clone());
@@ -70,7 +71,7 @@ impl VerifiedTokens {
         Some(claims)
     }
 
-    pub(crate) fn insert(&self, digest: TokenDigest, claims: Arc<AccessTokenClaims>, key_set: u64) {
+    pub(crate) fn insert(&self, digest: TokenDigest, claims: Arc<AccessTokenClaims>, key_set: KeySetId) {
         if let Some(mut shard) = self.shard(&digest) {
             shard.insert(digest, Entry { claims, key_set }, self.per_generation);
         }
@@ -120,21 +121,21 @@ mod tests {
     #[test]
     fn hits_only_for_the_same_key_set() {
         let cache = VerifiedTokens::new(64);
-        cache.insert(digest(1), claims("alice"), 7);
-        assert_eq!(cache.get(&digest(1), 7).map(|c| c.sub.clone()).as_deref(), Some("alice"));
-        assert!(cache.get(&digest(1), 8).is_none(), "another key set");
-        assert!(cache.get(&digest(2), 7).is_none());
+        cache.insert(digest(1), claims("alice"), KeySetId::of(7));
+        assert_eq!(cache.get(&digest(1), KeySetId::of(7)).map(|c| c.sub.clone()).as_deref(), Some("alice"));
+        assert!(cache.get(&digest(1), KeySetId::of(8)).is_none(), "another key set");
+        assert!(cache.get(&digest(2), KeySetId::of(7)).is_none());
         cache.remove(&digest(1));
-        assert!(cache.get(&digest(1), 7).is_none());
+        assert!(cache.get(&digest(1), KeySetId::of(7)).is_none());
     }
 
     #[test]
     fn stays_bounded_and_keeps_what_is_used() {
         let cache = VerifiedTokens::new(64);
-        cache.insert(digest(0), claims("hot"), 1);
+        cache.insert(digest(0), claims("hot"), KeySetId::of(1));
         for i in 1..10_000 {
-            cache.insert(digest(i), claims("cold"), 1);
-            assert!(cache.get(&digest(0), 1).is_some(), "the token in use stays cached");
+            cache.insert(digest(i), claims("cold"), KeySetId::of(1));
+            assert!(cache.get(&digest(0), KeySetId::of(1)).is_some(), "the token in use stays cached");
         }
         let entries: usize = cache
             .shards
@@ -150,7 +151,7 @@ mod tests {
     #[test]
     fn zero_capacity_turns_it_off() {
         let cache = VerifiedTokens::new(0);
-        cache.insert(digest(1), claims("alice"), 1);
-        assert!(cache.get(&digest(1), 1).is_none());
+        cache.insert(digest(1), claims("alice"), KeySetId::of(1));
+        assert!(cache.get(&digest(1), KeySetId::of(1)).is_none());
     }
 }

@@ -84,6 +84,9 @@ pub fn in_process_config() -> toml::Table {
     let mut t = toml::Table::new();
     t.insert("access_token_lifetime".into(), 60.into());
     t.insert("refresh_token_lifetime".into(), 3600.into());
+    // RFC 9449 §5: bind the demo client's refresh tokens to its DPoP key too, so the
+    // checks of a bound refresh token run against a confidential client.
+    t.insert("dpop_bind_confidential_refresh_tokens".into(), true.into());
     t
 }
 
@@ -114,6 +117,7 @@ pub async fn run_against_world(world: &World) -> Result<ConformanceReport, Strin
         time: server::TimeSource::Simulated(world.clock.clone()),
         metadata_url: None,
         forge: Some(forge(world)),
+        dpop_bound_refresh_tokens: world.authorization_server.config().dpop.bind_confidential_refresh_tokens,
         http: world.http.clone(),
     };
     let mut report = ConformanceReport::default();
@@ -138,11 +142,13 @@ pub fn client_library() -> Subject {
 /// clock: the password grant (steps A, B), then the calls (C to H as needed).
 async fn drive_library(env: Env) -> Ending {
     let clock = env.clock.clone();
-    let config = ClientConfig::new(
+    let mut config = ClientConfig::new(
         env.client_id.clone(),
         Some(ClientSecret::new(env.client_secret.clone())),
         env.token_endpoint,
     );
+    // RFC 9449: a key for the session and a proof with every request, when asked.
+    config.dpop = env.dpop;
     let client = Client::new(config, Arc::new(clock.clone()), HttpClient::new());
     let grant = TokenRequest::Password {
         username: env.username,

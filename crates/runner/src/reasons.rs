@@ -6,10 +6,15 @@
 //! (`rt` at step G, `token` at step F).
 //!
 //! [`ReasonLayer`] is a `tracing` layer that keeps those pairs, so the trace can put the
-//! reason beside the exchange that carried the token. It is keyed by fingerprint, not by
+//! reason beside the exchange that carried the token. It reads the stable `reason_code`
+//! the roles log next to their English `reason`, and keeps the typed [`Rejection`]: the
+//! views translate it by variant, never by parsing the English. It is keyed by fingerprint, not by
 //! thread or task, because the servers answer on tasks of their own.
 
 use figure2_client::{Exchange, Step};
+use figure2_protocol::access_token::AccessTokenRejection;
+use figure2_protocol::dpop::DpopRejection;
+use figure2_protocol::family::RefreshRejection;
 use figure2_protocol::form::FormParams;
 use figure2_protocol::secret::fingerprint;
 use std::collections::HashMap;
@@ -23,8 +28,84 @@ use tracing_subscriber::layer::{Context, Filter};
 /// half is dropped past this many.
 const KEPT: usize = 4096;
 
-fn reasons() -> &'static Mutex<HashMap<String, String>> {
-    static REASONS: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+/// Why a role refused a token, as the role knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// The authorization server refused a refresh token (step G → H).
+    Refresh(RefreshRejection),
+    /// The resource server refused an access token (step E → F).
+    AccessToken(AccessTokenRejection),
+    /// The resource server refused a token longer than it reads.
+    AccessTokenTooLarge,
+    /// The access token's `crit` header names extensions the resource server does not know.
+    UnsupportedCritical,
+    /// The key with the token's `kid` is not for the header's `alg`.
+    KeyAlgorithmMismatch,
+    /// The resource server refused a DPoP proof or its key binding (RFC 9449 §4.3, §7.1).
+    Dpop(DpopRejection),
+}
+
+impl Rejection {
+    /// The reason a role's `reason_code` names (the resource server's codes are tried
+    /// for `token`, the authorization server's for `rt`).
+    pub fn from_code(code: &str, at_resource_server: bool) -> Option<Self> {
+        if !at_resource_server {
+            return RefreshRejection::from_code(code).map(Self::Refresh);
+        }
+        match code {
+            "too_large" => Some(Self::AccessTokenTooLarge),
+            "unsupported_critical" => Some(Self::UnsupportedCritical),
+            "key_algorithm_mismatch" => Some(Self::KeyAlgorithmMismatch),
+            _ => AccessTokenRejection::from_code(code)
+                .map(Self::AccessToken)
+                .or_else(|| DpopRejection::from_code(code).map(Self::Dpop)),
+        }
+    }
+
+    /// Every reason the roles can give, for the translation test.
+    pub fn all() -> Vec<Self> {
+        let mut all: Vec<Self> = RefreshRejection::ALL.into_iter().map(Self::Refresh).collect();
+        all.extend(AccessTokenRejection::ALL.into_iter().map(Self::AccessToken));
+        all.extend([Self::AccessTokenTooLarge, Self::UnsupportedCritical, Self::KeyAlgorithmMismatch]);
+        all.extend(DpopRejection::all().into_iter().map(Self::Dpop));
+        all
+    }
+}
+
+/// In the role's own (English) words.
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refresh(r) => r.fmt(f),
+            Self::AccessToken(r) => r.fmt(f),
+            Self::AccessTokenTooLarge => f.write_str("token exceeds the resource server's size limit"),
+            Self::UnsupportedCritical => {
+                f.write_str("crit header names extensions this server does not understand (RFC 7515 §4.1.11)")
+            }
+            Self::KeyAlgorithmMismatch => {
+                f.write_str("the key with this kid is not for the header's alg (RFC 8725 §3.1)")
+            }
+            Self::Dpop(r) => r.fmt(f),
+        }
+    }
+}
+
+/// Exports carry the stable code (`reused`, `expired`, `replayed`, …).
+impl serde::Serialize for Rejection {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Refresh(r) => s.serialize_str(r.code()),
+            Self::AccessToken(r) => s.serialize_str(r.code()),
+            Self::AccessTokenTooLarge => s.serialize_str("too_large"),
+            Self::UnsupportedCritical => s.serialize_str("unsupported_critical"),
+            Self::KeyAlgorithmMismatch => s.serialize_str("key_algorithm_mismatch"),
+            Self::Dpop(r) => s.serialize_str(&r.code()),
+        }
+    }
+}
+
+fn reasons() -> &'static Mutex<HashMap<String, Rejection>> {
+    static REASONS: OnceLock<Mutex<HashMap<String, Rejection>>> = OnceLock::new();
     REASONS.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
@@ -58,8 +139,9 @@ pub fn install() {
 
 #[derive(Default)]
 struct Fields {
-    reason: Option<String>,
-    token: Option<String>,
+    reason_code: Option<String>,
+    /// The fingerprint of the refused token, and whether the resource server refused it.
+    token: Option<(String, bool)>,
 }
 
 impl Visit for Fields {
@@ -69,9 +151,10 @@ impl Visit for Fields {
 
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
-            "reason" => self.reason = Some(value.to_owned()),
+            "reason_code" => self.reason_code = Some(value.to_owned()),
             // The fingerprint of the refused refresh token (AS) or access token (RS).
-            "rt" | "token" => self.token = Some(value.trim_start_matches("rt#").trim_start_matches("at#").to_owned()),
+            "rt" => self.token = Some((value.trim_start_matches("rt#").to_owned(), false)),
+            "token" => self.token = Some((value.trim_start_matches("at#").to_owned(), true)),
             _ => {}
         }
     }
@@ -81,7 +164,8 @@ impl<S: tracing::Subscriber> Layer<S> for ReasonLayer {
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
         let mut fields = Fields::default();
         event.record(&mut fields);
-        if let (Some(reason), Some(token)) = (fields.reason, fields.token)
+        if let (Some(code), Some((token, at_resource_server))) = (fields.reason_code, fields.token)
+            && let Some(reason) = Rejection::from_code(&code, at_resource_server)
             && let Ok(mut reasons) = reasons().lock()
         {
             if reasons.len() >= KEPT {
@@ -94,7 +178,7 @@ impl<S: tracing::Subscriber> Layer<S> for ReasonLayer {
 }
 
 /// Why the exchange's token was refused, if it was and the role said why.
-pub fn reason_for(x: &Exchange) -> Option<String> {
+pub fn reason_for(x: &Exchange) -> Option<Rejection> {
     if x.status < 400 {
         return None;
     }
@@ -106,5 +190,19 @@ pub fn reason_for(x: &Exchange) -> Option<String> {
         }
         Step::AuthorizationGrant => return None,
     };
-    reasons().lock().ok()?.get(&fingerprint(&token)).cloned()
+    reasons().lock().ok()?.get(&fingerprint(&token)).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_names_its_reason() {
+        for reason in Rejection::all() {
+            let code = serde_json::to_value(reason).unwrap();
+            let at_rs = !matches!(reason, Rejection::Refresh(_));
+            assert_eq!(Rejection::from_code(code.as_str().unwrap(), at_rs), Some(reason), "{code}");
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! the client library (or as the resource owner's browser), recording every exchange
 //! and checking each step's expectations. [`run`] plays a whole scenario file.
 
-use crate::scenario::{Action, Expect, GrantKind, Resource, Role, Scenario, Step};
+use crate::scenario::{Action, Expect, GrantKind, Resource, Role, Scenario, Server, Step, ThiefProof};
 use crate::trace::{Expectation, Failure, Happening, ResourceOwnerAct, TraceEvent, TracedExchange, error_of};
 use crate::wire::short_refresh_token;
 use crate::world::{DEMO_USERS, World, WorldError};
@@ -37,6 +37,10 @@ struct Actor {
     refresh_tokens: Vec<String>,
     /// The last successful token response (for `changed` / `unchanged`).
     last_token_response: Option<serde_json::Value>,
+    /// The last request it sent to the token endpoint and to the resource server, as an
+    /// eavesdropper would have captured them (for `replay_request`).
+    last_token_request: Option<Exchange>,
+    last_resource_request: Option<Exchange>,
 }
 
 /// What one step produced.
@@ -52,6 +56,8 @@ pub struct Session {
     actors: HashMap<String, Actor>,
     recorded: Recorded,
     client_tracks_expiry: bool,
+    /// The clients that use DPoP (RFC 9449).
+    dpop_clients: Vec<String>,
     steps: usize,
     exchanges: usize,
     failures: Vec<Failure>,
@@ -114,6 +120,7 @@ impl Session {
             actors: HashMap::new(),
             recorded: Arc::new(Mutex::new(Vec::new())),
             client_tracks_expiry: scenario.client_tracks_expiry,
+            dpop_clients: scenario.dpop_clients.clone(),
             steps: 0,
             exchanges: 0,
             failures: Vec::new(),
@@ -181,6 +188,14 @@ impl Session {
         for (who, x) in &exchanges {
             self.exchanges += 1;
             events.push(TraceEvent::Exchange(TracedExchange::from_exchange(who, x)));
+            if let Some(actor) = self.actors.get_mut(who) {
+                match x.step {
+                    FigureStep::AuthorizationGrant | FigureStep::Refresh => actor.last_token_request = Some(x.clone()),
+                    FigureStep::ProtectedResource | FigureStep::InvalidToken => {
+                        actor.last_resource_request = Some(x.clone())
+                    }
+                }
+            }
             if matches!(x.step, FigureStep::AuthorizationGrant | FigureStep::Refresh)
                 && x.status == 200
                 && let Ok(body) = serde_json::from_str::<serde_json::Value>(&x.response_body)
@@ -305,6 +320,12 @@ impl Session {
     /// The actor `key` playing `client_id`: the client itself (`key` = `client_id`) or
     /// another device or install of it (`client/device`).
     fn actor_on(&mut self, key: &str, client_id: &str) -> Result<&mut Actor, String> {
+        let dpop = self.dpop_clients.iter().any(|c| c == client_id);
+        self.actor_with(key, client_id, dpop)
+    }
+
+    /// [`Session::actor_on`], with or without a DPoP key of its own.
+    fn actor_with(&mut self, key: &str, client_id: &str, dpop: bool) -> Result<&mut Actor, String> {
         if !self.actors.contains_key(key) {
             let recorded = self.recorded.clone();
             let id = key.to_owned();
@@ -315,9 +336,16 @@ impl Session {
             });
             let client = self
                 .world
-                .client(client_id, observer)
+                .client_with_dpop(client_id, observer, dpop)
                 .ok_or_else(|| format!("unknown client {client_id:?} (not in the demo configuration)"))?;
-            self.actors.insert(key.to_owned(), Actor { client, refresh_tokens: Vec::new(), last_token_response: None });
+            let actor = Actor {
+                client,
+                refresh_tokens: Vec::new(),
+                last_token_response: None,
+                last_token_request: None,
+                last_resource_request: None,
+            };
+            self.actors.insert(key.to_owned(), actor);
         }
         self.actors.get_mut(key).ok_or_else(|| "actor vanished".to_owned())
     }
@@ -452,6 +480,23 @@ impl Session {
                     Err(e) => Ok(Outcome::Failed(e.to_string())),
                 }
             }
+            Action::Steal { generation, proof, .. } => {
+                let token = self.historic_refresh_token(client_id, *generation)?;
+                // The thief runs its own copy of the client: with no DPoP key, or a key it made.
+                let key = format!("{client_id}/thief");
+                self.actors.remove(&key);
+                let thief = self.actor_with(&key, client_id, *proof == ThiefProof::OwnKey)?.client.clone();
+                let request = TokenRequest::RefreshToken(RefreshTokenRequest {
+                    refresh_token: RefreshToken::new(token),
+                    scope: None,
+                });
+                match thief.send_token_request(&request, FigureStep::Refresh).await {
+                    Ok(r) if r.status == 200 => Ok(Outcome::Ok),
+                    Ok(r) => Ok(Outcome::Failed(format!("the token endpoint answered {}", r.status))),
+                    Err(e) => Ok(Outcome::Failed(e.to_string())),
+                }
+            }
+            Action::ReplayRequest { to, .. } => self.replay_request(client_id, *to).await,
             Action::Revoke { of, generation, .. } => {
                 let token = self.historic_refresh_token(of, *generation)?;
                 let status = self.revoke(client_id, &token).await?;
@@ -465,6 +510,41 @@ impl Session {
                 Ok(if status == 200 { Outcome::Ok } else { Outcome::Failed(format!("revocation answered {status}")) })
             }
         }
+    }
+
+    /// RFC 9449 §11.1: an attacker sends `client_id`'s last request to `to` again, headers
+    /// (DPoP proof included) and body unchanged. Recorded as `client_id/attacker`.
+    async fn replay_request(&mut self, client_id: &str, to: Server) -> Result<Outcome, String> {
+        let actor = self.actor(client_id)?;
+        let captured = match to {
+            Server::TokenEndpoint => actor.last_token_request.clone(),
+            Server::ResourceServer => actor.last_resource_request.clone(),
+        }
+        .ok_or_else(|| format!("{client_id} sent no request to the {to:?} yet"))?;
+        let method: http::Method = captured.method.parse().map_err(|_| format!("bad method {}", captured.method))?;
+        let pairs: Vec<(&str, &str)> = captured.request_headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let body = (!captured.request_body.is_empty()).then(|| bytes::Bytes::from(captured.request_body.clone()));
+        let at = figure2_protocol::Clock::now(&self.world.client_clock);
+        let answer = self.world.http.send(method, &captured.url, &pairs, body).await.map_err(|e| e.to_string())?;
+        let replayed = Exchange {
+            status: answer.status,
+            response_headers: answer
+                .headers
+                .iter()
+                .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_owned(), v.to_owned())))
+                .collect(),
+            response_body: answer.body_text(),
+            at,
+            ..captured
+        };
+        if let Ok(mut r) = self.recorded.lock() {
+            r.push((format!("{client_id}/attacker"), replayed));
+        }
+        Ok(if answer.status < 400 {
+            Outcome::Ok
+        } else {
+            Outcome::Failed(format!("the replayed request was answered {}", answer.status))
+        })
     }
 
     /// RFC 7009 §2.1, authenticated as the client.

@@ -52,6 +52,11 @@ pub struct Scenario {
     /// Options of the resource server, e.g. `[resource_server] leeway = 60`.
     #[serde(default)]
     pub resource_server: crate::world::ResourceServerOptions,
+    /// The clients that hold a DPoP key (RFC 9449) for their session and send a proof with
+    /// every token request and every use of a DPoP-bound access token, e.g.
+    /// `dpop_clients = ["public-client"]`. Default: none.
+    #[serde(default)]
+    pub dpop_clients: Vec<String>,
     #[serde(rename = "step")]
     pub steps: Vec<Step>,
 }
@@ -144,6 +149,34 @@ pub enum Action {
     /// The clock of `role` (`authorization_server`, `resource_server` or `client`) runs
     /// `offset` seconds ahead (negative: behind) of the shared clock; the others keep it.
     Skew { role: Role, offset: i64 },
+    /// A thief who copied refresh token #`generation` of `client` (negative counts from the
+    /// newest) presents it as that client, with `proof`: no DPoP proof at all, or a proof
+    /// signed with the thief's own key (RFC 9449 §5: a public client's bound refresh token
+    /// needs a proof of its key).
+    Steal { client: String, generation: i64, proof: ThiefProof },
+    /// An attacker who captured `client`'s last request to `to` (the token endpoint or the
+    /// resource server), DPoP proof and all, sends it again byte for byte (RFC 9449 §11.1).
+    ReplayRequest { client: String, to: Server },
+}
+
+/// What the thief of a refresh token sends with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThiefProof {
+    /// No `DPoP` header: the thief has the token only.
+    None,
+    /// A valid proof signed with a key the thief made: not the key the token is bound to.
+    OwnKey,
+}
+
+/// A server whose traffic a step can replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Server {
+    /// `POST /token` at the authorization server (steps A/G).
+    TokenEndpoint,
+    /// The resource server (steps C/E).
+    ResourceServer,
 }
 
 /// A role whose clock a scenario can skew.
@@ -217,6 +250,8 @@ struct StepInFile {
     status: Option<u16>,
     role: Option<Role>,
     offset: Option<i64>,
+    proof: Option<ThiefProof>,
+    to: Option<Server>,
     note: Option<Text>,
     #[serde(default)]
     expect: Expect,
@@ -245,10 +280,12 @@ impl TryFrom<StepInFile> for Step {
             "outage" => &["endpoint", "seconds"],
             "proxy_answers" => &["status"],
             "skew" => &["role", "offset"],
+            "steal" => &["client", "generation", "proof"],
+            "replay_request" => &["client", "to"],
             other => {
                 return Err(format!(
                     "unknown do = {other:?} (authorize, call, refresh, replay, revoke, advance, rotate_key, restart, \
-                     install, race, outage, proxy_answers, skew)"
+                     install, race, outage, proxy_answers, skew, steal, replay_request)"
                 ));
             }
         };
@@ -268,6 +305,8 @@ impl TryFrom<StepInFile> for Step {
             ("status", f.status.is_some()),
             ("role", f.role.is_some()),
             ("offset", f.offset.is_some()),
+            ("proof", f.proof.is_some()),
+            ("to", f.to.is_some()),
         ];
         if let Some((key, _)) = given.iter().find(|(key, set)| *set && !allowed.contains(key)) {
             return Err(format!("{do_} takes no {key}"));
@@ -312,6 +351,15 @@ impl TryFrom<StepInFile> for Step {
                 }
                 Action::ProxyAnswers { status }
             }
+            "steal" => Action::Steal {
+                client,
+                generation: f.generation.ok_or_else(|| needs("generation"))?,
+                proof: f.proof.ok_or_else(|| needs("proof (none or own_key)"))?,
+            },
+            "replay_request" => Action::ReplayRequest {
+                client,
+                to: f.to.ok_or_else(|| needs("to (token_endpoint or resource_server)"))?,
+            },
             _ => Action::Skew {
                 role: f.role.ok_or_else(|| needs("role"))?,
                 offset: f.offset.ok_or_else(|| needs("offset"))?,
@@ -331,7 +379,9 @@ impl Action {
             | Self::Replay { client, .. }
             | Self::Revoke { client, .. }
             | Self::Install { client, .. }
-            | Self::Race { client, .. } => Some(client),
+            | Self::Race { client, .. }
+            | Self::Steal { client, .. }
+            | Self::ReplayRequest { client, .. } => Some(client),
             Self::Advance { .. }
             | Self::RotateKey
             | Self::Restart
@@ -439,6 +489,21 @@ impl std::fmt::Display for Action {
                 write!(f, "the {} clock runs {offset} seconds ahead", role.as_str())?
             }
             Self::Skew { role, offset } => write!(f, "the {} clock runs {} seconds behind", role.as_str(), -offset)?,
+            Self::Steal { client, generation, proof: ThiefProof::None } => {
+                write!(f, "a thief presents the stolen refresh token #{generation} of {client}, without a DPoP proof")?
+            }
+            Self::Steal { client, generation, proof: ThiefProof::OwnKey } => write!(
+                f,
+                "a thief presents the stolen refresh token #{generation} of {client}, with a DPoP proof of its own key"
+            )?,
+            Self::ReplayRequest { client, to } => write!(
+                f,
+                "an attacker replays {client}'s last request to the {}, DPoP proof included",
+                match to {
+                    Server::TokenEndpoint => "token endpoint",
+                    Server::ResourceServer => "resource server",
+                }
+            )?,
         }
         if matches!(self, Self::Refresh { sent_twice: true, .. }) {
             f.write_str(" (its HTTP layer sends the request twice)")?;
@@ -525,6 +590,13 @@ mod tests {
         let wrong_key =
             Scenario::from_toml("x", "id='x'\ntitle='t'\n[[step]]\ndo='advance'\nseconds=1\nresource='read'");
         assert!(wrong_key.unwrap_err().to_string().contains("advance takes no resource"));
+        let no_proof = Scenario::from_toml("x", "id='x'\ntitle='t'\n[[step]]\ndo='steal'\ngeneration=-1");
+        assert!(no_proof.unwrap_err().to_string().contains("steal needs proof"));
+        let steal = Scenario::from_toml("x", "id='x'\ntitle='t'\n[[step]]\ndo='steal'\ngeneration=-1\nproof='own_key'");
+        assert!(matches!(steal.unwrap().steps[0].action, Action::Steal { proof: ThiefProof::OwnKey, .. }));
+        let replay = Scenario::from_toml("x", "id='x'\ntitle='t'\n[[step]]\ndo='replay_request'\nto='resource_server'");
+        assert!(matches!(replay.unwrap().steps[0].action, Action::ReplayRequest { to: Server::ResourceServer, .. }));
+        assert!(Scenario::from_toml("x", "id='x'\ntitle='t'\n[[step]]\ndo='replay_request'\nto='x'").is_err());
     }
 
     #[test]

@@ -3,11 +3,12 @@
 //! narration saying which step of RFC 6749 §1.5 it is.
 
 use crate::scenario::{Action, Text};
-use crate::wire::{DecodedJwt, RawHttp, short_access_token, short_refresh_token};
+use crate::wire::{DecodedJwt, DecodedProof, RawHttp, short_access_token, short_refresh_token};
 use crate::world::SCENARIO_EPOCH;
 use figure2_client::{Exchange, Step};
 use figure2_protocol::access_token::decode_unverified;
 use figure2_protocol::bearer::BearerChallenge;
+use figure2_protocol::dpop::DpopChallenge;
 use figure2_protocol::form::FormParams;
 use figure2_protocol::secret::fingerprint;
 use figure2_protocol::{FlowStep, NumericDate};
@@ -222,12 +223,14 @@ pub struct TracedExchange {
     pub error: Option<String>,
     /// Why the role refused, in its own precise words (`RefreshRejection`,
     /// `TokenRejection`), which only the role's log carries: the wire says only `error`.
-    pub rejection: Option<String>,
+    pub rejection: Option<crate::reasons::Rejection>,
     pub t: u64,
     /// The exchange as sent and received, secrets shortened (see [`crate::wire`]).
-    pub raw: RawHttp,
+    pub raw: Box<RawHttp>,
     /// The JWT access token the exchange issued or presented, decoded.
     pub access_token: Option<DecodedJwt>,
+    /// The DPoP proof the request carried (RFC 9449 §4.2), decoded.
+    pub dpop_proof: Option<Box<DecodedProof>>,
 }
 
 /// A time as the trace shows it: seconds since the scenario started, `t+301s`.
@@ -268,11 +271,15 @@ impl TracedExchange {
         let header = |list: &[(String, String)], name: &str| {
             list.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
         };
+        let dpop_proof = DecodedProof::from_exchange(x).map(Box::new);
         let to = match x.step {
             Step::AuthorizationGrant | Step::Refresh => {
                 if let Some(auth) = header(&x.request_headers, "authorization") {
                     let scheme = auth.split(' ').next().unwrap_or("").to_owned();
                     request.push(("client authentication".into(), format!("{scheme} (client_secret_basic)")));
+                }
+                if let Some(proof) = &dpop_proof {
+                    request.push(("DPoP proof".into(), proof.summary()));
                 }
                 if let Ok(form) = FormParams::parse(x.request_body.as_bytes()) {
                     for (k, v) in form.iter() {
@@ -310,6 +317,9 @@ impl TracedExchange {
                 if let Some(wa) = header(&x.response_headers, "www-authenticate") {
                     response.push(("WWW-Authenticate".into(), wa));
                 }
+                if let Some(nonce) = header(&x.response_headers, "dpop-nonce") {
+                    response.push(("DPoP-Nonce".into(), nonce));
+                }
                 // Several instances behind one issuer: which one decided (see crate::world).
                 if let Some(instance) = header(&x.response_headers, crate::world::INSTANCE_HEADER) {
                     response.push(("answered by".into(), format!("authorization server instance {instance}")));
@@ -318,11 +328,18 @@ impl TracedExchange {
             }
             Step::ProtectedResource | Step::InvalidToken => {
                 if let Some(auth) = header(&x.request_headers, "authorization") {
-                    let token = auth.split_once(' ').map(|(_, t)| t).unwrap_or("");
-                    request.push(("Authorization".into(), format!("Bearer {}", short_access_token(token))));
+                    let (scheme, token) = auth.split_once(' ').unwrap_or(("", ""));
+                    request.push(("Authorization".into(), format!("{scheme} {}", short_access_token(token.trim()))));
                 }
-                if let Some(wa) = header(&x.response_headers, "www-authenticate") {
-                    response.push(("WWW-Authenticate".into(), wa));
+                if let Some(proof) = &dpop_proof {
+                    request.push(("DPoP proof".into(), proof.summary()));
+                }
+                // Every challenge: the resource server offers Bearer and DPoP (RFC 9449 §7.1).
+                for wa in x.response_headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("www-authenticate")) {
+                    response.push(("WWW-Authenticate".into(), wa.1.clone()));
+                }
+                if let Some(nonce) = header(&x.response_headers, "dpop-nonce") {
+                    response.push(("DPoP-Nonce".into(), nonce));
                 }
                 if x.status == 200 {
                     response.push(("body".into(), x.response_body.chars().take(120).collect()));
@@ -343,8 +360,9 @@ impl TracedExchange {
             error: error_of(x),
             rejection: crate::reasons::reason_for(x),
             t: x.at,
-            raw: RawHttp::from_exchange(x),
+            raw: Box::new(RawHttp::from_exchange(x)),
             access_token: DecodedJwt::from_exchange(x),
+            dpop_proof,
         }
     }
 }
@@ -352,8 +370,24 @@ impl TracedExchange {
 /// The OAuth error an exchange carried: §5.2 `error` from the token endpoint, or the
 /// RFC 6750 `error` of the resource server's challenge.
 pub fn error_of(x: &Exchange) -> Option<String> {
-    if let Some(challenge) = x.response_header("www-authenticate").and_then(BearerChallenge::parse) {
-        return challenge.error.map(|e| e.as_str().to_owned());
+    let challenges = x.response_headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("www-authenticate"));
+    let mut challenged = false;
+    for (_, value) in challenges {
+        // RFC 9449 §7.1: a DPoP challenge's error, else RFC 6750 §3's Bearer one.
+        if let Some(challenge) = DpopChallenge::parse(value) {
+            challenged = true;
+            if let Some(error) = challenge.error {
+                return Some(error.as_str().to_owned());
+            }
+        } else if let Some(challenge) = BearerChallenge::parse(value) {
+            challenged = true;
+            if let Some(error) = challenge.error {
+                return Some(error.as_str().to_owned());
+            }
+        }
+    }
+    if challenged {
+        return None;
     }
     serde_json::from_str::<serde_json::Value>(&x.response_body)
         .ok()

@@ -34,6 +34,52 @@ pub struct DecodedJwt {
     pub claims: serde_json::Value,
 }
 
+/// A DPoP proof (RFC 9449 §4.2) a request carried, decoded without verification (the
+/// server verified it): what the learner sees beside the request.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecodedProof {
+    /// The proof's fingerprint, `proof#…` (a proof is single-use: shown, not replayable).
+    pub proof: String,
+    /// `typ` (`dpop+jwt`), `alg` and the public `jwk`.
+    pub header: serde_json::Value,
+    /// `jti`, `htm`, `htu`, `iat`, and `ath` and `nonce` when present.
+    pub claims: serde_json::Value,
+    /// The RFC 7638 SHA-256 thumbprint of the `jwk`: the `cnf.jkt` of tokens bound to it.
+    pub jkt: Option<String>,
+}
+
+impl DecodedProof {
+    /// The `DPoP` header of an exchange's request, decoded.
+    pub fn from_exchange(x: &Exchange) -> Option<Self> {
+        let (_, proof) = x.request_headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("dpop"))?;
+        let (header, claims) = decode_unverified(proof)?;
+        let jkt = header.get("jwk").and_then(figure2_protocol::dpop::jwk_thumbprint);
+        Some(Self { proof: format!("proof#{}", fingerprint(proof)), header, claims, jkt })
+    }
+
+    /// One line: `jkt=… htm=POST htu=… iat=t+0s jti=… nonce=… ath=…`.
+    pub fn summary(&self) -> String {
+        let s = |v: &serde_json::Value| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+        let mut parts = vec![
+            format!("typ={}", s(&self.header["typ"])),
+            format!("alg={}", s(&self.header["alg"])),
+            format!("jkt={}", self.jkt.as_deref().unwrap_or("?")),
+            format!("htm={}", s(&self.claims["htm"])),
+            format!("htu={}", s(&self.claims["htu"])),
+        ];
+        if let Some(iat) = figure2_protocol::NumericDate::from_json(&self.claims["iat"]) {
+            parts.push(format!("iat={}", crate::trace::relative(iat.whole_seconds())));
+        }
+        parts.push(format!("jti={}", s(&self.claims["jti"])));
+        for optional in ["ath", "nonce"] {
+            if let Some(v) = self.claims.get(optional).and_then(|v| v.as_str()) {
+                parts.push(format!("{optional}={v}"));
+            }
+        }
+        parts.join(" ")
+    }
+}
+
 impl RawHttp {
     pub fn from_exchange(x: &Exchange) -> Self {
         let uri = x.url.parse::<http::Uri>().ok();
@@ -90,7 +136,8 @@ impl DecodedJwt {
             Step::ProtectedResource | Step::InvalidToken => {
                 let auth = x.request_headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("authorization"))?;
                 let (scheme, token) = auth.1.split_once(' ')?;
-                if !scheme.eq_ignore_ascii_case("bearer") {
+                // RFC 6750 §2.1 Bearer, or RFC 9449 §7.1 DPoP: the same JWT either way.
+                if !scheme.eq_ignore_ascii_case("bearer") && !scheme.eq_ignore_ascii_case("dpop") {
                     return None;
                 }
                 ("presented", token.trim().to_owned())
@@ -124,11 +171,15 @@ fn cut(text: &str) -> String {
 /// `Authorization` carries credentials: a Bearer token becomes its fingerprint, Basic
 /// credentials keep only the client id.
 fn shorten_header(name: &str, value: &str) -> String {
+    if name.eq_ignore_ascii_case("dpop") {
+        // RFC 9449 §4.2: the proof, decoded beside the request.
+        return format!("proof#{}", fingerprint(value.trim()));
+    }
     if !name.eq_ignore_ascii_case("authorization") {
         return value.to_owned();
     }
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("dpop") => {
             format!("{scheme} at#{}", fingerprint(token.trim()))
         }
         Some((scheme, encoded)) if scheme.eq_ignore_ascii_case("basic") => {

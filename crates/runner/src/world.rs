@@ -306,6 +306,10 @@ impl figure2_protocol::Clock for SkewedClock {
 pub struct ResourceServerOptions {
     /// Seconds of leeway the resource server allows on `exp`/`nbf`/`iat` (RFC 7519 §4.1.4).
     pub leeway: Option<u64>,
+    /// RFC 9449 §9: the resource server requires a nonce of its own in DPoP proofs
+    /// (`use_dpop_nonce`). Default false.
+    #[serde(default)]
+    pub dpop_nonce: bool,
     /// Whether the resource server introspects each access token on its first use (RFC
     /// 7662), so the authorization server learns it was used. Unset: on exactly when the
     /// refresh policy reads it (`reuse_while_successor_unused`, preset `mas`), as a MAS
@@ -407,6 +411,7 @@ impl World {
         if let Some(leeway) = rs_options.leeway {
             rs_config.leeway = leeway;
         }
+        rs_config.dpop_nonce = rs_options.dpop_nonce;
         if rs_options.report_first_use.unwrap_or(config.refresh.reuse_while_successor_unused) {
             let (client_id, secret) = RESOURCE_SERVER_CLIENT;
             rs_config.report_first_use = Some(figure2_resource_server::IntrospectionClient {
@@ -464,8 +469,14 @@ impl World {
 
     /// A client of the demo configuration, sharing the world's clock.
     pub fn client(&self, client_id: &str, observer: Observer) -> Option<Client> {
+        self.client_with_dpop(client_id, observer, false)
+    }
+
+    /// [`World::client`], holding a DPoP key of its own for the session if `dpop` (RFC 9449).
+    pub fn client_with_dpop(&self, client_id: &str, observer: Observer, dpop: bool) -> Option<Client> {
         let (_, secret) = DEMO_CLIENTS.iter().find(|(id, _)| *id == client_id)?;
-        let config = ClientConfig::new(client_id, secret.map(ClientSecret::new), format!("{}/token", self.issuer));
+        let mut config = ClientConfig::new(client_id, secret.map(ClientSecret::new), format!("{}/token", self.issuer));
+        config.dpop = dpop;
         Some(Client::new(config, Arc::new(self.client_clock.clone()), self.http.clone()).with_observer(observer))
     }
 

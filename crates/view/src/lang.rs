@@ -6,8 +6,9 @@
 //! it comes from (RFC 6749 §1.5 and §6, RFC 6750 §2.1 and §3).
 
 use figure2_protocol::FlowStep;
-use figure2_runner::scenario::{Action, GrantKind, Role, Text};
-use figure2_runner::trace::{Expectation, Failure, Happening, ResourceOwnerAct, letters};
+use figure2_runner::reasons::Rejection;
+use figure2_runner::scenario::{Action, GrantKind, Role, Server, Text, ThiefProof};
+use figure2_runner::trace::{Expectation, Failure, Happening, ResourceOwnerAct, TracedExchange, letters};
 use figure2_runner::world::Endpoint;
 use serde_json::{Value, json};
 
@@ -265,6 +266,19 @@ pub fn action(lang: Lang, action: &Action) -> String {
                 format!("{role}的时钟慢了 {} 秒", -offset)
             }
         }
+        Action::Steal { client, generation, proof: ThiefProof::None } => {
+            format!("小偷出示 {client} 被盗的第 #{generation} 个刷新令牌，不带 DPoP 证明")
+        }
+        Action::Steal { client, generation, proof: ThiefProof::OwnKey } => {
+            format!("小偷出示 {client} 被盗的第 #{generation} 个刷新令牌，带着用自己密钥签署的 DPoP 证明")
+        }
+        Action::ReplayRequest { client, to } => {
+            let to = match to {
+                Server::TokenEndpoint => "令牌端点",
+                Server::ResourceServer => "资源服务器",
+            };
+            format!("攻击者重放 {client} 发往{to}的上一个请求，连同其 DPoP 证明")
+        }
     };
     if matches!(action, Action::Refresh { sent_twice: true, .. }) {
         line.push_str("（其 HTTP 层把请求发送了两次）");
@@ -339,11 +353,152 @@ pub fn resource_owner(lang: Lang, act: &ResourceOwnerAct) -> String {
 }
 
 /// The role's internal reason for a refusal, next to the wire's error code.
-pub fn rejection(lang: Lang, error: Option<&str>, reason: &str) -> String {
+pub fn rejection(lang: Lang, error: Option<&str>, reason: &Rejection) -> String {
     let error = error.unwrap_or("—");
     match lang {
         Lang::En => format!("{error} on the wire; the role's reason: {reason}"),
-        Lang::Zh => format!("线上错误码 {error}；角色内部原因：{reason}"),
+        Lang::Zh => format!("线上错误码 {error}；角色内部原因：{}", reason_zh(reason)),
+    }
+}
+
+/// A role's reason in Chinese, by its type (the roles' own words are English).
+pub fn reason_zh(reason: &Rejection) -> String {
+    use figure2_protocol::access_token::AccessTokenRejection as A;
+    use figure2_protocol::dpop::DpopRejection as D;
+    use figure2_protocol::family::RefreshRejection as R;
+    let text = match reason {
+        Rejection::Refresh(r) => match r {
+            R::Unknown => "未知的刷新令牌",
+            R::IssuedToAnotherClient => "刷新令牌是签发给另一个客户端的",
+            R::Revoked => "刷新令牌已被吊销",
+            R::Reused => "刷新令牌已经用过（已被轮换）：检测到重用",
+            R::Expired => "刷新令牌已过期",
+            R::Idle => "令牌族闲置时间超过了其闲置有效期",
+            R::ScopeExceedsGrant => "请求的权限范围超出了最初授予的范围",
+            R::ScopeExceedsClientRegistration => "该客户端已不能再被授予这个权限范围",
+            R::SubjectRemoved => "资源所有者已不再注册",
+            R::DpopProofMissing => "刷新令牌绑定了 DPoP 密钥，但请求没有携带 DPoP 证明",
+            R::DpopKeyMismatch => "刷新令牌绑定的是另一把 DPoP 密钥",
+        },
+        Rejection::AccessToken(r) => match r {
+            A::Malformed => "不是 JWT",
+            A::WrongType => "typ 不是 at+jwt（RFC 9068 §4）",
+            A::AlgorithmNotAllowed => "不允许的 alg",
+            A::UnknownKey => "没有这个 kid 的密钥",
+            A::BadSignature => "签名验证失败",
+            A::Expired => "令牌已过期",
+            A::NotYetValid => "令牌尚未生效",
+            A::IssuedInFuture => "令牌的签发时间在未来",
+            A::WrongIssuer => "iss 不是预期的签发者",
+            A::WrongAudience => "aud 没有指明这个资源服务器",
+        },
+        Rejection::AccessTokenTooLarge => "令牌超过了资源服务器的长度上限",
+        Rejection::UnsupportedCritical => "crit 头列出了本服务器不理解的扩展（RFC 7515 §4.1.11）",
+        Rejection::KeyAlgorithmMismatch => "这个 kid 对应的密钥不适用于头部的 alg（RFC 8725 §3.1）",
+        Rejection::Dpop(r) => match r {
+            D::Missing => "没有 DPoP 证明",
+            D::Multiple => "有多个 DPoP 头（RFC 9449 §4.3 第 1 点）",
+            D::Malformed => "DPoP 证明不是格式正确的 JWT（§4.3 第 2 点）",
+            D::MissingMember(member) => return format!("DPoP 证明缺少必需的成员：{member}（§4.3 第 3 点）"),
+            D::WrongType => "typ 不是 dpop+jwt（§4.3 第 4 点）",
+            D::AlgorithmNotAllowed => "alg 不是可接受的非对称算法（§4.3 第 5 点）",
+            D::UnusableKey => "jwk 不是可用于该 alg 的公钥（§4.3 第 6 点）",
+            D::BadSignature => "签名无法用内嵌的 jwk 验证（§4.3 第 6 点）",
+            D::PrivateKey => "jwk 中含有私钥材料（§4.3 第 7 点）",
+            D::WrongMethod => "htm 与请求方法不符（§4.3 第 8 点）",
+            D::WrongUri => "htu 与请求 URI 不符（§4.3 第 9 点）",
+            D::UseNonce => "服务器要求新的 nonce（§8、§9；§4.3 第 10 点）",
+            D::Stale => "iat 不在可接受的时间窗口内（§4.3 第 11 点）",
+            D::Replayed => "jti 已被使用过：证明被重放（§11.1）",
+            D::WrongAccessTokenHash => "ath 与访问令牌不符（§4.3 第 12 点）",
+            D::KeyNotBound => "证明的密钥不是访问令牌所绑定的密钥（§4.3 第 12 点）",
+        },
+    };
+    text.to_owned()
+}
+
+/// RFC 9449 in a sentence or two for an exchange that used DPoP: what the request's
+/// proof does (§4, §5 at the token endpoint, §7 at the resource server) and what the
+/// answer means (§8/§9 nonces, §4.3 refusals): the request's lines if `request`, else
+/// the answer's. Empty for an exchange without DPoP.
+pub fn dpop_narration(lang: Lang, x: &TracedExchange, request: bool) -> Vec<&'static str> {
+    let at_token_endpoint = matches!(x.request_letter, FlowStep::A | FlowStep::G);
+    let mut lines = Vec::new();
+    if request {
+        if x.dpop_proof.is_none() {
+            return lines;
+        }
+        lines.push(match (lang, at_token_endpoint) {
+            (Lang::En, true) => {
+                "DPoP (RFC 9449 §4, §5): the request carries a proof, a JWT signed with the client's private key that names this request (htm, htu), its time (iat) and a unique jti, with the public key in its header. The server binds the tokens it issues to that key's thumbprint (jkt)."
+            }
+            (Lang::Zh, true) => {
+                "DPoP（RFC 9449 §4、§5）：请求附带一个证明，即用客户端私钥签名的 JWT，写明本次请求（htm、htu）、时间（iat）和唯一的 jti，头部带有公钥。服务器把签发的令牌绑定到该密钥的指纹（jkt）。"
+            }
+            (Lang::En, false) => {
+                "DPoP (RFC 9449 §7): the access token goes in Authorization: DPoP with a fresh proof carrying ath, the hash of that token. The resource server checks the proof and that its key's thumbprint is the token's cnf.jkt: a stolen access token alone is useless."
+            }
+            (Lang::Zh, false) => {
+                "DPoP（RFC 9449 §7）：访问令牌放在 Authorization: DPoP 中，并附上一个新的证明，其中 ath 是该令牌的哈希。资源服务器检查证明，并确认其密钥指纹就是令牌的 cnf.jkt：单独偷走访问令牌毫无用处。"
+            }
+        });
+        return lines;
+    }
+    match (x.error.as_deref(), lang, at_token_endpoint) {
+        (Some("use_dpop_nonce"), Lang::En, true) => lines.push(
+            "The authorization server wants a nonce of its own in the proof (RFC 9449 §8): it sends one in DPoP-Nonce, and the client retries once with it.",
+        ),
+        (Some("use_dpop_nonce"), Lang::Zh, true) => {
+            lines.push("授权服务器要求证明中带上它自己的 nonce（RFC 9449 §8）：它在 DPoP-Nonce 中给出一个，客户端带上它重试一次。")
+        }
+        (Some("use_dpop_nonce"), Lang::En, false) => lines.push(
+            "The resource server wants a nonce of its own in the proof (RFC 9449 §9): 401 with a DPoP challenge and DPoP-Nonce; the client retries once with it.",
+        ),
+        (Some("use_dpop_nonce"), Lang::Zh, false) => lines
+            .push("资源服务器要求证明中带上它自己的 nonce（RFC 9449 §9）：返回 401、DPoP 质询和 DPoP-Nonce；客户端带上它重试一次。"),
+        (Some("invalid_dpop_proof"), Lang::En, _) => lines.push(
+            "The DPoP proof was refused (RFC 9449 §4.3): a wrong method or URI, a stale iat, a jti already used, a bad signature or key.",
+        ),
+        (Some("invalid_dpop_proof"), Lang::Zh, _) => {
+            lines.push("DPoP 证明被拒绝（RFC 9449 §4.3）：方法或 URI 不符、iat 过期、jti 已被用过、签名或密钥有误。")
+        }
+        _ => {}
+    }
+    lines
+}
+
+/// The trace's own field labels and notes in an exchange (the wire's names, such as
+/// `grant_type` or `WWW-Authenticate`, stay as they are).
+pub const FIELD_LABELS: [(&str, &str); 6] = [
+    ("answered by", "应答者"),
+    ("client authentication", "客户端认证"),
+    ("DPoP proof", "DPoP 证明"),
+    ("access token claims", "访问令牌声明"),
+    ("body", "响应体"),
+    ("(none: the client keeps its refresh token, §6)", "（无：客户端保留原来的刷新令牌，§6）"),
+];
+
+/// A field label (or the trace's own note as a value) of an exchange, in `lang`.
+pub fn field(lang: Lang, text: &str) -> std::borrow::Cow<'_, str> {
+    match lang {
+        Lang::En => text.into(),
+        // The runner's label of an instance answer (`authorization server instance 2`).
+        Lang::Zh if text.starts_with(INSTANCE_PREFIX) => {
+            format!("授权服务器实例 {}", &text[INSTANCE_PREFIX.len()..]).into()
+        }
+        Lang::Zh => FIELD_LABELS.iter().find(|(en, _)| *en == text).map_or(text, |(_, zh)| zh).into(),
+    }
+}
+
+/// How the trace names the instance that answered (several instances, one issuer).
+const INSTANCE_PREFIX: &str = "authorization server instance ";
+
+/// A role as the trace names it (`TracedExchange::to`), in `lang`.
+pub fn party(lang: Lang, name: &str) -> &str {
+    match (lang, name) {
+        (Lang::Zh, "authorization server") => "授权服务器",
+        (Lang::Zh, "resource server") => "资源服务器",
+        _ => name,
     }
 }
 
@@ -365,6 +520,68 @@ pub enum Phrase {
     Shows,
     /// The authorization server's address `{0}`, the resource server's `{1}`.
     Servers,
+    /// Transcript: the RFC sections `{0}` (linked).
+    ShowsLinked,
+    /// Transcript: how run-specific values are named.
+    StableNames,
+    /// Transcript heading: the sequence diagram.
+    Sequence,
+    /// Transcript heading: the verdict.
+    Result,
+    /// Transcript heading: the lineage table.
+    Lineage,
+    /// Transcript: access token `{0}` ({1} = issued/presented), decoded:
+    TokenDecoded,
+    /// Transcript: access token `{0}` ({1}) already decoded above.
+    TokenDecodedAbove,
+    /// Transcript: the token's times `{0}`.
+    Times,
+    /// Transcript: claims changed since token `{0}`: `{1}`.
+    ChangedSince,
+    /// Transcript: no refresh token in the run.
+    NoRefreshToken,
+    /// Transcript: the lineage table's header row.
+    LineageHeader,
+    /// A refresh token that never expires.
+    Never,
+    /// Mermaid: the resource owner's lane.
+    ResourceOwnerBrowser,
+    /// Mermaid: the clock moved `{0}` s, to `{1}`.
+    ClockShort,
+    /// Mermaid: passed, `{0}` steps, `{1}` exchanges.
+    PassedShort,
+    /// Mermaid: failed, `{0}` steps, `{1}` exchanges.
+    FailedShort,
+}
+
+impl Phrase {
+    /// Every phrase (the translation test walks them).
+    pub const ALL: [Phrase; 24] = [
+        Phrase::ClockMoves,
+        Phrase::Passed,
+        Phrase::Failed,
+        Phrase::ResourceOwner,
+        Phrase::Browser,
+        Phrase::Scenario,
+        Phrase::Shows,
+        Phrase::Servers,
+        Phrase::ShowsLinked,
+        Phrase::StableNames,
+        Phrase::Sequence,
+        Phrase::Result,
+        Phrase::Lineage,
+        Phrase::TokenDecoded,
+        Phrase::TokenDecodedAbove,
+        Phrase::Times,
+        Phrase::ChangedSince,
+        Phrase::NoRefreshToken,
+        Phrase::LineageHeader,
+        Phrase::Never,
+        Phrase::ResourceOwnerBrowser,
+        Phrase::ClockShort,
+        Phrase::PassedShort,
+        Phrase::FailedShort,
+    ];
 }
 
 /// A phrase of the text trace with its `{0}`, `{1}` placeholders filled in.
@@ -386,12 +603,55 @@ pub fn phrase(lang: Lang, phrase: Phrase, args: &[&str]) -> String {
         (Lang::Zh, Phrase::Shows) => "演示 {0}",
         (Lang::En, Phrase::Servers) => "authorization server {0}   resource server {1}",
         (Lang::Zh, Phrase::Servers) => "授权服务器 {0}   资源服务器 {1}",
+        (Lang::En, Phrase::ShowsLinked) => "Shows {0}.",
+        (Lang::Zh, Phrase::ShowsLinked) => "演示 {0}。",
+        (Lang::En, Phrase::StableNames) => {
+            "Addresses, tokens, key ids and `jti`s change on every run: they are shown as stable names (`authorization-server`, `at#1`, `rt#1`, `key-1`, `jti-1`), each token by the fingerprint the trace gives it. Passwords and client secrets are never shown."
+        }
+        (Lang::Zh, Phrase::StableNames) => {
+            "地址、令牌、密钥 id 和 `jti` 每次运行都会变化：这里以稳定的名字显示（`authorization-server`、`at#1`、`rt#1`、`key-1`、`jti-1`），每个令牌用跟踪记录给它的指纹表示。密码和客户端密钥从不显示。"
+        }
+        (Lang::En, Phrase::Sequence) => "Sequence",
+        (Lang::Zh, Phrase::Sequence) => "时序图",
+        (Lang::En, Phrase::Result) => "Result",
+        (Lang::Zh, Phrase::Result) => "结果",
+        (Lang::En, Phrase::Lineage) => "Refresh-token lineage",
+        (Lang::Zh, Phrase::Lineage) => "刷新令牌谱系",
+        (Lang::En, Phrase::TokenDecoded) => "Access token `{0}` ({1}), decoded:",
+        (Lang::Zh, Phrase::TokenDecoded) => "访问令牌 `{0}`（{1}），解码后：",
+        (Lang::En, Phrase::TokenDecodedAbove) => "Access token `{0}` ({1}): decoded above.",
+        (Lang::Zh, Phrase::TokenDecodedAbove) => "访问令牌 `{0}`（{1}）：已在上文解码。",
+        (Lang::En, Phrase::Times) => "Times: {0}.",
+        (Lang::Zh, Phrase::Times) => "时间：{0}。",
+        (Lang::En, Phrase::ChangedSince) => "Changed since `{0}`: {1}.",
+        (Lang::Zh, Phrase::ChangedSince) => "相对于 `{0}` 有变化：{1}。",
+        (Lang::En, Phrase::NoRefreshToken) => "No refresh token was issued.",
+        (Lang::Zh, Phrase::NoRefreshToken) => "没有签发刷新令牌。",
+        (Lang::En, Phrase::LineageHeader) => {
+            "| family | client | generation | refresh token | issued | expires | status |"
+        }
+        (Lang::Zh, Phrase::LineageHeader) => "| 令牌族 | 客户端 | 代 | 刷新令牌 | 签发 | 过期 | 状态 |",
+        (Lang::En, Phrase::Never) => "never",
+        (Lang::Zh, Phrase::Never) => "永不",
+        (Lang::En, Phrase::ResourceOwnerBrowser) => "resource owner (browser)",
+        (Lang::Zh, Phrase::ResourceOwnerBrowser) => "资源所有者（浏览器）",
+        (Lang::En, Phrase::ClockShort) => "clock +{0}s → {1}",
+        (Lang::Zh, Phrase::ClockShort) => "时钟 +{0} 秒 → {1}",
+        (Lang::En, Phrase::PassedShort) => "✔ passed: {0} steps, {1} HTTP exchanges",
+        (Lang::Zh, Phrase::PassedShort) => "✔ 通过：{0} 个步骤，{1} 次 HTTP 交换",
+        (Lang::En, Phrase::FailedShort) => "✘ FAILED: {0} steps, {1} HTTP exchanges",
+        (Lang::Zh, Phrase::FailedShort) => "✘ 失败：{0} 个步骤，{1} 次 HTTP 交换",
     };
     let mut out = template.to_owned();
     for (i, a) in args.iter().enumerate() {
         out = out.replace(&format!("{{{i}}}"), a);
     }
     out
+}
+
+/// One word of the live page, by key (the key itself if unknown).
+pub fn ui_word(lang: Lang, key: &'static str) -> &'static str {
+    ui(lang).iter().find(|(k, _)| *k == key).map_or(key, |(_, v)| v)
 }
 
 /// The words of the live page, by key.
@@ -453,6 +713,8 @@ fn ui(lang: Lang) -> &'static [(&'static str, &'static str)] {
             ("disconnected", "reconnecting…"),
             ("issued", "issued"),
             ("presented", "presented"),
+            ("dpop_proof", "DPoP proof (RFC 9449 §4.2, decoded; the server verified it)"),
+            ("jkt", "key thumbprint (jkt, RFC 7638)"),
             ("preset", "Refresh policy"),
             (
                 "preset_note",
@@ -515,6 +777,8 @@ fn ui(lang: Lang) -> &'static [(&'static str, &'static str)] {
             ("disconnected", "正在重连…"),
             ("issued", "签发"),
             ("presented", "出示"),
+            ("dpop_proof", "DPoP 证明（RFC 9449 §4.2，已解码；服务器已验证）"),
+            ("jkt", "密钥指纹（jkt，RFC 7638）"),
             ("preset", "刷新策略"),
             (
                 "preset_note",

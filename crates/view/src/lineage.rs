@@ -376,7 +376,6 @@ impl Builder<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use figure2_runner::wire::RawHttp;
 
     fn x(
         letter: FlowStep,
@@ -400,8 +399,9 @@ mod tests {
             error: None,
             rejection: None,
             t,
-            raw: RawHttp::default(),
+            raw: Box::default(),
             access_token: None,
+            dpop_proof: None,
         })
     }
 

@@ -31,19 +31,26 @@ pub fn print_text_in(event: &TraceEvent, lang: Lang, out: &mut dyn std::io::Writ
         }
         TraceEvent::Network { what } => writeln!(out, "   ⚡ {}", lang::happening(lang, what))?,
         TraceEvent::Exchange(x) => {
-            writeln!(out, " ({}) {} → {}: {} {}", x.request_letter, x.client_id, x.to, x.method, x.path)?;
+            let to = lang::party(lang, x.to);
+            writeln!(out, " ({}) {} → {to}: {} {}", x.request_letter, x.client_id, x.method, x.path)?;
             for (k, v) in &x.request {
-                writeln!(out, "       {k}: {v}")?;
+                writeln!(out, "       {}: {}", lang::field(lang, k), lang::field(lang, v))?;
             }
             writeln!(out, "       ↳ {}", lang::narration(lang, x.request_letter, true))?;
-            writeln!(out, " ({}) {} → {}: {}", x.response_letter, x.to, x.client_id, x.status)?;
+            for line in lang::dpop_narration(lang, x, true) {
+                writeln!(out, "       ↳ {line}")?;
+            }
+            writeln!(out, " ({}) {to} → {}: {}", x.response_letter, x.client_id, x.status)?;
             for (k, v) in &x.response {
-                writeln!(out, "       {k}: {v}")?;
+                writeln!(out, "       {}: {}", lang::field(lang, k), lang::field(lang, v))?;
             }
             if let Some(reason) = &x.rejection {
                 writeln!(out, "       ⚠ {}", lang::rejection(lang, x.error.as_deref(), reason))?;
             }
             writeln!(out, "       ↳ {}", lang::response_narration(lang, x.response_letter, x.status))?;
+            for line in lang::dpop_narration(lang, x, false) {
+                writeln!(out, "       ↳ {line}")?;
+            }
         }
         TraceEvent::Clock { advanced_by, t } => {
             let (by, to) = (advanced_by.to_string(), relative(*t));

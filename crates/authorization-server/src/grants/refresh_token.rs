@@ -67,7 +67,7 @@ pub(crate) async fn refresh(
         Err(rejection) => {
             tracing::warn!(
                 step = "G", client_id = %client.client_id, rt, reason = %rejection,
-                family_revoked = outcome.transition.revokes_family(), "refresh refused"
+                reason_code = rejection.code(), family_revoked = outcome.transition.revokes_family(), "refresh refused"
             );
             return Err(rejection.to_error());
         }

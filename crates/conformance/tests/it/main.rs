@@ -104,6 +104,7 @@ async fn a_lenient_server_fails_each_new_check_with_its_strongest_key_word() {
         time: TimeSource::Real { max_wait: 0 },
         metadata_url: None,
         forge: None,
+        dpop_bound_refresh_tokens: false,
         http,
     };
     let expected = [

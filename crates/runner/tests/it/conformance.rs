@@ -47,6 +47,73 @@ async fn the_client_catalogue_passes_for_the_client_library() {
     assert!(ids(&report, Verdict::Fail).is_empty(), "{}", report.render(conformance::Format::Table));
 }
 
+/// Rewrites a JSON answer of the authorization server on the way back.
+fn rewrite_json(suffix: &'static str, edit: fn(&mut serde_json::Value)) -> Mutator {
+    Arc::new(move |path, answer| {
+        if path.ends_with(suffix)
+            && let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(&answer.body)
+        {
+            edit(&mut json);
+            answer.body = bytes::Bytes::from(json.to_string());
+            answer.headers.remove("content-length");
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_server_that_calls_dpop_tokens_bearer_fails_exactly_that_check() {
+    // Spring's habit (issue 14): a DPoP-bound access token returned as `Bearer`.
+    let bearer = rewrite_json("/token", |json| {
+        if json["token_type"] == "DPoP" {
+            json["token_type"] = "Bearer".into();
+        }
+    });
+    let report = run_broken(toml::Table::new(), Some(bearer)).await;
+    assert_eq!(
+        ids(&report, Verdict::Fail),
+        set(&["AS-9449-5-token-type"]),
+        "{}",
+        report.render(conformance::Format::Table)
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_does_not_bind_refresh_tokens_fails_the_binding_checks() {
+    // The target says the refresh tokens are bound; this server does not bind them.
+    let mut config = checks::in_process_config();
+    config.insert("dpop_bind_confidential_refresh_tokens".into(), false.into());
+    let world = World::start(&config).await.expect("world starts");
+    let metadata = figure2_http::discover(&world.http, &world.issuer).await.unwrap();
+    let mut target = target_without_password(&world, metadata);
+    target.user = Some(("alice".into(), "alice-password".into()));
+    target.dpop_bound_refresh_tokens = true;
+    let report = run_servers(&target).await;
+    world.stop().await;
+    assert_eq!(
+        ids(&report, Verdict::Fail),
+        set(&["AS-9449-5-bound-refresh-no-proof", "AS-9449-5-bound-refresh-other-key"]),
+        "{}",
+        report.render(conformance::Format::Table)
+    );
+}
+
+#[tokio::test]
+async fn without_dpop_in_the_metadata_the_dpop_checks_are_skipped_saying_why() {
+    let no_dpop = rewrite_json("/.well-known/oauth-authorization-server", |json| {
+        if let Some(map) = json.as_object_mut() {
+            map.remove("dpop_signing_alg_values_supported");
+        }
+    });
+    let report = run_broken(toml::Table::new(), Some(no_dpop)).await;
+    let dpop: BTreeSet<String> =
+        report.results.iter().filter(|r| r.id.contains("-9449-")).map(|r| r.id.clone()).collect();
+    assert!(dpop.len() >= 20, "{dpop:?}");
+    assert_eq!(ids(&report, Verdict::Skip), dpop, "{}", report.render(conformance::Format::Table));
+    assert!(ids(&report, Verdict::Fail).is_empty());
+    let reason = &report.results.iter().find(|r| r.id.contains("-9449-")).unwrap().reason;
+    assert_eq!(reason, conformance::Need::Dpop.describe());
+}
+
 #[tokio::test]
 async fn a_server_without_no_store_fails_exactly_that_check() {
     let strip: Mutator = Arc::new(|path, answer| {
@@ -194,6 +261,72 @@ async fn a_client_that_forgets_the_rotated_token_fails_the_rotation_check() {
     assert!(!failed.contains("CL-6-keeps-token-without-rotation"), "{failed:?}");
 }
 
+/// A broken DPoP client: a new key (a new session of the library) for every call after the
+/// grant, so its refresh presents a bound refresh token with a proof of another key.
+async fn new_key_for_each_call(env: Env) -> Ending {
+    use figure2_client::{Client, ClientConfig};
+    let session = |env: &Env| {
+        let mut config = ClientConfig::new(
+            env.client_id.clone(),
+            Some(figure2_protocol::secret::ClientSecret::new(env.client_secret.clone())),
+            env.token_endpoint.clone(),
+        );
+        config.dpop = env.dpop;
+        Client::new(config, Arc::new(env.clock.clone()), figure2_http::HttpClient::new())
+    };
+    let first = session(&env);
+    let grant = figure2_protocol::token_request::TokenRequest::Password {
+        username: env.username.clone(),
+        password: figure2_protocol::secret::Secret::new(env.password.clone()),
+        scope: None,
+    };
+    if let Err(e) = first.request_token(grant).await {
+        return Ending::Failed(e.to_string());
+    }
+    let mut tokens = first.tokens();
+    let start = figure2_protocol::Clock::now(&env.clock);
+    for at in &env.calls {
+        let now = figure2_protocol::Clock::now(&env.clock);
+        if start + at > now {
+            env.clock.advance(start + at - now);
+        }
+        let client = session(&env);
+        client.set_tokens(tokens.clone());
+        let result = client.call(http::Method::GET, &env.resource_url, None).await;
+        tokens = client.tokens();
+        match result {
+            Ok(r) if r.status == 200 => {}
+            Ok(r) => return Ending::Failed(format!("the resource answered {}", r.status)),
+            Err(figure2_client::ClientError::ReauthorizationRequired(_)) => return Ending::Reauthorize,
+            Err(e) => return Ending::Failed(e.to_string()),
+        }
+    }
+    Ending::Ok
+}
+
+#[tokio::test]
+async fn a_dpop_client_that_changes_keys_fails_the_dpop_key_checks() {
+    let catalogue = conformance::client_catalogue().unwrap();
+    let mut dpop = catalogue.clone();
+    dpop.checks.retain(|c| c.id.starts_with("CL-9449"));
+    let subject = Subject::InProcess(Arc::new(|env: Env| Box::pin(new_key_for_each_call(env))));
+    let report = ConformanceReport { results: client::run_catalogue(&dpop, &subject).await };
+    let table = report.render(conformance::Format::Table);
+    let failed = ids(&report, Verdict::Fail);
+    assert!(failed.contains("CL-9449-5-same-key"), "{table}");
+    assert!(failed.contains("CL-9449-7.1-proofs"), "{table}");
+}
+
+#[tokio::test]
+async fn a_client_without_dpop_is_skipped_by_the_dpop_checks() {
+    let catalogue = conformance::client_catalogue().unwrap();
+    let mut dpop = catalogue.clone();
+    dpop.checks.retain(|c| c.id.starts_with("CL-9449"));
+    let subject = Subject::InProcess(Arc::new(|env: Env| Box::pin(new_key_for_each_call(Env { dpop: false, ..env }))));
+    let report = ConformanceReport { results: client::run_catalogue(&dpop, &subject).await };
+    assert_eq!(ids(&report, Verdict::Skip).len(), 3, "{}", report.render(conformance::Format::Table));
+}
+
 #[tokio::test]
 async fn a_server_that_calls_a_refresh_token_type_refresh_token_fails_the_vocabulary_check() {
     // Issue 10 kind 4: RFC 7662 §2.2 token_type is an RFC 6749 §7.1 type, not a hint value.
@@ -299,6 +432,7 @@ async fn a_resource_server_whose_keys_never_age_fails_the_retired_key_check() {
         time: TimeSource::Simulated(world.clock.clone()),
         metadata_url: None,
         forge: Some(checks::forge(&world)),
+        dpop_bound_refresh_tokens: true,
         http: world.http.clone(),
     };
     let catalogue = conformance::server_catalogue(conformance::CatalogueFile::ResourceServer).unwrap();
@@ -351,6 +485,7 @@ fn target_without_password(
         time: figure2_conformance::server::TimeSource::Simulated(world.clock.clone()),
         metadata_url: None,
         forge: Some(checks::forge(world)),
+        dpop_bound_refresh_tokens: world.authorization_server.config().dpop.bind_confidential_refresh_tokens,
         http: world.http.clone(),
     }
 }
@@ -391,9 +526,18 @@ async fn the_token_command_checks_a_server_without_the_password_grant() {
     let report = run_servers(&target).await;
     let table = report.render(conformance::Format::Table);
     assert!(ids(&report, Verdict::Fail).is_empty(), "{table}");
-    // Only the check of the password grant itself is skipped, with its reason.
-    assert_eq!(ids(&report, Verdict::Skip), set(&["AS-5.2-invalid-grant-password"]), "{table}");
-    let skipped = report.results.iter().find(|r| r.verdict == Verdict::Skip).unwrap();
+    // Only the check of the password grant itself is skipped, with its reason, and the
+    // checks of a DPoP-bound refresh token: the command's grant carried no proof of theirs.
+    assert_eq!(
+        ids(&report, Verdict::Skip),
+        set(&[
+            "AS-5.2-invalid-grant-password",
+            "AS-9449-5-bound-refresh-no-proof",
+            "AS-9449-5-bound-refresh-other-key"
+        ]),
+        "{table}"
+    );
+    let skipped = report.results.iter().find(|r| r.id == "AS-5.2-invalid-grant-password").unwrap();
     assert_eq!(skipped.reason, conformance::Need::PasswordGrant.describe());
     assert!(ids(&report, Verdict::Pass).contains("AS-9700-reuse-revokes-family"), "{table}");
 

@@ -582,6 +582,11 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>, shutdown: impl Future
     served
 }
 
+/// The DPoP narration of an exchange: its request's lines, then its answer's.
+fn dpop_lines(lang: Lang, x: &figure2_runner::trace::TracedExchange) -> Vec<&'static str> {
+    [lang::dpop_narration(lang, x, true), lang::dpop_narration(lang, x, false)].concat()
+}
+
 /// The preset selector's options: the scenario's own policy first, then every preset,
 /// each with its label in every language and the document it follows.
 fn presets_json() -> Value {
@@ -616,6 +621,8 @@ fn event_text(event: &TraceEvent) -> Value {
             TraceEvent::Check { check, .. } => json!({ "line": lang::expectation(lang, check) }),
             TraceEvent::Exchange(x) => json!({
                 "line": x.rejection.as_ref().map(|r| lang::rejection(lang, x.error.as_deref(), r)),
+                "to": lang::party(lang, x.to),
+                "dpop": dpop_lines(lang, x),
             }),
             TraceEvent::Done { failures, .. } => json!({
                 "failures": failures.iter().map(|f| lang::failure(lang, f)).collect::<Vec<_>>(),

@@ -2,4 +2,5 @@
 //! and the committed transcripts in docs/ are up to date.
 
 mod docs;
+mod lang;
 mod live;

@@ -187,7 +187,7 @@ function renderTimeline() {
             onclick: () => select(index, true),
           },
           el("span", { class: "letters", text: `(${x.request_letter})→(${x.response_letter})` }),
-          el("span", { class: "what", text: `${x.client_id} → ${x.to}: ${x.method} ${x.path}` }),
+          el("span", { class: "what", text: `${x.client_id} → ${said(x).to || x.to}: ${x.method} ${x.path}` }),
           el("span", { class: "status", text: error ? `${x.status} ${error}` : String(x.status) }),
           el("span", { class: "narration", text: `${words().letters[x.request_letter].ok} ${responseNarration(x)}` }),
           said(x).line ? el("span", { class: "rejection", text: `⚠ ${said(x).line}` }) : "",
@@ -265,11 +265,12 @@ function renderDetails() {
   const L = words().letters;
   const error = errorOf(x);
   const parts = [
-    el("p", { class: "title", text: `(${x.request_letter}) → (${x.response_letter})  ${x.client_id} → ${x.to}  ${x.method} ${x.path}  ${x.status}${error ? " " + error : ""}  · ${rel(x.t)}` }),
+    el("p", { class: "title", text: `(${x.request_letter}) → (${x.response_letter})  ${x.client_id} → ${said(x).to || x.to}  ${x.method} ${x.path}  ${x.status}${error ? " " + error : ""}  · ${rel(x.t)}` }),
     el("div", { class: "says" },
       el("p", {}, el("b", { text: `(${x.request_letter}) ` }), L[x.request_letter].ok),
       el("p", {}, el("b", { text: `(${x.response_letter}) ` }), responseNarration(x)),
-      said(x).line ? el("p", { class: "rejection", text: `⚠ ${said(x).line}` }) : ""),
+      said(x).line ? el("p", { class: "rejection", text: `⚠ ${said(x).line}` }) : "",
+      (said(x).dpop || []).map((line) => el("p", { class: "dpop", text: line }))),
     el("h3", { text: ui("rfc") }),
     el("div", { class: "rfc" },
       [x.request_letter, x.response_letter].map((letter) =>
@@ -282,6 +283,18 @@ function renderDetails() {
       el("div", {}, el("h3", { text: ui("response") }), el("pre", { class: "raw-response", text: x.raw.response })),
       el("p", { class: "note", text: ui("raw_note") })),
   ];
+  const proof = x.dpop_proof;
+  if (proof) {
+    // RFC 9449 §4.2: the proof beside the request, decoded, with its key's thumbprint.
+    parts.push(
+      el("h3", {}, `${ui("dpop_proof")} · `, el("span", { class: "tok", text: proof.proof })),
+      el("p", { class: "jwt-note" }, `${ui("jkt")}: `, el("span", { class: "tok", text: proof.jkt || "—" })),
+      el("table", { class: "jwt dpop-proof" },
+        el("tbody", {},
+          jwtRows(ui("jwt_header"), proof.header, null),
+          jwtRows(ui("jwt_claims"), proof.claims, null))),
+    );
+  }
   const jwt = x.access_token;
   if (jwt) {
     const before = previousToken(state.selected, jwt.token);
