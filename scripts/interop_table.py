@@ -11,6 +11,7 @@ timings that change from run to run.
 """
 import datetime
 import json
+import os
 import pathlib
 import sys
 import tomllib
@@ -83,8 +84,14 @@ def verdicts(data):
 def compare(expected, actual):
     want, got = verdicts(json.loads(pathlib.Path(expected).read_text())), verdicts(
         json.loads(pathlib.Path(actual).read_text()))
-    changed = [f"{k[1]} {k[2]}: expected {want.get(k)}, got {got.get(k)}"
-               for k in sorted(set(want) | set(got)) if want.get(k) != got.get(k)]
+    differ = [k for k in sorted(set(want) | set(got)) if want.get(k) != got.get(k)]
+    # INTEROP_CLIENT_CHANGES=warn: client verdicts hang on the libraries' timing (real
+    # clocks, threads); their changes are reported, and only the servers' fail the run.
+    if os.environ.get("INTEROP_CLIENT_CHANGES") == "warn":
+        for k in [k for k in differ if k[0] == "clients"]:
+            print(f"WARN: {k[1]} {k[2]}: expected {want.get(k)}, got {got.get(k)}", file=sys.stderr)
+        differ = [k for k in differ if k[0] != "clients"]
+    changed = [f"{k[1]} {k[2]}: expected {want.get(k)}, got {got.get(k)}" for k in differ]
     if changed:
         print("FAIL: the interop table changed (if on purpose: bash scripts/interop-table.sh --update,\n"
               "then say in interop/notes.toml what each new failure is):\n  " + "\n  ".join(changed), file=sys.stderr)
