@@ -9,7 +9,10 @@ log() { echo "postgres-up: $*" >&2; }
 if ! command -v pg_lsclusters >/dev/null 2>&1 || [ -z "$(ls /usr/lib/postgresql 2>/dev/null)" ]; then
   log "installing Debian's postgresql"
   apt-get update >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql >&2
+  # Without an init system the package's own start attempt may fail; this script
+  # creates and starts the cluster itself below, so only the binaries must be there.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql >&2 || log "apt-get reported an error; checking what was installed"
+  ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { log "PostgreSQL did not install"; exit 1; }
 fi
 version=$(ls /usr/lib/postgresql | sort -V | tail -1)
 if ! pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main"' | grep -q .; then

@@ -141,7 +141,7 @@ impl AuthorizationServer {
         let directory = Arc::new(Users(config.users.keys().cloned().collect(), runtime.clone()));
         let successor_key =
             aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &store.server_secret("refresh-successor")?);
-        let dpop = dpop::DpopState::new(&config.dpop);
+        let dpop = dpop::DpopState::new(&config.dpop, &store.server_secret("dpop-nonce")?);
         let server = Self {
             config,
             clock,

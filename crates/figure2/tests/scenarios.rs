@@ -37,11 +37,22 @@ fn run_file(path: PathBuf) -> Result<(), Failed> {
 fn main() {
     let args = Arguments::from_args();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // Scenarios with several authorization servers need PostgreSQL: without one they are
+    // listed as ignored (the reason is printed), except where it is required (CI).
+    let postgres = figure2_authorization_server::store::postgres::test_database();
     let trials: Vec<Trial> = scenario_files()
         .into_iter()
         .map(|path| {
             let name = path.strip_prefix(&root).unwrap_or(&path).display().to_string();
-            Trial::test(name, move || run_file(path))
+            let needs_postgres = Scenario::load(&path.display().to_string()).is_ok_and(|s| s.needs_postgres());
+            let skip = needs_postgres && matches!(postgres, Ok(None));
+            if skip {
+                eprintln!(
+                    "{name}: ignored: it runs several authorization servers over PostgreSQL; \
+                     set FIGURE2_TEST_POSTGRES (e.g. export FIGURE2_TEST_POSTGRES=$(bash scripts/postgres-up.sh))"
+                );
+            }
+            Trial::test(name, move || run_file(path)).with_ignored_flag(skip)
         })
         .collect();
     assert!(!trials.is_empty(), "no scenario files found");

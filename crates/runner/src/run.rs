@@ -391,11 +391,19 @@ impl Session {
                 let original = self.actor(client_id)?.client.clone();
                 let copy = self.device(client_id, device)?;
                 copy.set_tokens(original.tokens());
-                // Both send before either hears back; the original's request arrives
-                // first (an order the authorization server's single writer would also
-                // impose on truly simultaneous requests). The step ends with the loser.
-                let first = original.refresh(None).await.map(|_| ());
-                let second = copy.refresh(None).await.map(|_| ());
+                // Both send before either hears back. With one authorization server the
+                // original's request arrives first (an order its single writer would also
+                // impose on truly simultaneous requests). With several instances the two
+                // go out at once, to instances 1 and 2, and PostgreSQL's row lock picks
+                // the winner (RFC 9700 §4.14.2). The step ends with the loser.
+                let (first, second) = if self.world.authorization_servers.len() > 1 {
+                    self.world.network.route_next_token_requests(&[0, 1]);
+                    tokio::join!(original.refresh(None), copy.refresh(None))
+                } else {
+                    let first = original.refresh(None).await;
+                    (first, copy.refresh(None).await)
+                };
+                let (first, second) = (first.map(|_| ()), second.map(|_| ()));
                 Ok(match (outcome_of(first), outcome_of(second)) {
                     (Outcome::Ok, other) | (other, Outcome::Ok) => other,
                     (first, _) => first,

@@ -468,6 +468,14 @@ impl Scenario {
         Self::from_toml(path, &text)
     }
 
+    /// Whether the scenario runs several authorization servers (`instances` > 1 in its
+    /// `[config]`), hence needs PostgreSQL (`FIGURE2_TEST_POSTGRES`). Such scenarios are
+    /// left out of the exported transcripts and comparisons: which instance wins a race
+    /// is up to PostgreSQL, so their traces differ from run to run.
+    pub fn needs_postgres(&self) -> bool {
+        self.config.get("instances").and_then(toml::Value::as_integer).is_some_and(|n| n > 1)
+    }
+
     /// Every scenario file under `dir` (recursively: `*.toml`), sorted.
     pub fn files_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {

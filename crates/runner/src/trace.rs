@@ -310,6 +310,10 @@ impl TracedExchange {
                 if let Some(wa) = header(&x.response_headers, "www-authenticate") {
                     response.push(("WWW-Authenticate".into(), wa));
                 }
+                // Several instances behind one issuer: which one decided (see crate::world).
+                if let Some(instance) = header(&x.response_headers, crate::world::INSTANCE_HEADER) {
+                    response.push(("answered by".into(), format!("authorization server instance {instance}")));
+                }
                 "authorization server"
             }
             Step::ProtectedResource | Step::InvalidToken => {

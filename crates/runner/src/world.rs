@@ -6,6 +6,13 @@
 //! that owns the issuer's address. It lets a scenario lose a response after the server
 //! has committed it (RFC 9700 §4.14's hard case) and restart the authorization server on
 //! the same database while clients and the resource server keep the same issuer URL.
+//!
+//! With `instances = N` (N > 1) in a scenario's `[config]`, N authorization servers run
+//! over one PostgreSQL database (a schema of their own, see
+//! `figure2_authorization_server::store::postgres::ScratchDatabase`), all named by the
+//! one issuer: the hop balances requests over them round-robin, as a load balancer
+//! would, marks each answer with the instance that gave it, and lets a step send
+//! concurrent requests to chosen instances.
 
 use figure2_authorization_server::{AuthorizationServer, Config, ConfigFile};
 use figure2_client::{Client, ClientConfig, Observer};
@@ -36,7 +43,17 @@ pub enum WorldError {
     Config(String),
     #[error("cannot start a role: {0}")]
     Start(String),
+    /// What the scenario needs is not on this machine (PostgreSQL for several instances).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
+
+/// The response header by which the hop says which authorization-server instance (1, 2,
+/// ...) answered, when there are several (as `X-Served-By` of real load balancers).
+pub const INSTANCE_HEADER: &str = "x-figure2-instance";
+
+/// The most authorization-server instances a scenario may ask for.
+pub const MAX_INSTANCES: usize = 8;
 
 /// What the network did to a token response: it reached the server, the server answered,
 /// and the answer never reached the client. `Debug` leaves out the body: it holds tokens.
@@ -81,7 +98,12 @@ impl Endpoint {
 
 /// The hop between the clients and the authorization server.
 pub struct Network {
-    backend: RwLock<String>,
+    /// One URL per authorization-server instance.
+    backends: RwLock<Vec<String>>,
+    /// Round-robin position over `backends`.
+    next_backend: std::sync::atomic::AtomicUsize,
+    /// Instances (indexes) the next token requests go to, in arrival order.
+    token_routes: Mutex<std::collections::VecDeque<usize>>,
     http: HttpClient,
     clock: SimulatedClock,
     lose_next_token_response: AtomicBool,
@@ -131,6 +153,25 @@ impl Network {
         }
     }
 
+    /// The next token requests go to these instances (0-based), one each, in the order
+    /// they arrive; later ones are balanced round-robin again.
+    pub fn route_next_token_requests(&self, instances: &[usize]) {
+        if let Ok(mut routes) = self.token_routes.lock() {
+            routes.extend(instances);
+        }
+    }
+
+    /// The instance a request goes to, and its URL.
+    fn backend_for(&self, is_token: bool) -> (usize, String) {
+        let backends = self.backends.read().map(|b| b.clone()).unwrap_or_default();
+        if backends.is_empty() {
+            return (0, String::new());
+        }
+        let routed = if is_token { self.token_routes.lock().ok().and_then(|mut r| r.pop_front()) } else { None };
+        let i = routed.unwrap_or_else(|| self.next_backend.fetch_add(1, Ordering::SeqCst)) % backends.len();
+        (i, backends[i].clone())
+    }
+
     pub fn take_lost(&self) -> Vec<LostResponse> {
         self.lost.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default()
     }
@@ -144,7 +185,9 @@ impl figure2_http::Handler for Network {
             Err(e) => return figure2_http::text(413, "text/plain", e.to_string(), &[]),
         };
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-        let backend = self.backend.read().map(|b| b.clone()).unwrap_or_default();
+        let is_token = parts.uri.path().ends_with("/token");
+        let (instance, backend) = self.backend_for(is_token);
+        let several = self.backends.read().map(|b| b.len() > 1).unwrap_or(false);
         let headers: Vec<(String, String)> = parts
             .headers
             .iter()
@@ -166,7 +209,6 @@ impl figure2_http::Handler for Network {
                 &[],
             );
         }
-        let is_token = parts.uri.path().ends_with("/token");
         if is_token && let Some(status) = self.proxy_answers.lock().ok().and_then(|mut q| q.pop_front()) {
             // What nginx or a cloud load balancer sends: HTML, no OAuth error, a hint.
             let html = format!("<html><body><h1>{status}</h1>figure2 proxy: try again later</body></html>");
@@ -205,6 +247,9 @@ impl figure2_http::Handler for Network {
         let mut response = figure2_http::text(answer.status, "", answer.body.clone(), &[]);
         *response.headers_mut() = answer.headers.clone();
         response.headers_mut().remove(http::header::TRANSFER_ENCODING);
+        if several && let Ok(value) = http::HeaderValue::from_str(&(instance + 1).to_string()) {
+            response.headers_mut().insert(INSTANCE_HEADER, value);
+        }
         response
     }
 }
@@ -265,7 +310,10 @@ pub struct World {
     pub resource_server_clock: SkewedClock,
     /// The clients' clock (the shared one plus a skew).
     pub client_clock: SkewedClock,
+    /// The first authorization-server instance (the only one unless `instances > 1`).
     pub authorization_server: Arc<AuthorizationServer>,
+    /// Every authorization-server instance, in the order the hop numbers them.
+    pub authorization_servers: Vec<Arc<AuthorizationServer>>,
     pub resource_server: Arc<ResourceServer>,
     pub network: Arc<Network>,
     /// The issuer: the network hop's address, stable across restarts.
@@ -274,7 +322,9 @@ pub struct World {
     pub http: HttpClient,
     config: Config,
     database: std::path::PathBuf,
-    authorization: Option<Running>,
+    /// The PostgreSQL schema several instances share (dropped with the world).
+    postgres: Option<figure2_authorization_server::store::postgres::ScratchDatabase>,
+    authorization: Vec<Running>,
     others: Vec<Running>,
 }
 
@@ -300,17 +350,25 @@ impl World {
         table.insert("issuer".into(), issuer.clone().into());
         table.insert("database".into(), database.display().to_string().into());
         table.remove("listen");
-        for (k, v) in overrides {
+        let mut overrides = overrides.clone();
+        let instances = instances_of(overrides.remove("instances").as_ref())?;
+        for (k, v) in &overrides {
             table.insert(k.clone(), v.clone());
+        }
+        let postgres = if instances > 1 { Some(scratch_postgres(instances).await?) } else { None };
+        if let Some(scratch) = &postgres {
+            table.insert("database".into(), scratch.url().into());
         }
         let file: ConfigFile = table.try_into().map_err(|e: toml::de::Error| WorldError::Config(e.to_string()))?;
         let config = file.resolve().map_err(|e| WorldError::Config(e.to_string()))?;
 
         let http = HttpClient::new();
         let network = Arc::new(Network {
-            backend: RwLock::new(String::new()),
             http: http.clone(),
             clock: clock.clone(),
+            backends: RwLock::new(Vec::new()),
+            next_backend: std::sync::atomic::AtomicUsize::new(0),
+            token_routes: Mutex::new(Default::default()),
             lose_next_token_response: AtomicBool::new(false),
             lost: Mutex::new(Vec::new()),
             mutator: RwLock::new(None),
@@ -325,7 +383,9 @@ impl World {
                 let _ = stopped.await;
             })
         }));
-        let (authorization_server, authorization) = start_authorization_server(&config, &clock, &network).await?;
+        let (authorization_servers, authorization) =
+            start_authorization_servers(&config, &clock, &network, instances).await?;
+        let authorization_server = authorization_servers[0].clone();
 
         // The resource server finds the authorization server the way it would in
         // production: RFC 8414 metadata, then the JWKS, with production settings (a new
@@ -351,6 +411,7 @@ impl World {
             resource_server_clock,
             client_clock,
             authorization_server,
+            authorization_servers,
             resource_server,
             network,
             issuer,
@@ -358,20 +419,24 @@ impl World {
             http,
             config,
             database,
-            authorization: Some(authorization),
+            postgres,
+            authorization,
             others,
         })
     }
 
-    /// Stops the authorization server and starts a new one on the same database file:
-    /// no refresh token or signing key may be lost.
+    /// Stops the authorization server (every instance) and starts it again on the same
+    /// database: no refresh token or signing key may be lost.
     pub async fn restart_authorization_server(&mut self) -> Result<(), WorldError> {
-        if let Some(running) = self.authorization.take() {
+        for running in self.authorization.drain(..) {
             running.stop().await;
         }
-        let (server, running) = start_authorization_server(&self.config, &self.clock, &self.network).await?;
-        self.authorization_server = server;
-        self.authorization = Some(running);
+        let instances = self.authorization_servers.len();
+        let (servers, running) =
+            start_authorization_servers(&self.config, &self.clock, &self.network, instances).await?;
+        self.authorization_server = servers[0].clone();
+        self.authorization_servers = servers;
+        self.authorization = running;
         Ok(())
     }
 
@@ -388,37 +453,74 @@ impl World {
 
     /// Stops every server and deletes the database.
     pub async fn stop(mut self) {
-        if let Some(running) = self.authorization.take() {
+        for running in self.authorization.drain(..) {
             running.stop().await;
         }
+
         for running in self.others.drain(..) {
             running.stop().await;
         }
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", self.database.display()));
         }
+        // Idle connections hold no locks: the schema can go while the pools close.
+        drop(self.postgres.take());
     }
 }
 
-async fn start_authorization_server(
+/// Starts `instances` authorization servers over the configured store (one after the
+/// other: the first makes the signing key the others load) and points the hop at them.
+async fn start_authorization_servers(
     config: &Config,
     clock: &SimulatedClock,
     network: &Arc<Network>,
-) -> Result<(Arc<AuthorizationServer>, Running), WorldError> {
-    let listener = bind().await?;
-    let backend = format!("http://{}", local_addr(&listener)?);
-    let server = AuthorizationServer::new(config.clone(), Arc::new(clock.clone()))
-        .map_err(|e| WorldError::Start(e.to_string()))?;
-    if let Ok(mut b) = network.backend.write() {
-        *b = backend;
+    instances: usize,
+) -> Result<(Vec<Arc<AuthorizationServer>>, Vec<Running>), WorldError> {
+    let mut servers = Vec::with_capacity(instances);
+    let mut running = Vec::with_capacity(instances);
+    let mut backends = Vec::with_capacity(instances);
+    for _ in 0..instances {
+        let listener = bind().await?;
+        backends.push(format!("http://{}", local_addr(&listener)?));
+        let server = AuthorizationServer::open(config.clone(), Arc::new(clock.clone()))
+            .await
+            .map_err(|e| WorldError::Start(e.to_string()))?;
+        let s = server.clone();
+        running.push(Running::spawn(move |stopped| {
+            figure2_authorization_server::serve(listener, s, async {
+                let _ = stopped.await;
+            })
+        }));
+        servers.push(server);
     }
-    let s = server.clone();
-    let running = Running::spawn(move |stopped| {
-        figure2_authorization_server::serve(listener, s, async {
-            let _ = stopped.await;
-        })
-    });
-    Ok((server, running))
+    if let Ok(mut b) = network.backends.write() {
+        *b = backends;
+    }
+    Ok((servers, running))
+}
+
+/// `instances` of a scenario's `[config]`: 1 (the default) to [`MAX_INSTANCES`].
+fn instances_of(value: Option<&toml::Value>) -> Result<usize, WorldError> {
+    let Some(value) = value else { return Ok(1) };
+    value
+        .as_integer()
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| (1..=MAX_INSTANCES).contains(n))
+        .ok_or_else(|| WorldError::Config(format!("instances must be 1 to {MAX_INSTANCES}, not {value}")))
+}
+
+/// A fresh PostgreSQL schema for several instances, or why there is none.
+async fn scratch_postgres(
+    instances: usize,
+) -> Result<figure2_authorization_server::store::postgres::ScratchDatabase, WorldError> {
+    use figure2_authorization_server::store::postgres::{ScratchDatabase, TEST_DATABASE_ENV, test_database};
+    let base = test_database().map_err(WorldError::Unavailable)?.ok_or_else(|| {
+        WorldError::Unavailable(format!(
+            "this scenario runs {instances} authorization servers over one PostgreSQL database, and none is \
+             configured: start one with `export {TEST_DATABASE_ENV}=$(bash scripts/postgres-up.sh)`"
+        ))
+    })?;
+    ScratchDatabase::create(&base).await.map_err(|e| WorldError::Unavailable(format!("PostgreSQL at {base}: {e}")))
 }
 
 async fn bind() -> Result<tokio::net::TcpListener, WorldError> {
@@ -433,4 +535,18 @@ fn random_suffix() -> String {
     let mut r = [0u8; 8];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut r);
     r.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_must_be_between_one_and_the_maximum() {
+        assert_eq!(instances_of(None).unwrap(), 1);
+        assert_eq!(instances_of(Some(&toml::Value::Integer(3))).unwrap(), 3);
+        for bad in [toml::Value::Integer(0), toml::Value::Integer(9), toml::Value::String("2".into())] {
+            assert!(matches!(instances_of(Some(&bad)), Err(WorldError::Config(_))), "{bad}");
+        }
+    }
 }

@@ -38,7 +38,7 @@ pub async fn handle(server: &AuthorizationServer, request: http::Request<Incomin
     if let Some(n) = &nonce {
         headers.push((figure2_protocol::dpop::NONCE_HEADER, n));
     }
-    let proof = match server.check_dpop_proof(&parts) {
+    let proof = match server.check_dpop_proof(&parts).await {
         Ok(proof) => proof,
         Err(refusal) => {
             let mut headers: Vec<(&str, &str)> = NO_STORE_HEADERS.to_vec();

@@ -229,6 +229,13 @@ pub trait Store: Send + Sync {
     fn bind_oidc_family(&self, code: TokenDigest, family_id: FamilyId, auth_time: UnixTime) -> StoreFuture<'_, ()>;
     fn oidc_auth_time(&self, family_id: FamilyId) -> StoreFuture<'_, Option<UnixTime>>;
 
+    /// RFC 9449 §11.1 across instances: records a DPoP proof's `jti` (its digest) until
+    /// `until`; false if it was already recorded and has not expired (a replay). A store
+    /// no other instance shares answers true: each instance's memory is the whole check.
+    fn first_dpop_jti_use(&self, _jti: TokenDigest, _until: UnixTime, _now: UnixTime) -> StoreFuture<'_, bool> {
+        Box::pin(async { Ok(true) })
+    }
+
     /// Whether other authorization-server instances share this store (then signing keys
     /// are reloaded from it periodically).
     fn shared(&self) -> bool {

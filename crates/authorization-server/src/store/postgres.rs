@@ -710,6 +710,29 @@ impl Store for PostgresStore {
         })
     }
 
+    fn first_dpop_jti_use(&self, jti: TokenDigest, until: UnixTime, now: UnixTime) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            in_transaction!(self, |tx| {
+                // An expired record may be taken again; a live one is a replay.
+                let first = self
+                    .query_opt(
+                        &tx,
+                        "INSERT INTO dpop_jtis (digest, until) VALUES ($1, $2)
+                         ON CONFLICT (digest) DO UPDATE SET until = EXCLUDED.until WHERE dpop_jtis.until < $3
+                         RETURNING 1",
+                        &[&&jti[..], &(until as i64), &(now as i64)],
+                    )
+                    .await?
+                    .is_some();
+                // Now and then, forget the records whose proofs no longer pass the iat check.
+                if jti[0] == 0 {
+                    self.execute(&tx, "DELETE FROM dpop_jtis WHERE until < $1", &[&(now as i64)]).await?;
+                }
+                first
+            })
+        })
+    }
+
     fn shared(&self) -> bool {
         true
     }

@@ -12,12 +12,12 @@ use http::Method;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-fn new_key() -> ProofKey {
+pub(crate) fn new_key() -> ProofKey {
     let pkcs8 = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap().to_pkcs8v1().unwrap();
     ProofKey::from_es256_pkcs8(pkcs8.as_ref()).unwrap()
 }
 
-fn unique_jti() -> String {
+pub(crate) fn unique_jti() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     format!("jti-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
 }
@@ -45,7 +45,7 @@ impl Now for TestServer {
 }
 
 /// POST /token with `auth`, `params` and the given `DPoP` header values.
-async fn token_with_proofs(
+pub(crate) async fn token_with_proofs(
     server: &TestServer,
     auth: Auth,
     params: &[(&str, &str)],
@@ -73,7 +73,8 @@ async fn token_with_proofs(
     server.send_raw(Method::POST, &path, &headers, form(&pairs)).await
 }
 
-const PASSWORD: [(&str, &str); 3] = [("grant_type", "password"), ("username", "alice"), ("password", "alice-password")];
+pub(crate) const PASSWORD: [(&str, &str); 3] =
+    [("grant_type", "password"), ("username", "alice"), ("password", "alice-password")];
 
 async fn password_with(server: &TestServer, proof: &str) -> ReceivedResponse {
     token_with_proofs(server, DEMO, &PASSWORD, &[proof]).await

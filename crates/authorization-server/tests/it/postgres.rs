@@ -23,10 +23,19 @@ const ISSUER: &str = "http://figure2.invalid";
 
 /// `n` instances over `db`, sharing one clock and one issuer.
 async fn instances(db: &ScratchDatabase, n: usize) -> Vec<TestServer> {
+    instances_with(db, n, |_| {}).await
+}
+
+/// [`instances`], each configured by `f`.
+async fn instances_with(
+    db: &ScratchDatabase,
+    n: usize,
+    f: impl Fn(&mut figure2_authorization_server::ConfigFile),
+) -> Vec<TestServer> {
     let clock = SimulatedClock::starting_at(START);
     let mut servers = Vec::with_capacity(n);
     for _ in 0..n {
-        servers.push(Setup::demo().clock(&clock).issuer(ISSUER).postgres(db.url()).start().await);
+        servers.push(Setup::demo().clock(&clock).issuer(ISSUER).postgres(db.url()).configure(&f).start().await);
     }
     servers
 }
@@ -207,4 +216,34 @@ async fn concurrent_code_redemptions_at_two_instances_have_one_winner() {
     assert_error(loser, 400, "invalid_grant");
     let winner = if a.status == 200 { &a } else { &b };
     servers[1].refresh_refused(DEMO, &field(&ok_json(winner), "refresh_token")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dpop_nonces_and_proof_jtis_are_shared_between_instances() {
+    use crate::dpop::{PASSWORD, new_key, token_with_proofs, unique_jti};
+    use figure2_protocol::dpop::ProofClaims;
+    let Some(db) = scratch_postgres("dpop_shared").await else { return };
+    let servers = instances_with(&db, 2, |c| c.dpop_nonce = true).await;
+    let key = new_key();
+    let now = figure2_protocol::Clock::now(&servers[0].clock);
+    let claims = |nonce: Option<String>| ProofClaims {
+        jti: unique_jti(),
+        htm: "POST".into(),
+        htu: format!("{ISSUER}/token"),
+        iat: now.into(),
+        ath: None,
+        nonce,
+    };
+    // RFC 9449 §8: the nonce instance 1 hands out is accepted at instance 2.
+    let r = token_with_proofs(&servers[0], DEMO, &PASSWORD, &[&key.sign(&claims(None)).unwrap()]).await;
+    assert_error(&r, 400, "use_dpop_nonce");
+    let nonce = r.header("dpop-nonce").expect("DPoP-Nonce").to_owned();
+    let proof = key.sign(&claims(Some(nonce.clone()))).unwrap();
+    let ok = token_with_proofs(&servers[1], DEMO, &PASSWORD, &[&proof]).await;
+    assert_eq!(ok_json(&ok)["token_type"], "DPoP");
+    assert_eq!(ok.header("dpop-nonce"), Some(nonce.as_str()), "both instances send the same nonce");
+    // §11.1: the same proof replayed at the other instance is refused.
+    let replayed = token_with_proofs(&servers[0], DEMO, &PASSWORD, &[&proof]).await;
+    let body = assert_error(&replayed, 400, "invalid_dpop_proof");
+    assert!(body["error_description"].as_str().unwrap_or("").contains("already used"), "{body}");
 }
