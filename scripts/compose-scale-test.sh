@@ -21,8 +21,8 @@
 #     scripts/remote-check.sh) against the balancer, from a container on the stack's
 #     network (the issuer is http://balancer:8080 for everyone): with the password grant,
 #     then with --token-command (an authorization-code login whose page, form and code
-#     exchange land on different instances). Both must report 0 failed, with requests
-#     answered by both instances.
+#     exchange go round robin too). Both must report 0 failed, with requests answered by
+#     both instances.
 #  6. Tears down (`down -v`) and stops a dockerd it started.
 #
 # Bounded by a watchdog (COMPOSE_SCALE_TEST_TIMEOUT, default 900 s) and a limit on every
@@ -118,10 +118,15 @@ wait_until 30 "the same JWKS at both instances and at the balancer" same_jwks
 log "both instances answer through the balancer ($(answered_by "$(ip_of "${instances[0]}")") and $(answered_by "$(ip_of "${instances[1]}")") requests) with the same JWKS"
 
 # -- 4. kill the instance that answered the last refresh ------------------------------------------
+token_answers() { balancer_log | awk '$6 == "POST" && $7 == "/token" && $5 == "200"'; }
 mark=$(client_log | wc -l)
+tokens_before=$(token_answers | wc -l)
 refreshed() { client_log | tail -n +"$((mark + 1))" | grep -q '^(G)->(H) refresh 200'; }
 wait_until 60 "a refresh through the balancer" refreshed
-last_ip=$(balancer_log | awk '$6 == "POST" && $7 == "/token" && $5 == "200" { ip = $4 } END { sub(/:.*/, "", ip); print ip }')
+# HAProxy logs a request once answered: wait for the refresh's line, then read its instance.
+logged() { [ "$(token_answers | wc -l)" -gt "$tokens_before" ]; }
+wait_until 10 "the balancer's log line of the refresh" logged
+last_ip=$(token_answers | awk '{ ip = $4 } END { sub(/:.*/, "", ip); print ip }')
 victim= survivor=
 for i in "${instances[@]}"; do
   if [ "$(ip_of "$i")" = "$last_ip" ]; then victim=$i; else survivor=$i; fi
