@@ -256,17 +256,25 @@ impl PostgresStore {
                     live_access_token_id, live_access_token_used, dpop_jkt
              FROM families WHERE id = (SELECT family_id FROM refresh_tokens WHERE digest = $1)"
         };
-        let Some(f) = self.query_opt(tx, family_sql, &[&&digest[..]]).await? else { return Ok(None) };
-        let Some(t) = self
-            .query_opt(
-                tx,
+        // Pipelined: both statements go out together and PostgreSQL runs them in order, so
+        // the token's row is read only after the family's lock is granted. Both are
+        // prepared first (an unprepared statement would be sent later, out of order).
+        let family_statement = tx.prepare_cached(family_sql).await?;
+        let token_statement = tx
+            .prepare_cached(
                 "SELECT generation, issued_at, expires_at, retired_at, reuses FROM refresh_tokens WHERE digest = $1",
-                &[&&digest[..]],
             )
-            .await?
-        else {
-            return Ok(None); // forgotten while we waited for the lock
-        };
+            .await?;
+        self.statements.fetch_add(2, Ordering::Relaxed);
+        let key: &[u8] = &digest[..];
+        let (f, t) = futures_util::future::try_join(
+            tx.query_opt(&family_statement, &[&key]),
+            tx.query_opt(&token_statement, &[&key]),
+        )
+        .await?;
+        let Some(f) = f else { return Ok(None) };
+        // None: forgotten while this transaction waited for the lock.
+        let Some(t) = t else { return Ok(None) };
         let family_id: i64 = f.try_get(0)?;
         let created_at: i64 = f.try_get(4)?;
         let live = match (f.try_get::<_, Option<Vec<u8>>>(6)?, f.try_get::<_, Option<i64>>(7)?) {
@@ -306,85 +314,119 @@ impl PostgresStore {
     }
 
     /// Writes a transition's effects (the only place a family's rows change after step B).
+    /// `family` is the family as loaded, its row locked. The family's row is written once,
+    /// with the state the effects leave it in ([`RefreshTokenFamily::apply`]); each token
+    /// row gets a statement of its own. All are pipelined: sent together and run by
+    /// PostgreSQL in the order sent (a rotation — retire, insert, family — is one round
+    /// trip). They touch different rows, so their order does not matter.
     async fn persist(
         &self,
         tx: &Transaction<'_>,
         family_id: FamilyId,
+        family: &RefreshTokenFamily,
         presented: Option<&TokenDigest>,
         effects: &[FamilyEffect],
     ) -> Result<(), StoreError> {
+        type Sent<'a> = std::pin::Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'a>>;
+        let mut after = family.clone();
+        let mut family_changed = false;
+        let mut sends: Vec<Sent<'_>> = Vec::new();
         for effect in effects {
-            match effect {
-                FamilyEffect::RetireLive { digest, at, .. } => {
-                    self.execute(
-                        tx,
-                        "UPDATE refresh_tokens SET retired_at = $2 WHERE digest = $1",
-                        &[&&digest[..], &(*at as i64)],
-                    )
-                    .await?;
+            after.apply(effect);
+            let (sql, digest): (&str, TokenDigest) = match (effect, presented) {
+                (FamilyEffect::RetireLive { digest, .. }, _) => {
+                    ("UPDATE refresh_tokens SET retired_at = $2 WHERE digest = $1", *digest)
                 }
-                FamilyEffect::IssueLive(token) => {
-                    let new = NewRefreshToken { digest: token.digest, expires_at: token.expires_at };
-                    self.insert_token(tx, family_id, token.generation, token.issued_at, &new).await?;
-                    self.execute(
-                        tx,
-                        "UPDATE families SET live_digest = $2, live_generation = $3, live_issued_at = $4,
-                                             live_expires_at = $5, live_access_token_id = $6,
-                                             live_access_token_used = $7 WHERE id = $1",
-                        &[
-                            &family_id,
-                            &&token.digest[..],
-                            &(token.generation as i64),
-                            &(token.issued_at as i64),
-                            &token.expires_at.map(|e| e as i64),
-                            &token.access_token_id.as_ref().map(|d| &d[..]),
-                            &token.access_token_used,
-                        ],
-                    )
-                    .await?;
+                (FamilyEffect::IssueLive(token), _) => (
+                    "INSERT INTO refresh_tokens (digest, family_id, generation, issued_at, expires_at)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    token.digest,
+                ),
+                (FamilyEffect::RecordReuse { .. }, Some(p)) => {
+                    ("UPDATE refresh_tokens SET reuses = $2 WHERE digest = $1", *p)
                 }
-                FamilyEffect::SetGraceFloor(generation) => {
-                    self.execute(
-                        tx,
-                        "UPDATE families SET grace_floor = $2 WHERE id = $1",
-                        &[&family_id, &(*generation as i64)],
-                    )
-                    .await?;
+                (FamilyEffect::ForgetPresented, Some(p)) => ("DELETE FROM refresh_tokens WHERE digest = $1", *p),
+                (FamilyEffect::RecordReuse { .. } | FamilyEffect::ForgetPresented, None) => continue,
+                (FamilyEffect::DiscardLive { digest, .. }, _) => {
+                    ("DELETE FROM refresh_tokens WHERE digest = $1", *digest)
                 }
-                FamilyEffect::Touch { at } => {
-                    self.execute(
-                        tx,
-                        "UPDATE families SET last_used_at = $2 WHERE id = $1",
-                        &[&family_id, &(*at as i64)],
-                    )
-                    .await?;
+                (
+                    FamilyEffect::SetGraceFloor(_)
+                    | FamilyEffect::Touch { .. }
+                    | FamilyEffect::Revoke { .. }
+                    | FamilyEffect::AccessTokenUsed { .. },
+                    _,
+                ) => {
+                    family_changed = true;
+                    continue;
                 }
-                FamilyEffect::Revoke { at, reason } => self.revoke(tx, family_id, *at, reason).await?,
-                FamilyEffect::RecordReuse { reuses } => {
-                    if let Some(digest) = presented {
-                        let reuses = i32::try_from(*reuses).unwrap_or(i32::MAX);
-                        self.execute(
-                            tx,
-                            "UPDATE refresh_tokens SET reuses = $2 WHERE digest = $1",
-                            &[&&digest[..], &reuses],
-                        )
-                        .await?;
+            };
+            // The live token changes with these: the family's row too.
+            family_changed |= matches!(
+                effect,
+                FamilyEffect::RetireLive { .. } | FamilyEffect::IssueLive(_) | FamilyEffect::DiscardLive { .. }
+            );
+            // Prepared before anything is sent (see `load`).
+            let statement = tx.prepare_cached(sql).await?;
+            self.statements.fetch_add(1, Ordering::Relaxed);
+            let effect = effect.clone();
+            sends.push(Box::pin(async move {
+                let key: &[u8] = &digest[..];
+                match effect {
+                    FamilyEffect::RetireLive { at, .. } => tx.execute(&statement, &[&key, &(at as i64)]).await,
+                    FamilyEffect::IssueLive(token) => {
+                        let expires_at = token.expires_at.map(|e| e as i64);
+                        let (generation, issued_at) = (token.generation as i64, token.issued_at as i64);
+                        tx.execute(&statement, &[&key, &family_id, &generation, &issued_at, &expires_at]).await
                     }
-                }
-                FamilyEffect::ForgetPresented => {
-                    if let Some(digest) = presented {
-                        self.execute(tx, "DELETE FROM refresh_tokens WHERE digest = $1", &[&&digest[..]]).await?;
+                    FamilyEffect::RecordReuse { reuses } => {
+                        tx.execute(&statement, &[&key, &i32::try_from(reuses).unwrap_or(i32::MAX)]).await
                     }
+                    _ => tx.execute(&statement, &[&key]).await,
                 }
-                FamilyEffect::DiscardLive { digest, .. } => {
-                    self.execute(tx, "DELETE FROM refresh_tokens WHERE digest = $1", &[&&digest[..]]).await?;
-                }
-                FamilyEffect::AccessTokenUsed { .. } => {
-                    self.execute(tx, "UPDATE families SET live_access_token_used = TRUE WHERE id = $1", &[&family_id])
-                        .await?;
-                }
-            }
+            }));
         }
+        if family_changed {
+            let statement = tx
+                .prepare_cached(
+                    "UPDATE families SET live_digest = $2, live_generation = $3, live_issued_at = $4,
+                                         live_expires_at = $5, live_access_token_id = $6, live_access_token_used = $7,
+                                         grace_floor = $8, last_used_at = $9, revoked_at = $10, revoked_reason = $11
+                     WHERE id = $1",
+                )
+                .await?;
+            self.statements.fetch_add(1, Ordering::Relaxed);
+            sends.push(Box::pin(async move {
+                let live = after.live;
+                let live_digest = live.map(|l| l.digest.to_vec());
+                let generation = live.map(|l| l.generation as i64);
+                let issued_at = live.map(|l| l.issued_at as i64);
+                let expires_at = live.and_then(|l| l.expires_at).map(|e| e as i64);
+                let access_token_id = live.and_then(|l| l.access_token_id).map(|d| d.to_vec());
+                let access_token_used = live.is_some_and(|l| l.access_token_used);
+                let (grace_floor, last_used_at) = (after.grace_floor as i64, after.last_used_at as i64);
+                let revoked_at = after.revoked.as_ref().map(|r| r.at as i64);
+                let revoked_reason = after.revoked.map(|r| r.reason);
+                tx.execute(
+                    &statement,
+                    &[
+                        &family_id,
+                        &live_digest,
+                        &generation,
+                        &issued_at,
+                        &expires_at,
+                        &access_token_id,
+                        &access_token_used,
+                        &grace_floor,
+                        &last_used_at,
+                        &revoked_at,
+                        &revoked_reason,
+                    ],
+                )
+                .await
+            }));
+        }
+        futures_util::future::try_join_all(sends).await?;
         Ok(())
     }
 
@@ -411,7 +453,7 @@ impl PostgresStore {
         let mut request = command.request.clone();
         request.subject_registered = command.directory.subject_registered(&family.grant.subject);
         let transition = family.refresh(&token, &request, &command.policy);
-        self.persist(tx, family_id, Some(&command.presented), &transition.effects).await?;
+        self.persist(tx, family_id, &family, Some(&command.presented), &transition.effects).await?;
         Ok(RefreshOutcome { family_id: Some(family_id), subject: family.grant.subject, transition })
     }
 
@@ -570,7 +612,7 @@ impl Store for PostgresStore {
                         None => false,
                         Some((family_id, family, _, _)) => {
                             let effects = family.access_token_used(&access_token_id, now);
-                            self.persist(&tx, family_id, None, &effects).await?;
+                            self.persist(&tx, family_id, &family, None, &effects).await?;
                             !effects.is_empty()
                         }
                     },
