@@ -142,6 +142,8 @@ impl AuthorizationServer {
         let successor_key =
             aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &store.server_secret("refresh-successor")?);
         let dpop = dpop::DpopState::new(&config.dpop, &store.server_secret("dpop-nonce")?);
+        let mut metrics = metrics::Metrics::default();
+        metrics.observe_store(store.clone());
         let server = Self {
             config,
             clock,
@@ -152,7 +154,7 @@ impl AuthorizationServer {
             refresh_policy,
             directory,
             successor_key,
-            metrics: metrics::Metrics::default(),
+            metrics,
             control: std::sync::OnceLock::new(),
             runtime,
             dpop,

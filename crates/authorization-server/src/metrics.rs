@@ -8,19 +8,22 @@
 //! | `figure2_refresh_outcomes_total` | counter | `outcome` | steps G→H decided: `rotated`, `accepted` (no rotation), `accepted_in_grace`, `reuse_detected`, `revoked`, `expired`, `idle_expired`, `invalid_scope`, `subject_removed`, `dpop_key_mismatch`, `unknown`, `wrong_client` |
 //! | `figure2_refresh_families_revoked_total` | counter | — | families revoked because a rotated refresh token came back (RFC 9700 §4.14.2) |
 //! | `figure2_userinfo_requests_total` | counter | `outcome` | `GET/POST /userinfo`: `success` or the RFC 6750 §3.1 error code |
+//! | `figure2_store_statements_total` | counter | — | statements this instance sent to its database (`BEGIN` and `COMMIT` included); only where the store counts them (PostgreSQL) |
 //!
 //! Label values come from fixed lists (an unknown `grant_type` is `other`), so a client
 //! cannot grow the number of series.
 
-use crate::store::RefreshOutcome;
+use crate::store::{RefreshOutcome, Store};
 use figure2_http::HttpResponse;
 use figure2_protocol::ErrorResponse;
 use figure2_protocol::family::RefreshRejection;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -113,6 +116,14 @@ fn grant_label(grant_type: Option<&str>) -> &'static str {
 }
 
 impl Metrics {
+    /// Adds the store's own counters (read from the store at each scrape), where it keeps
+    /// any: `figure2_store_statements_total` for PostgreSQL.
+    pub fn observe_store(&mut self, store: Arc<dyn Store>) {
+        if store.statements_executed().is_some() {
+            self.registry.register_collector(Box::new(StoreStatements(store)));
+        }
+    }
+
     /// One answered token request.
     pub(crate) fn token_request(&self, grant_type: Option<&str>, error: Option<&ErrorResponse>, took: Duration) {
         let grant_type = grant_label(grant_type);
@@ -178,6 +189,31 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+}
+
+/// `figure2_store_statements_total`: the store's own count, read at each scrape (the
+/// store counts every statement it sends; dividing the increase by the refreshes
+/// answered gives the statements per refresh, which benchmarks report).
+struct StoreStatements(Arc<dyn Store>);
+
+impl std::fmt::Debug for StoreStatements {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreStatements")
+    }
+}
+
+impl Collector for StoreStatements {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(statements) = self.0.statements_executed() else { return Ok(()) };
+        let counter = ConstCounter::new(statements);
+        let metric = encoder.encode_descriptor(
+            "figure2_store_statements",
+            "Statements sent to the database by this instance (BEGIN and COMMIT included)",
+            None,
+            counter.metric_type(),
+        )?;
+        counter.encode(metric)
     }
 }
 

@@ -129,7 +129,19 @@ pub enum Work {
     Pool(Arc<Vec<Vec<u8>>>),
     /// Refresh-token chains, one per connection: each request presents the refresh token
     /// of the previous answer (the same one again when the server does not rotate).
-    Chains { addr: SocketAddr, basic: Arc<str>, tokens: Vec<String> },
+    /// Connection `i` goes to `addrs[i % addrs.len()]`: several instances of one
+    /// authorization server share the load (as behind a round-robin balancer).
+    Chains { addrs: Vec<SocketAddr>, basic: Arc<str>, tokens: Vec<String> },
+}
+
+impl Work {
+    /// Where connection `i` goes (`default` unless the work names its addresses).
+    fn addr_of(&self, i: usize, default: SocketAddr) -> SocketAddr {
+        match self {
+            Work::Chains { addrs, .. } if !addrs.is_empty() => addrs[i % addrs.len()],
+            _ => default,
+        }
+    }
 }
 
 /// The outcome of one measured run.
@@ -139,8 +151,10 @@ pub struct RunOutcome {
     pub elapsed: Duration,
     /// Latency of each request, in microseconds.
     pub latency: Histogram<u64>,
-    /// The server's CPU ticks over the run (`None` if unreadable).
+    /// The server's CPU ticks over the run, all its processes together (`None` if unreadable).
     pub server_cpu_ticks: Option<u64>,
+    /// The database server's CPU ticks over the run (`None` if none was named or unreadable).
+    pub database_cpu_ticks: Option<u64>,
     /// This process's CPU ticks over the run: the load generator's cost.
     pub loader_cpu_ticks: Option<u64>,
     /// The first error seen, for the log.
@@ -160,20 +174,30 @@ pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
 
-/// Runs `work` over `concurrency` connections to `addr` for `duration`, measuring the
-/// CPU time of process `server_pid` over the same interval. Chains come back updated.
+/// The CPU ticks of these processes together (`None` if one is unreadable).
+fn processes_cpu_ticks(pids: &[u32]) -> Option<u64> {
+    pids.iter().map(|&pid| crate::procfs::process_cpu_ticks(pid)).sum()
+}
+
+/// Runs `work` over `concurrency` connections to `addr` (or the chains' own addresses)
+/// for `duration`, measuring the CPU time of the processes `server_pids` and of the
+/// process tree under `database_root` (a PostgreSQL postmaster) over the same interval.
+/// Chains come back updated.
 pub async fn run(
     addr: SocketAddr,
     work: &mut Work,
     concurrency: usize,
     duration: Duration,
-    server_pid: u32,
+    server_pids: &[u32],
+    database_root: Option<u32>,
 ) -> Result<RunOutcome, String> {
     let mut connections = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
+    for i in 0..concurrency {
+        let addr = work.addr_of(i, addr);
         connections.push(Connection::open(addr).await.map_err(|e| format!("connect to {addr}: {e}"))?);
     }
-    let cpu_before = crate::procfs::process_cpu_ticks(server_pid);
+    let cpu_before = processes_cpu_ticks(server_pids);
+    let database_before = database_root.and_then(crate::procfs::tree_cpu_ticks);
     let loader_before = crate::procfs::process_cpu_ticks(std::process::id());
     let start = Instant::now();
     let deadline = start + duration;
@@ -182,8 +206,8 @@ pub async fn run(
         let work = match work {
             Work::Fixed(r) => ConnWork::Fixed(r.clone()),
             Work::Pool(p) => ConnWork::Pool { pool: p.clone(), next: i, stride: concurrency },
-            Work::Chains { addr, basic, tokens } => ConnWork::Chain {
-                addr: *addr,
+            Work::Chains { addrs, basic, tokens } => ConnWork::Chain {
+                addr: addrs.get(i % addrs.len().max(1)).copied().unwrap_or(addr),
                 basic: basic.clone(),
                 token: tokens.get(i).cloned().ok_or("fewer chains than connections")?,
             },
@@ -196,6 +220,7 @@ pub async fn run(
         elapsed: Duration::ZERO,
         latency: histogram(),
         server_cpu_ticks: None,
+        database_cpu_ticks: None,
         loader_cpu_ticks: None,
         first_error: None,
     };
@@ -212,8 +237,10 @@ pub async fn run(
         }
     }
     outcome.elapsed = start.elapsed();
-    let cpu_after = crate::procfs::process_cpu_ticks(server_pid);
+    let cpu_after = processes_cpu_ticks(server_pids);
     outcome.server_cpu_ticks = cpu_before.zip(cpu_after).map(|(b, a)| a.saturating_sub(b));
+    let database_after = database_root.and_then(crate::procfs::tree_cpu_ticks);
+    outcome.database_cpu_ticks = database_before.zip(database_after).map(|(b, a)| a.saturating_sub(b));
     let loader_after = crate::procfs::process_cpu_ticks(std::process::id());
     outcome.loader_cpu_ticks = loader_before.zip(loader_after).map(|(b, a)| a.saturating_sub(b));
     Ok(outcome)

@@ -16,6 +16,7 @@
 
 mod child;
 mod load;
+mod postgres;
 mod procfs;
 mod report;
 mod run;

@@ -38,6 +38,41 @@ fn stat_cpu(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// The fields after the command name of a `stat` line: `rest[n - 3]` is field `n`.
+fn stat_fields(stat: &str) -> Option<Vec<&str>> {
+    Some(stat[stat.rfind(')')? + 1..].split_whitespace().collect())
+}
+
+/// The parent of a process (`stat` field 4).
+pub fn parent_pid(pid: u32) -> Option<u32> {
+    stat_fields(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?.get(1)?.parse().ok()
+}
+
+/// A process's command name (`/proc/PID/comm`).
+pub fn command_name(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|c| c.trim_end().to_owned())
+}
+
+/// CPU ticks used so far by a process tree one level deep: `root` itself, the children
+/// it already reaped (`cutime + cstime`, fields 16 and 17) and its live children. A
+/// PostgreSQL cluster is such a tree: the postmaster, one backend per connection, and
+/// its background processes (WAL writer, checkpointer, …).
+pub fn tree_cpu_ticks(root: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{root}/stat")).ok()?;
+    let fields = stat_fields(&stat)?;
+    let own = stat_cpu(&stat)?;
+    let reaped: u64 = fields.get(13)?.parse::<u64>().ok()? + fields.get(14)?.parse::<u64>().ok()?;
+    let children: u64 = std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter(|stat| stat_fields(stat).and_then(|f| f.get(1)?.parse::<u32>().ok()) == Some(root))
+        .filter_map(|stat| stat_cpu(&stat))
+        .sum();
+    Some(own + reaped + children)
+}
+
 /// CPU ticks a process used so far, all its threads together (dead ones included).
 pub fn process_cpu_ticks(pid: u32) -> Option<u64> {
     stat_cpu(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
@@ -132,6 +167,9 @@ mod tests {
     #[test]
     fn reads_this_process() {
         assert!(process_cpu_ticks(std::process::id()).is_some());
+        let parent = parent_pid(std::process::id()).expect("a parent");
+        assert!(tree_cpu_ticks(parent).is_some_and(|t| t >= process_cpu_ticks(std::process::id()).unwrap_or(0)));
+        assert!(command_name(std::process::id()).is_some());
         assert!(memory(std::process::id()).is_some_and(|m| m.rss_kib > 0));
     }
 }

@@ -25,6 +25,12 @@ pub struct Sample {
     /// client-cycles: the whole process's CPU (clients and servers) per cycle.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub process_cpu_us: Option<f64>,
+    /// PostgreSQL lines: the database server's CPU time per request, in microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_cpu_us: Option<f64>,
+    /// PostgreSQL lines: statements the instances sent to the database per request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statements_per_request: Option<f64>,
 }
 
 /// A line of the table: the medians of its rounds.
@@ -41,9 +47,25 @@ pub struct LineReport {
     pub p99_us: u64,
     pub server_cpu_us: Option<f64>,
     pub loader_cpu_us: Option<f64>,
+    /// PostgreSQL lines: how many authorization-server instances shared the load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instances: Option<usize>,
+    /// PostgreSQL lines: the database server's CPU time per request (µs), median of rounds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_cpu_us: Option<f64>,
+    /// PostgreSQL lines: statements sent to the database per request, median of rounds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statements_per_request: Option<f64>,
     pub errors: u64,
     pub requests: u64,
     pub rounds: Vec<Sample>,
+}
+
+/// A line that did not run, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub line: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -88,6 +110,8 @@ pub struct Setup {
     pub store_fill_s: f64,
     pub chains: String,
     pub token_pool: String,
+    /// The PostgreSQL lines' database and instances, or why they were skipped.
+    pub postgres: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -111,6 +135,8 @@ pub struct Report {
     pub settings: Settings,
     pub setup: Setup,
     pub lines: Vec<LineReport>,
+    /// Lines asked for that did not run (no PostgreSQL, say), with the reason.
+    pub skipped: Vec<Skipped>,
     pub ratios: Vec<Ratio>,
     pub scenario_suite: Option<ScenarioSuite>,
     pub memory: MemoryReport,
@@ -202,6 +228,31 @@ impl Report {
         for l in &self.lines {
             out.push_str(&format!("  {:<22} {}: {}\n", l.name, l.role, l.description));
         }
+        for s in &self.skipped {
+            out.push_str(&format!("  {:<22} SKIPPED: {}\n", s.line, s.reason));
+        }
+        let pg: Vec<&LineReport> = self.lines.iter().filter(|l| l.instances.is_some()).collect();
+        if !pg.is_empty() {
+            out.push_str(&format!(
+                "\n{:<24} {:>9} {:>10} {:>9} {:>12} {:>12} {:>12} {:>11}\n",
+                "PostgreSQL line", "instances", "req/s", "p99 µs", "AS µs/req", "PG µs/req", "AS+PG µs", "stmts/req"
+            ));
+            let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+            for l in pg {
+                let total = l.server_cpu_us.zip(l.database_cpu_us).map(|(a, b)| a + b);
+                out.push_str(&format!(
+                    "{:<24} {:>9} {:>10} {:>9} {:>12} {:>12} {:>12} {:>11}\n",
+                    l.name,
+                    l.instances.unwrap_or(0),
+                    thousands(l.rps),
+                    thousands(l.p99_us as f64),
+                    f(l.server_cpu_us),
+                    f(l.database_cpu_us),
+                    f(total),
+                    l.statements_per_request.map_or("-".to_owned(), |v| format!("{v:.2}"))
+                ));
+            }
+        }
         if !self.ratios.is_empty() || self.scenario_suite.is_some() {
             out.push_str(&format!("\n{:<44} {:>8} {:>9}  {}\n", "target", "value", "wanted", "verdict"));
         }
@@ -247,6 +298,7 @@ impl Report {
         out.push_str(&format!("setup: {}\n", self.setup.store_fill));
         out.push_str(&format!("       {}\n", self.setup.chains));
         out.push_str(&format!("       {}\n", self.setup.token_pool));
+        out.push_str(&format!("       {}\n", self.setup.postgres));
         for l in &self.lines {
             if let Some(e) = l.rounds.iter().find_map(|r| r.first_error.as_deref()) {
                 out.push_str(&format!("first error of {}: {}\n", l.name, e));

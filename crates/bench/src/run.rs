@@ -4,8 +4,11 @@
 
 use crate::child::Child;
 use crate::load::{self, Work};
+use crate::postgres::{self, Availability};
 use crate::procfs;
-use crate::report::{LineReport, MemoryReport, Ratio, Report, Sample, ScenarioSuite, Settings, Setup, median_f64};
+use crate::report::{
+    LineReport, MemoryReport, Ratio, Report, Sample, ScenarioSuite, Settings, Setup, Skipped, median_f64,
+};
 use crate::targets::{demo_client, demo_user};
 use figure2_authorization_server::SqliteStore;
 use figure2_authorization_server::store::{Grant, NewRefreshToken};
@@ -18,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Every line, in the order they run in each round.
-pub const LINES: [&str; 10] = [
+pub const LINES: [&str; 13] = [
     "hello",
     "verify",
     "standin",
@@ -26,6 +29,9 @@ pub const LINES: [&str; 10] = [
     "rs-distinct",
     "as-refresh",
     "as-refresh-norotation",
+    "as-refresh-pg1",
+    "as-refresh-pg2",
+    "as-refresh-pg3",
     "as-password",
     "client-cycles",
     "scenarios",
@@ -65,9 +71,14 @@ pub struct Options {
     #[arg(long)]
     pub pool: Option<usize>,
     /// Run only these lines (comma-separated): hello, verify, standin, rs-repeated,
-    /// rs-distinct, as-refresh, as-refresh-norotation, as-password, client-cycles, scenarios.
+    /// rs-distinct, as-refresh, as-refresh-norotation, as-refresh-pg1, as-refresh-pg2,
+    /// as-refresh-pg3, as-password, client-cycles, scenarios.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// The `authorization-server` binary the PostgreSQL lines run [default: the one beside
+    /// this executable]. PostgreSQL itself is the one FIGURE2_TEST_POSTGRES names.
+    #[arg(long, env = "FIGURE2_AS_BINARY")]
+    pub as_binary: Option<PathBuf>,
     /// The scenario files' directory [default: the repository's scenarios/].
     #[arg(long)]
     pub scenarios: Option<PathBuf>,
@@ -79,6 +90,7 @@ struct Plan {
     warmup: Duration,
     scenarios: PathBuf,
     only: Vec<String>,
+    as_binary: Option<PathBuf>,
 }
 
 impl Plan {
@@ -122,6 +134,7 @@ impl Plan {
             warmup: Duration::from_secs_f64(warmup),
             scenarios,
             only: opts.only,
+            as_binary: opts.as_binary,
         })
     }
 
@@ -207,6 +220,9 @@ enum Measure {
     Load { child: usize, addr: SocketAddr, work: Work },
     /// The child runs client cycles itself and reports.
     Cycles { child: usize },
+    /// Load spread over the first `count` PostgreSQL instances (connection `i` to
+    /// instance `i % count`).
+    Instances { count: usize, work: Work },
 }
 
 struct Line {
@@ -241,7 +257,10 @@ fn run(opts: Options) -> Result<Report, String> {
         store_fill_s: 0.0,
         chains: "no refresh chains (no refresh line)".into(),
         token_pool: "no token pool (no resource-server line)".into(),
+        postgres: "no PostgreSQL line".into(),
     };
+    let mut skipped: Vec<Skipped> = Vec::new();
+    let mut cluster: Option<postgres::Cluster> = None;
     let basic = basic();
 
     // Baseline: hello.
@@ -365,7 +384,7 @@ fn run(opts: Options) -> Result<Report, String> {
             measure: Measure::Load {
                 child: children.len() - 1,
                 addr,
-                work: Work::Chains { addr, basic: basic.as_str().into(), tokens },
+                work: Work::Chains { addrs: vec![addr], basic: basic.as_str().into(), tokens },
             },
             samples: Vec::new(),
         });
@@ -416,7 +435,7 @@ fn run(opts: Options) -> Result<Report, String> {
                 measure: Measure::Load {
                     child: as_index,
                     addr: on,
-                    work: Work::Chains { addr: on, basic: basic.as_str().into(), tokens: rotating },
+                    work: Work::Chains { addrs: vec![on], basic: basic.as_str().into(), tokens: rotating },
                 },
                 samples: Vec::new(),
             });
@@ -430,10 +449,71 @@ fn run(opts: Options) -> Result<Report, String> {
                 measure: Measure::Load {
                     child: as_index,
                     addr: off,
-                    work: Work::Chains { addr: off, basic: basic.as_str().into(), tokens: fixed },
+                    work: Work::Chains { addrs: vec![off], basic: basic.as_str().into(), tokens: fixed },
                 },
                 samples: Vec::new(),
             });
+        }
+    }
+
+    // The refresh grant over PostgreSQL: 1, 2 and 3 instances of the real binary over one
+    // scratch schema holding as many families as the SQLite file.
+    let pg_lines: Vec<(&'static str, usize)> = [("as-refresh-pg1", 1), ("as-refresh-pg2", 2), ("as-refresh-pg3", 3)]
+        .into_iter()
+        .filter(|(name, _)| plan.wants(name))
+        .collect();
+    if !pg_lines.is_empty() {
+        match postgres::availability(plan.as_binary.clone())? {
+            Availability::Skipped(why) => {
+                progress(format!("skipping the PostgreSQL lines: {why}"));
+                for (name, _) in &pg_lines {
+                    skipped.push(Skipped { line: (*name).into(), reason: why.clone() });
+                }
+                setup.postgres = format!("PostgreSQL lines skipped: {why}");
+            }
+            Availability::Ready { base_url, binary } => {
+                let families = plan.settings.families;
+                let chains: Vec<Vec<String>> =
+                    pg_lines.iter().map(|_| (0..c).map(|_| random_token()).collect()).collect();
+                let digests: Vec<[u8; 32]> =
+                    chains.iter().flatten().map(|t| figure2_protocol::secret::digest(t)).collect();
+                progress(format!(
+                    "PostgreSQL: a scratch schema with {families} live families, then {} instances of {}",
+                    postgres::MAX_INSTANCES,
+                    binary.display()
+                ));
+                let (started, fill_s) = postgres::start(&loader, &base_url, &binary, &tmp.0, families, &digests)?;
+                setup.postgres = format!(
+                    "PostgreSQL {}: a scratch schema with {families} live families ({} chains made through \
+                     PostgresStore::create_family, the rest in one INSERT … SELECT on the server) in {fill_s:.1} s; \
+                     {} instances of {} (--database that schema, rotation on, RUST_LOG=warn), connection i of a \
+                     line to instance i % N; PostgreSQL CPU: {}",
+                    started.server_version,
+                    digests.len(),
+                    postgres::MAX_INSTANCES,
+                    binary.display(),
+                    started.postmaster_note
+                );
+                for ((name, count), tokens) in pg_lines.iter().zip(chains) {
+                    let addrs = started.instances[..*count].iter().map(|i| i.addr).collect();
+                    lines.push(Line {
+                        name,
+                        role: "authorization server",
+                        description: format!(
+                            "POST /token grant_type=refresh_token, rotation on, over PostgreSQL (row lock per \
+                             refresh); {count} instance(s) of the real binary over one schema, the connections \
+                             spread over them; CPU = the instances' processes"
+                        ),
+                        concurrency: c,
+                        measure: Measure::Instances {
+                            count: *count,
+                            work: Work::Chains { addrs, basic: basic.as_str().into(), tokens },
+                        },
+                        samples: Vec::new(),
+                    });
+                }
+                cluster = Some(started);
+            }
         }
     }
 
@@ -495,7 +575,7 @@ fn run(opts: Options) -> Result<Report, String> {
     if !plan.warmup.is_zero() {
         progress(format!("warm-up: {:.1} s per line", plan.settings.warmup_s));
         for line in &mut lines {
-            measure(&loader, &mut children, line, plan.warmup)?;
+            measure(&loader, &mut children, cluster.as_ref(), line, plan.warmup)?;
         }
         if let Some(scenarios) = &scenarios {
             scenario_runtime.block_on(run_scenarios(scenarios));
@@ -507,15 +587,23 @@ fn run(opts: Options) -> Result<Report, String> {
     for round in 1..=plan.settings.rounds {
         progress(format!("round {round} of {}", plan.settings.rounds));
         for line in &mut lines {
-            let sample = measure(&loader, &mut children, line, plan.duration)?;
+            let sample = measure(&loader, &mut children, cluster.as_ref(), line, plan.duration)?;
             progress(format!(
-                "  {:<22} {:>9.0}/s  p50 {:>6} µs  p99 {:>6} µs  cpu {:>7} µs  errors {}",
+                "  {:<22} {:>9.0}/s  p50 {:>6} µs  p99 {:>6} µs  cpu {:>7} µs  errors {}{}",
                 line.name,
                 sample.rps,
                 sample.p50_us,
                 sample.p99_us,
                 sample.server_cpu_us.map_or("-".into(), |c| format!("{c:.1}")),
-                sample.errors
+                sample.errors,
+                match (sample.database_cpu_us, sample.statements_per_request) {
+                    (None, None) => String::new(),
+                    (db, st) => format!(
+                        "  postgres {} µs  {} stmts",
+                        db.map_or("-".into(), |c| format!("{c:.1}")),
+                        st.map_or("-".into(), |s| format!("{s:.2}"))
+                    ),
+                }
             ));
             line.samples.push(sample);
             if let Measure::Load { child, .. } = &line.measure {
@@ -538,6 +626,8 @@ fn run(opts: Options) -> Result<Report, String> {
     for child in children {
         child.stop();
     }
+    // The instances stop, then the scratch schema goes.
+    drop(cluster);
     drop(tmp);
 
     let line_reports: Vec<LineReport> = lines.iter().map(summarise).collect();
@@ -599,6 +689,41 @@ fn run(opts: Options) -> Result<Report, String> {
             met: true,
         });
     }
+    for (name, _) in &pg_lines {
+        let Some(a) = find(name) else { continue };
+        // Against the stand-in baseline and the SQLite line, measured in the same rounds.
+        for base in ["standin", "as-refresh"] {
+            if let Some(b) = find(base) {
+                ratios.push(Ratio {
+                    name: format!("{name} / {base} (req/s)"),
+                    value: paired(a, b, &rps),
+                    target: "-".into(),
+                    met: true,
+                });
+            }
+        }
+        if let Some(b) = find("standin") {
+            let value = paired(a, b, &|x, y| if y.p99_us > 0 { x.p99_us as f64 / y.p99_us as f64 } else { 0.0 });
+            ratios.push(Ratio { name: format!("{name} p99 / standin p99"), value, target: "-".into(), met: true });
+        }
+        if *name != "as-refresh-pg1"
+            && let Some(b) = find("as-refresh-pg1")
+        {
+            ratios.push(Ratio {
+                name: format!("{name} / as-refresh-pg1 (req/s)"),
+                value: paired(a, b, &rps),
+                target: "-".into(),
+                met: true,
+            });
+        }
+        let errors: u64 = a.samples.iter().map(|s| s.errors).sum();
+        ratios.push(Ratio {
+            name: format!("{name} errors (all rounds)"),
+            value: errors as f64,
+            target: "= 0".into(),
+            met: errors == 0,
+        });
+    }
     let scenario_suite = scenarios.map(|s| {
         let wall = median_f64(suite_rounds.clone());
         ScenarioSuite {
@@ -621,6 +746,7 @@ fn run(opts: Options) -> Result<Report, String> {
         settings: plan.settings,
         setup,
         lines: line_reports,
+        skipped,
         ratios,
         scenario_suite,
         memory,
@@ -631,36 +757,53 @@ fn run(opts: Options) -> Result<Report, String> {
     })
 }
 
+/// A sample of a run from this process's load generator.
+fn sample_of(o: load::RunOutcome) -> Sample {
+    let secs = o.elapsed.as_secs_f64().max(1e-9);
+    let per = |ticks: Option<u64>| ticks.filter(|_| o.requests > 0).map(|t| procfs::ticks_to_us(t) / o.requests as f64);
+    Sample {
+        rps: o.requests as f64 / secs,
+        p50_us: o.latency.value_at_quantile(0.5),
+        p99_us: o.latency.value_at_quantile(0.99),
+        server_cpu_us: per(o.server_cpu_ticks),
+        loader_cpu_us: per(o.loader_cpu_ticks),
+        database_cpu_us: per(o.database_cpu_ticks),
+        requests: o.requests,
+        errors: o.errors,
+        elapsed_s: secs,
+        first_error: o.first_error,
+        http_per_cycle: None,
+        process_cpu_us: None,
+        statements_per_request: None,
+    }
+}
+
 fn measure(
     loader: &tokio::runtime::Runtime,
     children: &mut [Child],
+    cluster: Option<&postgres::Cluster>,
     line: &mut Line,
     duration: Duration,
 ) -> Result<Sample, String> {
     match &mut line.measure {
         Measure::Load { child, addr, work } => {
             let pid = children[*child].pid();
-            let o = loader.block_on(load::run(*addr, work, line.concurrency, duration, pid))?;
-            let secs = o.elapsed.as_secs_f64().max(1e-9);
-            Ok(Sample {
-                rps: o.requests as f64 / secs,
-                p50_us: o.latency.value_at_quantile(0.5),
-                p99_us: o.latency.value_at_quantile(0.99),
-                server_cpu_us: o
-                    .server_cpu_ticks
-                    .filter(|_| o.requests > 0)
-                    .map(|t| procfs::ticks_to_us(t) / o.requests as f64),
-                loader_cpu_us: o
-                    .loader_cpu_ticks
-                    .filter(|_| o.requests > 0)
-                    .map(|t| procfs::ticks_to_us(t) / o.requests as f64),
-                requests: o.requests,
-                errors: o.errors,
-                elapsed_s: secs,
-                first_error: o.first_error,
-                http_per_cycle: None,
-                process_cpu_us: None,
-            })
+            Ok(sample_of(loader.block_on(load::run(*addr, work, line.concurrency, duration, &[pid], None))?))
+        }
+        Measure::Instances { count, work } => {
+            let cluster = cluster.ok_or("no PostgreSQL instances")?;
+            let used = &cluster.instances[..*count];
+            let pids: Vec<u32> = used.iter().map(postgres::Instance::pid).collect();
+            let addrs: Vec<SocketAddr> = used.iter().map(|i| i.addr).collect();
+            let before = loader.block_on(postgres::statements(&addrs))?;
+            let o =
+                loader.block_on(load::run(addrs[0], work, line.concurrency, duration, &pids, cluster.postmaster))?;
+            let after = loader.block_on(postgres::statements(&addrs))?;
+            let requests = o.requests;
+            let mut sample = sample_of(o);
+            sample.statements_per_request =
+                (requests > 0).then(|| after.saturating_sub(before) as f64 / requests as f64);
+            Ok(sample)
         }
         Measure::Cycles { child } => {
             let r = children[*child].command(&format!("cycles {}", duration.as_secs_f64()))?;
@@ -686,6 +829,8 @@ fn measure(
                 first_error: r["first_error"].as_str().map(str::to_owned),
                 http_per_cycle: r["http_requests"].as_u64().filter(|_| n > 0).map(|h| h as f64 / n as f64),
                 process_cpu_us: process,
+                database_cpu_us: None,
+                statements_per_request: None,
             })
         }
     }
@@ -706,6 +851,18 @@ fn summarise(line: &Line) -> LineReport {
         p99_us: med(&|s| s.p99_us as f64) as u64,
         server_cpu_us: (!cpu.is_empty()).then(|| median_f64(cpu)),
         loader_cpu_us: (!loader.is_empty()).then(|| median_f64(loader)),
+        instances: match line.measure {
+            Measure::Instances { count, .. } => Some(count),
+            _ => None,
+        },
+        database_cpu_us: {
+            let v: Vec<f64> = line.samples.iter().filter_map(|s| s.database_cpu_us).collect();
+            (!v.is_empty()).then(|| median_f64(v))
+        },
+        statements_per_request: {
+            let v: Vec<f64> = line.samples.iter().filter_map(|s| s.statements_per_request).collect();
+            (!v.is_empty()).then(|| median_f64(v))
+        },
         errors: line.samples.iter().map(|s| s.errors).sum(),
         requests: line.samples.iter().map(|s| s.requests).sum(),
         rounds: line.samples.clone(),

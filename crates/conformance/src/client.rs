@@ -3,7 +3,11 @@
 //! the token expired (E), retry exactly once after `invalid_token` or any other 401 to a
 //! request that carried a token (F, G, H), leave `insufficient_scope` alone, refresh once
 //! when requests race, keep the rotated refresh token, stop on `invalid_grant`, and keep
-//! the refresh token away from the resource server?
+//! the refresh token away from the resource server? Client profiles for the faults of
+//! real deployments: does it keep its refresh token when a proxy answers a refresh 429 or
+//! 503 (matrix-org/matrix-js-sdk#5495), and does it survive a token response lost after
+//! the server rotated, under each recovery policy of real servers (time grace, idempotent
+//! retry, count-based reuse, usage-based), where strict rotation logs it out by design?
 //!
 //! The client under test is Figure2's own library (in-process, simulated clock) or any
 //! program given as a command, which must follow this contract (all in environment
@@ -60,6 +64,33 @@ fn one() -> u32 {
     1
 }
 
+/// How the scripted server takes back a retired refresh token after a lost answer (the
+/// recovery policies of real servers: README, "Which refresh policy?").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recovery {
+    /// Strict rotation: refused, and the family revoked (RFC 9700 §4.14.2).
+    None,
+    /// Within `grace_seconds` of its retirement, a new pair (Hydra, Auth0, Rauthy).
+    Time,
+    /// Within `grace_seconds`, the successor already issued (Dex).
+    Idempotent,
+    /// `max_reuse` more times (Keycloak).
+    Count,
+    /// While the successor's access token was never used (matrix-authentication-service).
+    Usage,
+}
+
+/// What a lost-response check expects of the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LostResponse {
+    /// It retries with the refresh token it still holds and goes on.
+    Recovers,
+    /// Strict rotation logs it out: it asks for a new authorization, without retrying.
+    LoggedOut,
+}
+
 /// How the scripted servers behave.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -76,11 +107,39 @@ pub struct Script {
     /// `no_challenge_401_once` (a 401 with no challenge at all), as resource servers in
     /// the wild answer; `insufficient_scope` (403, RFC 6750 §3.1, every time).
     pub resource: String,
+    /// A proxy in front of the token endpoint answers the first refresh with this status
+    /// (429 or 503, an HTML body and `Retry-After: 1`): the request never reaches the
+    /// server, nothing is rotated. 0: never.
+    pub refresh_unavailable: u16,
+    /// The first refresh is committed (the token rotated) but its answer is lost: the
+    /// client receives 504 from a gateway instead.
+    pub lose_refresh: bool,
+    /// How the server treats the retired predecessor coming back after the lost answer:
+    /// `none` (strict rotation: refused, the family revoked), `time` (accepted within
+    /// `grace_seconds` of its retirement, a new pair issued: Hydra, Auth0, Rauthy),
+    /// `idempotent` (within `grace_seconds`, the successor already issued is handed back:
+    /// Dex), `count` (accepted `max_reuse` more times: Keycloak), `usage` (accepted while
+    /// the successor's access token was never presented to the resource server: MAS).
+    pub recovery: Recovery,
+    /// Seconds (catalogue time) of the `time` and `idempotent` windows.
+    pub grace_seconds: u64,
+    /// How many times `count` accepts the predecessor again.
+    pub max_reuse: u32,
 }
 
 impl Default for Script {
     fn default() -> Self {
-        Self { expires_in: 60, rotate: true, refresh: "ok".into(), resource: "validate".into() }
+        Self {
+            expires_in: 60,
+            rotate: true,
+            refresh: "ok".into(),
+            resource: "validate".into(),
+            refresh_unavailable: 0,
+            lose_refresh: false,
+            recovery: Recovery::None,
+            grace_seconds: 30,
+            max_reuse: 1,
+        }
     }
 }
 
@@ -109,6 +168,17 @@ pub struct ClientExpect {
     /// The situation: the refused access token was presented (so a retry was exercised).
     #[serde(default)]
     pub situation_refused_token_presented: bool,
+    /// With `refresh_unavailable`: after the 429/503 the client refreshes again with the
+    /// refresh token it had (not dropped, not a new grant), gets 200, and its last call is
+    /// served. The situation (a refresh answered 429/503) must have happened.
+    #[serde(default)]
+    pub keeps_refresh_token_when_unavailable: bool,
+    /// With `lose_refresh`: `recovers` (the client retries with the refresh token it still
+    /// holds, the server takes it back, and the client goes on: not sent back to step A,
+    /// its last call served) or `logged_out` (strict rotation: the expected outcome is that the
+    /// client is told `invalid_grant` and asks for a new authorization, without retrying).
+    /// The situation (a refresh committed and its answer lost) must have happened.
+    pub lost_response: Option<LostResponse>,
 }
 
 /// One request the scripted servers saw.
@@ -136,10 +206,36 @@ struct Ledger {
     refresh_issued_at: Vec<u64>,
     live_refresh_token: Option<String>,
     refused_once: bool,
+    /// The proxy's 429/503 was sent (the situation of the unavailable checks).
+    unavailable_sent: bool,
+    /// The refresh token presented in the refresh answered 429/503.
+    unavailable_presented: Option<String>,
+    /// A refresh was committed and its answer lost (the situation of the lost-response
+    /// checks): the retired predecessor, when, the access token that never arrived, and
+    /// how many times the predecessor was accepted again.
+    lost: Option<Lost>,
+    /// Strict rotation revoked the family: every refresh is refused.
+    family_revoked: bool,
+    /// Access tokens presented to the resource server.
+    used_access_tokens: std::collections::HashSet<String>,
+}
+
+/// The refresh whose answer was lost.
+#[derive(Debug, Clone)]
+struct Lost {
+    predecessor: String,
+    retired_at: u64,
+    successor_access_token: String,
+    reuses: u32,
+    /// The predecessor came back, and what the server did with it.
+    came_back: bool,
+    accepted: bool,
 }
 
 struct Scripted {
     script: Script,
+    /// Catalogue seconds per real second (1 in-process; programs run faster).
+    time_scale: u64,
     /// `expires_in` as told to the client (scaled down for programs run in real time).
     expires_in: u64,
     /// Milliseconds on the scripted servers' clock.
@@ -192,12 +288,16 @@ impl figure2_http::Handler for Scripted {
                     Some(self.issue(&mut ledger, now, true))
                 }
                 Some("refresh_token") if self.script.refresh == "ok" => {
-                    let presented = form.get("refresh_token");
-                    if presented.is_some() && presented == ledger.live_refresh_token.as_deref() {
-                        let rotate = self.script.rotate;
-                        Some(self.issue(&mut ledger, now, rotate))
-                    } else {
-                        None
+                    match self.refresh(&mut ledger, form.get("refresh_token"), now) {
+                        Refreshed::Answer(body) => Some(body),
+                        Refreshed::Refused => None,
+                        Refreshed::Status(status, answer) => {
+                            seen.answer = format!("{status} ({answer})");
+                            ledger.seen.push(seen);
+                            // What nginx or a load balancer sends: HTML, no OAuth error.
+                            let html = format!("<html><body><h1>{status}</h1>{answer}</body></html>");
+                            return figure2_http::text(status, "text/html", html, &[("retry-after", "1")]);
+                        }
                     }
                 }
                 _ => None,
@@ -227,6 +327,9 @@ impl figure2_http::Handler for Scripted {
         // The protected resource.
         let authorization = parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let token = extract_bearer_token(authorization).ok().flatten().map(str::to_owned);
+        if let Some(t) = &token {
+            ledger.used_access_tokens.insert(t.clone());
+        }
         let issued = token.as_ref().and_then(|t| ledger.access_tokens.iter().find(|(a, _)| a == t).map(|(_, at)| *at));
         let first = ledger.access_tokens.first().map(|(t, _)| t.clone());
         ledger.seen.push(Seen {
@@ -292,7 +395,77 @@ impl figure2_http::Handler for Scripted {
     }
 }
 
+/// What the scripted token endpoint does with a refresh request.
+enum Refreshed {
+    Answer(serde_json::Value),
+    Refused,
+    /// Not answered by the server: a proxy's or gateway's status, and why (for the trace).
+    Status(u16, &'static str),
+}
+
 impl Scripted {
+    /// A refresh (RFC 6749 §6) under the script: the live token rotates (or not); a proxy
+    /// may answer first; the answer may be lost; the retired predecessor may be taken back.
+    fn refresh(&self, ledger: &mut Ledger, presented: Option<&str>, now: u64) -> Refreshed {
+        let Some(presented) = presented else { return Refreshed::Refused };
+        if ledger.family_revoked {
+            return Refreshed::Refused;
+        }
+        if Some(presented) == ledger.live_refresh_token.as_deref() {
+            if self.script.refresh_unavailable != 0 && !ledger.unavailable_sent {
+                ledger.unavailable_sent = true;
+                ledger.unavailable_presented = Some(presented.to_owned());
+                return Refreshed::Status(self.script.refresh_unavailable, "a proxy in front of the token endpoint");
+            }
+            let body = self.issue(ledger, now, self.script.rotate);
+            if self.script.lose_refresh && ledger.lost.is_none() && body.get("refresh_token").is_some() {
+                // Committed: the presented token is retired, the successor is live. The
+                // answer never reaches the client.
+                ledger.lost = Some(Lost {
+                    predecessor: presented.to_owned(),
+                    retired_at: now,
+                    successor_access_token: body["access_token"].as_str().unwrap_or_default().to_owned(),
+                    reuses: 0,
+                    came_back: false,
+                    accepted: false,
+                });
+                return Refreshed::Status(504, "the server rotated, but the gateway timed out: the answer is lost");
+            }
+            return Refreshed::Answer(body);
+        }
+        let grace_ms = self.script.grace_seconds * 1000 / self.time_scale.max(1);
+        let used = ledger.used_access_tokens.clone();
+        let Some(lost) = ledger.lost.as_mut().filter(|l| l.predecessor == presented) else {
+            return Refreshed::Refused;
+        };
+        lost.came_back = true;
+        let within = now <= lost.retired_at + grace_ms;
+        let accept = match self.script.recovery {
+            Recovery::Time | Recovery::Idempotent => within,
+            Recovery::Count => lost.reuses < self.script.max_reuse,
+            Recovery::Usage => !used.contains(&lost.successor_access_token),
+            Recovery::None => false,
+        };
+        if !accept {
+            if self.script.recovery == Recovery::None {
+                // Strict rotation (RFC 9700 §4.14.2): reuse revokes the family.
+                ledger.family_revoked = true;
+            }
+            return Refreshed::Refused;
+        }
+        lost.reuses += 1;
+        lost.accepted = true;
+        if self.script.recovery == Recovery::Idempotent {
+            // Dex: the successor already issued is handed back, with a new access token.
+            let successor = ledger.live_refresh_token.clone();
+            let mut body = self.issue(ledger, now, false);
+            body["refresh_token"] = serde_json::json!(successor);
+            return Refreshed::Answer(body);
+        }
+        // A new pair; the live token (the unused successor) is replaced.
+        Refreshed::Answer(self.issue(ledger, now, true))
+    }
+
     fn issue(&self, ledger: &mut Ledger, now: u64, new_refresh_token: bool) -> serde_json::Value {
         let n = ledger.access_tokens.len() + 1;
         let access_token = format!("figure2-at-{n}-{}", random_suffix());
@@ -465,8 +638,13 @@ async fn exercise(check: &ClientCheck, subject: &Subject) -> Result<(Ending, Led
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
     let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    let time_scale = match subject {
+        Subject::Command(command) => command.timing.scale.max(1),
+        Subject::InProcess(_) => 1,
+    };
     let scripted = Arc::new(Scripted {
         script: check.script.clone(),
+        time_scale,
         expires_in,
         now_ms,
         issuer: base.clone(),
@@ -696,6 +874,12 @@ fn judge(check: &ClientCheck, ending: &Ending, ledger: &Ledger, expires_in: u64)
             format!("not exercised: the client made {} refresh request(s), the check needs {n}", refreshes.len()),
         );
     }
+    if e.keeps_refresh_token_when_unavailable {
+        return judge_unavailable(ending, ledger, &resource);
+    }
+    if let Some(want) = e.lost_response {
+        return judge_lost_response(want, ending, ledger, &resource);
+    }
     if e.situation_refused_token_presented {
         let first = ledger.access_tokens.first().map(|(t, _)| t);
         let refused = resource.iter().filter(|s| s.access_token.as_ref() == first).count();
@@ -709,9 +893,120 @@ fn judge(check: &ClientCheck, ending: &Ending, ledger: &Ledger, expires_in: u64)
     (Verdict::Pass, String::new())
 }
 
+/// The 429/503 checks: after the proxy's answer, the same refresh token is presented
+/// again and accepted, and the client goes on.
+fn judge_unavailable(ending: &Ending, ledger: &Ledger, resource: &[&Seen]) -> (Verdict, String) {
+    let Some(presented) = ledger.unavailable_presented.as_ref().filter(|_| ledger.unavailable_sent) else {
+        return (Verdict::Skip, "not exercised: the client never refreshed, so no proxy answered it".into());
+    };
+    if *ending == Ending::Reauthorize {
+        return (
+            Verdict::Fail,
+            "the client asked for a new authorization after a 429/503, which says nothing about its refresh token"
+                .into(),
+        );
+    }
+    let Some(i) = ledger.seen.iter().position(|s| s.answer.starts_with("429") || s.answer.starts_with("503")) else {
+        return (Verdict::Skip, "not exercised: no refresh was answered 429/503".into());
+    };
+    let Some(next) = ledger.seen[i + 1..].iter().find(|s| !s.to_resource && s.presented_refresh_token.is_some()) else {
+        let grants =
+            ledger.seen[i + 1..].iter().filter(|s| !s.to_resource && s.presented_refresh_token.is_none()).count();
+        return (
+            Verdict::Fail,
+            if grants > 0 {
+                "after the 429/503 the client started a new grant instead of refreshing: it dropped its refresh token"
+                    .into()
+            } else {
+                "after the 429/503 the client never refreshed again: it dropped its refresh token".into()
+            },
+        );
+    };
+    if next.presented_refresh_token.as_ref() != Some(presented) {
+        return (
+            Verdict::Fail,
+            "after the 429/503 the client presented another refresh token than the one it held".into(),
+        );
+    }
+    if !next.answer.starts_with("200") {
+        return (Verdict::Fail, format!("the refresh after the 429/503 was answered {}", next.answer));
+    }
+    match resource.last() {
+        Some(last) if last.answer == "200" => (Verdict::Pass, String::new()),
+        Some(last) => (Verdict::Fail, format!("the client's last call was answered {}", last.answer)),
+        None => (Verdict::Fail, "the client made no call".into()),
+    }
+}
+
+/// The lost-response checks: under a recovery policy the client must come back with the
+/// refresh token it still holds and go on; under strict rotation being logged out is the
+/// expected outcome, and the check passes if the client then stops.
+fn judge_lost_response(want: LostResponse, ending: &Ending, ledger: &Ledger, resource: &[&Seen]) -> (Verdict, String) {
+    let Some(lost) = &ledger.lost else {
+        return (Verdict::Skip, "not exercised: the client never refreshed, so no answer was lost".into());
+    };
+    match want {
+        LostResponse::LoggedOut => {
+            if let Some(pos) = ledger.seen.iter().position(|s| s.answered_invalid_grant) {
+                let after = ledger.seen.len() - pos - 1;
+                if after > 0 {
+                    return (Verdict::Fail, format!("made {after} request(s) after invalid_grant (expected none)"));
+                }
+            }
+            match ending {
+                Ending::Reauthorize => (
+                    Verdict::Pass,
+                    format!(
+                        "expected outcome, not a client failure: strict rotation refused the retry{} and the client asked for a new authorization",
+                        if lost.came_back { "" } else { " (the client did not even retry)" }
+                    ),
+                ),
+                other => (
+                    Verdict::Fail,
+                    format!(
+                        "strict rotation revoked the family, yet the client ended {other:?} instead of asking for a new authorization"
+                    ),
+                ),
+            }
+        }
+        LostResponse::Recovers => {
+            if !lost.came_back {
+                return (
+                    Verdict::Fail,
+                    format!(
+                        "after the lost answer the client never presented the refresh token it still held (it ended {ending:?}): the server would have taken it back"
+                    ),
+                );
+            }
+            if !lost.accepted {
+                return (Verdict::Fail, "the client came back too late for the recovery policy".into());
+            }
+            // The call that met the lost answer may fail (the client cannot know what
+            // happened); being sent back to step A may not.
+            if *ending == Ending::Reauthorize {
+                return (Verdict::Fail, "the retry was accepted, yet the client asked for a new authorization".into());
+            }
+            match resource.last() {
+                Some(last) if last.answer == "200" => (Verdict::Pass, String::new()),
+                Some(last) => (Verdict::Fail, format!("the client's last call was answered {}", last.answer)),
+                None => (Verdict::Fail, "the client made no call".into()),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recovery_policies_and_expectations_are_spelled_out() {
+        let script: Script = toml::from_str("lose_refresh = true\nrecovery = \"idempotent\"").expect("parses");
+        assert_eq!((script.recovery, script.grace_seconds, script.max_reuse), (Recovery::Idempotent, 30, 1));
+        assert!(toml::from_str::<Script>("recovery = \"grace\"").is_err(), "a typo is an error, not strict rotation");
+        let expect: ClientExpect = toml::from_str("lost_response = \"logged_out\"").expect("parses");
+        assert_eq!(expect.lost_response, Some(LostResponse::LoggedOut));
+    }
 
     #[test]
     fn timing_keeps_its_margins_at_any_scale_and_leeway() {

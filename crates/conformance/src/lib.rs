@@ -251,7 +251,12 @@ impl ConformanceReport {
                 r.section,
                 r.keyword.as_str(),
                 verdict,
-                if r.verdict == Verdict::Pass { r.summary.clone() } else { format!("{} — {}", r.summary, r.reason) }
+                if r.verdict == Verdict::Pass && r.reason.is_empty() {
+                    r.summary.clone()
+                } else {
+                    // A pass may explain itself (an expected logout is not a failure).
+                    format!("{} — {}", r.summary, r.reason)
+                }
             ));
         }
         out.push_str(&self.summary_line());

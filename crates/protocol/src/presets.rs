@@ -152,7 +152,7 @@ pub fn all() -> Vec<Preset> {
             title: "matrix-authentication-service",
             source: "github.com/element-hq/matrix-authentication-service crates/handlers/src/oauth2/token.rs (refresh_token_grant: consumed token accepted while the next access token is unused)",
             copies: "a consumed refresh token is accepted again while its successor is unconsumed and the successor's access token was never used; the unused successor is revoked; a replay otherwise is refused and the session kept",
-            undocumented: "MAS learns of a use when the homeserver introspects the access token; Figure2's resource server validates JWTs locally, so the use becomes known when someone introspects it (RFC 7662). Refresh tokens have no lifetime of their own in MAS: none here",
+            undocumented: "MAS learns of a use when the homeserver introspects the access token; Figure2's resource server validates JWTs locally, so it reports a use the same way only when started with --report-first-use (it introspects each access token once, on its first use, RFC 7662 §2.1; the scenario runner turns it on under this preset). Refresh tokens have no lifetime of their own in MAS: none here",
             policy: RefreshPolicy {
                 refresh_token_lifetime: None,
                 reuse_while_successor_unused: true,

@@ -74,10 +74,26 @@ impl ResourceServer {
         }
         tracing::info!(issuer = %config.issuer, jwks_uri = %jwks_uri, keys = ?keys, lifetime, "discovered the authorization server");
         let verified = crate::verified::VerifiedTokens::new(config.verified_token_cache);
+        // RFC 7662 §2: reporting first uses needs the introspection endpoint (RFC 8414 §2).
+        let introspection_endpoint = match &config.report_first_use {
+            Some(_) => Some(
+                metadata
+                    .introspection_endpoint
+                    .clone()
+                    .ok_or(figure2_protocol::metadata::MetadataError::Missing("introspection_endpoint"))?,
+            ),
+            None => None,
+        };
+        let first_use = crate::first_use::FirstUse::new(
+            config.report_first_use.clone(),
+            introspection_endpoint,
+            config.first_use_memory,
+        );
         let dpop = crate::dpop::DpopState::new(&config);
         Ok(Arc::new(Self {
             verified,
             dpop,
+            first_use,
             config,
             clock,
             http,

@@ -235,6 +235,17 @@ impl ResourceServer {
             (None, None) => {}
         }
 
+        // RFC 7662 §2.1, when configured: the first use of this token is reported to the
+        // authorization server (usage-based recovery, see crate::first_use).
+        if self.first_use.report(&self.http, token, &claims.jti).await == crate::first_use::Report::Inactive {
+            tracing::info!(step = %FlowStep::F, token = %token_fp, "401: introspection answered active=false");
+            return self.refuse(Refusal::new(
+                scheme,
+                DpopChallengeError::InvalidToken,
+                "The authorization server no longer considers the access token active",
+            ));
+        }
+
         // RFC 6750 §3.1: the token is good but lacks the scope this resource needs.
         let needed = resource.required_scope();
         let granted = claims.scope();

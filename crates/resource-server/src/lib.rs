@@ -25,17 +25,20 @@
 //! | [`clock_follow`] | tests only: follow an authorization server's controlled clock | — |
 //! | `dpop` | the `DPoP` scheme: proof with `ath`, `cnf.jkt` binding, nonces, `jti` memory | RFC 9449 §4.3, §7, §9 |
 //! | `verified` | a bounded cache of tokens that passed every check (performance; changes no answer) | RFC 9068 §4 |
+//! | [`first_use`] | optional: report a token's first use through introspection (usage-based recovery) | RFC 7662 §2 |
 //!
 //! Every rule itself lives in `figure2-protocol`; this crate reads requests, calls it with
 //! the injected clock's `now`, and writes the answer.
 //!
 //! What it deliberately does not do: accept tokens in the query or a form body (RFC 9700
-//! §2.4 discourages them), call introspection per request, or follow a token's `jku`/`jwk`
-//! header (keys come only from the discovered `jwks_uri`).
+//! §2.4 discourages them), call introspection per request (only, when configured, on a
+//! token's first use: [`first_use`]), or follow a token's `jku`/`jwk` header (keys come
+//! only from the discovered `jwks_uri`).
 
 pub mod clock_follow;
 pub mod discovery;
 mod dpop;
+pub mod first_use;
 pub mod handler;
 pub mod keys;
 pub mod metrics;
@@ -43,6 +46,7 @@ pub mod validation;
 mod verified;
 
 pub use discovery::DiscoveryError;
+pub use first_use::IntrospectionClient;
 pub use handler::{Resource, WRITE_BODY_LIMIT};
 pub use validation::TokenRejection;
 
@@ -110,6 +114,14 @@ pub struct ResourceServerConfig {
     /// How many `jti`s are remembered at once (RFC 9449 §11.1); when full of proofs still
     /// within `dpop_proof_max_age`, new proofs are refused.
     pub dpop_jti_cache_size: usize,
+    /// RFC 7662: introspect each access token the first time it is served, with these
+    /// client credentials, so that the authorization server learns it was used (usage-based
+    /// recovery of refresh tokens, preset `mas`; see [`first_use`]). An `"active": false`
+    /// answer refuses the token (`invalid_token`). `None` (the default): never call the
+    /// authorization server per token. Needs `introspection_endpoint` in the metadata.
+    pub report_first_use: Option<IntrospectionClient>,
+    /// How many reported tokens are remembered (one `jti` digest each, 32 bytes).
+    pub first_use_memory: usize,
 }
 
 impl ResourceServerConfig {
@@ -133,6 +145,8 @@ impl ResourceServerConfig {
             dpop_proof_max_age: 60,
             dpop_proof_leeway: 5,
             dpop_jti_cache_size: 100_000,
+            report_first_use: None,
+            first_use_memory: 100_000,
         }
     }
 }
@@ -160,6 +174,8 @@ pub struct ResourceServer {
     metrics: metrics::Metrics,
     /// RFC 9449: the `jti`s seen and the nonces.
     dpop: dpop::DpopState,
+    /// RFC 7662: the tokens whose first use was reported.
+    first_use: first_use::FirstUse,
 }
 
 impl std::fmt::Debug for ResourceServer {

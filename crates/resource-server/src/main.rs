@@ -47,6 +47,17 @@ struct Args {
     /// RFC 9449 §9: require a server-provided nonce in DPoP proofs.
     #[arg(long, env = "FIGURE2_RS_DPOP_NONCE")]
     dpop_nonce: bool,
+    /// RFC 7662: introspect each access token the first time it is served, so that the
+    /// authorization server learns it was used (usage-based recovery: preset mas). Needs
+    /// --introspection-client-id and --introspection-client-secret.
+    #[arg(long, env = "FIGURE2_RS_REPORT_FIRST_USE")]
+    report_first_use: bool,
+    /// This resource server's client id at the authorization server (for introspection).
+    #[arg(long, env = "FIGURE2_RS_CLIENT_ID")]
+    introspection_client_id: Option<String>,
+    /// Its client secret (HTTP Basic, RFC 6749 §2.3.1).
+    #[arg(long, env = "FIGURE2_RS_CLIENT_SECRET", hide_env_values = true)]
+    introspection_client_secret: Option<String>,
 }
 
 #[tokio::main]
@@ -72,6 +83,16 @@ async fn main() -> ExitCode {
     config.realm = args.realm;
     config.public_url = args.public_url;
     config.dpop_nonce = args.dpop_nonce;
+    if args.report_first_use {
+        let (Some(client_id), Some(secret)) = (args.introspection_client_id, args.introspection_client_secret) else {
+            tracing::error!("--report-first-use needs --introspection-client-id and --introspection-client-secret");
+            return ExitCode::FAILURE;
+        };
+        config.report_first_use = Some(figure2_resource_server::IntrospectionClient {
+            client_id,
+            client_secret: figure2_protocol::secret::ClientSecret::new(secret),
+        });
+    }
     let http = HttpClient::new().with_timeout(Duration::from_secs(5));
     let followed = args.clock_from.as_deref().map(|issuer| Arc::new(FollowedClock::new(issuer, http.clone())));
     let clock: Arc<dyn Clock> = match &followed {

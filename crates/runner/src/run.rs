@@ -370,6 +370,7 @@ impl Session {
             }
             Action::Skew { role, offset } => {
                 match role {
+                    Role::AuthorizationServer => self.world.authorization_server_clock.set_offset(*offset),
                     Role::ResourceServer => self.world.resource_server_clock.set_offset(*offset),
                     Role::Client => self.world.client_clock.set_offset(*offset),
                 }

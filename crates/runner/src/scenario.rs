@@ -141,8 +141,8 @@ pub enum Action {
     Outage { endpoint: crate::world::Endpoint, seconds: u64 },
     /// A proxy answers the next token request with `status` (e.g. 429, 503) itself.
     ProxyAnswers { status: u16 },
-    /// The clock of `role` (`resource_server` or `client`) runs `offset` seconds ahead
-    /// (negative: behind) of the authorization server's.
+    /// The clock of `role` (`authorization_server`, `resource_server` or `client`) runs
+    /// `offset` seconds ahead (negative: behind) of the shared clock; the others keep it.
     Skew { role: Role, offset: i64 },
 }
 
@@ -150,6 +150,7 @@ pub enum Action {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    AuthorizationServer,
     ResourceServer,
     Client,
 }
@@ -157,6 +158,7 @@ pub enum Role {
 impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::AuthorizationServer => "authorization server",
             Self::ResourceServer => "resource server",
             Self::Client => "client",
         }

@@ -31,6 +31,10 @@ pub const DEMO_CONFIG: &str = include_str!("../../../config/demo.toml");
 pub const DEMO_CLIENTS: [(&str, Option<&str>); 3] =
     [("demo-client", Some("demo-secret")), ("other-client", Some("other-secret")), ("public-client", None)];
 
+/// The resource server's own registration at the authorization server (`config/demo.toml`),
+/// for RFC 7662 introspection when it reports first uses.
+pub const RESOURCE_SERVER_CLIENT: (&str, &str) = ("figure2-resource-server", "resource-server-secret");
+
 /// The demo resource owners and their passwords.
 pub const DEMO_USERS: [(&str, &str); 2] = [("alice", "alice-password"), ("bob", "bob-password")];
 
@@ -274,8 +278,8 @@ impl Running {
     }
 }
 
-/// The resource server's own clock: the shared clock plus an offset (seconds, may be
-/// negative), so a scenario can put one role ahead of or behind the others.
+/// A role's own clock: the shared clock plus an offset (seconds, may be negative), so a
+/// scenario can put one role ahead of or behind the others.
 #[derive(Debug, Clone)]
 pub struct SkewedClock {
     base: SimulatedClock,
@@ -302,10 +306,18 @@ impl figure2_protocol::Clock for SkewedClock {
 pub struct ResourceServerOptions {
     /// Seconds of leeway the resource server allows on `exp`/`nbf`/`iat` (RFC 7519 §4.1.4).
     pub leeway: Option<u64>,
+    /// Whether the resource server introspects each access token on its first use (RFC
+    /// 7662), so the authorization server learns it was used. Unset: on exactly when the
+    /// refresh policy reads it (`reuse_while_successor_unused`, preset `mas`), as a MAS
+    /// homeserver introspects the tokens it is shown.
+    pub report_first_use: Option<bool>,
 }
 
 pub struct World {
     pub clock: SimulatedClock,
+    /// The authorization server's clock (the shared one plus a skew): the `iat` and `exp`
+    /// it writes into tokens, and the refresh-token lifetimes it checks.
+    pub authorization_server_clock: SkewedClock,
     /// The resource server's clock (the shared one plus a skew).
     pub resource_server_clock: SkewedClock,
     /// The clients' clock (the shared one plus a skew).
@@ -383,8 +395,9 @@ impl World {
                 let _ = stopped.await;
             })
         }));
+        let authorization_server_clock = SkewedClock { base: clock.clone(), offset: Arc::new(AtomicI64::new(0)) };
         let (authorization_servers, authorization) =
-            start_authorization_servers(&config, &clock, &network, instances).await?;
+            start_authorization_servers(&config, &authorization_server_clock, &network, instances).await?;
         let authorization_server = authorization_servers[0].clone();
 
         // The resource server finds the authorization server the way it would in
@@ -393,6 +406,13 @@ impl World {
         let mut rs_config = ResourceServerConfig::new(issuer.clone(), config.audience.clone());
         if let Some(leeway) = rs_options.leeway {
             rs_config.leeway = leeway;
+        }
+        if rs_options.report_first_use.unwrap_or(config.refresh.reuse_while_successor_unused) {
+            let (client_id, secret) = RESOURCE_SERVER_CLIENT;
+            rs_config.report_first_use = Some(figure2_resource_server::IntrospectionClient {
+                client_id: client_id.into(),
+                client_secret: ClientSecret::new(secret),
+            });
         }
         let resource_server_clock = SkewedClock { base: clock.clone(), offset: Arc::new(AtomicI64::new(0)) };
         let resource_server =
@@ -408,6 +428,7 @@ impl World {
         let client_clock = SkewedClock { base: clock.clone(), offset: Arc::new(AtomicI64::new(0)) };
         Ok(Self {
             clock,
+            authorization_server_clock,
             resource_server_clock,
             client_clock,
             authorization_server,
@@ -433,7 +454,8 @@ impl World {
         }
         let instances = self.authorization_servers.len();
         let (servers, running) =
-            start_authorization_servers(&self.config, &self.clock, &self.network, instances).await?;
+            start_authorization_servers(&self.config, &self.authorization_server_clock, &self.network, instances)
+                .await?;
         self.authorization_server = servers[0].clone();
         self.authorization_servers = servers;
         self.authorization = running;
@@ -472,7 +494,7 @@ impl World {
 /// other: the first makes the signing key the others load) and points the hop at them.
 async fn start_authorization_servers(
     config: &Config,
-    clock: &SimulatedClock,
+    clock: &SkewedClock,
     network: &Arc<Network>,
     instances: usize,
 ) -> Result<(Vec<Arc<AuthorizationServer>>, Vec<Running>), WorldError> {

@@ -641,8 +641,9 @@ pub async fn docs_files(root: &Path) -> Result<BTreeMap<PathBuf, String>, String
 pub const COMPARISON_DOC: &str = "docs/compare.md";
 
 /// The scenarios [`COMPARISON_DOC`] plays under every preset: the ones where policies differ.
-pub const COMPARED_SCENARIOS: [&str; 10] = [
+pub const COMPARED_SCENARIOS: [&str; 11] = [
     "lost-response",
+    "recovery-usage-based",
     "fault-retry-sent-twice",
     "fault-concurrent-refresh",
     "fault-second-install",

@@ -255,6 +255,7 @@ pub fn action(lang: Lang, action: &Action) -> String {
         Action::ProxyAnswers { status } => format!("授权服务器前面的代理将以 {status} 应答下一个令牌请求"),
         Action::Skew { role, offset } => {
             let role = match role {
+                Role::AuthorizationServer => "授权服务器",
                 Role::ResourceServer => "资源服务器",
                 Role::Client => "客户端",
             };
@@ -452,6 +453,11 @@ fn ui(lang: Lang) -> &'static [(&'static str, &'static str)] {
             ("disconnected", "reconnecting…"),
             ("issued", "issued"),
             ("presented", "presented"),
+            ("preset", "Refresh policy"),
+            (
+                "preset_note",
+                "Changing the policy plays the session again from the start under it. The scenario's expectations were written for its own policy: under another one they may fail, and that is the difference to look at.",
+            ),
         ],
         Lang::Zh => &[
             ("title", "图 2 实况：刷新过期的访问令牌"),
@@ -509,8 +515,49 @@ fn ui(lang: Lang) -> &'static [(&'static str, &'static str)] {
             ("disconnected", "正在重连…"),
             ("issued", "签发"),
             ("presented", "出示"),
+            ("preset", "刷新策略"),
+            (
+                "preset_note",
+                "更换策略会在该策略下从头重新播放本次会话。场景的预期是按它自己的策略写的：换成别的策略时可能不满足，这正是要看的差别。",
+            ),
         ],
     }
+}
+
+/// The live page's name for the scenario's own policy (no preset): its `[config]`.
+pub fn scenario_policy(lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => "as the scenario configures it",
+        Lang::Zh => "按场景自己的配置",
+    }
+}
+
+/// A refresh-policy preset ([`figure2_protocol::presets`]) as the live page lists it:
+/// its name and the product setting it copies, in `lang`. `None` for an unknown name.
+pub fn preset_label(lang: Lang, name: &str) -> Option<String> {
+    let preset = figure2_protocol::presets::find(name)?;
+    let title = match lang {
+        Lang::En => preset.title,
+        Lang::Zh => match name {
+            "figure2" => "Figure2 默认（RFC 9700 §4.14.2：轮换，无宽限期，重用吊销整个令牌族）",
+            "oidc-provider" => "panva/node-oidc-provider v9 默认值",
+            "hydra" => "Ory Hydra v2，严格（rotation_grace_period = 0s）",
+            "hydra-graceful" => "Ory Hydra v2，宽限轮换（rotation_grace_period = 5m）",
+            "keycloak" => "Keycloak 领域默认值（Revoke Refresh Token 关闭）",
+            "keycloak-revoke" => "Keycloak，Revoke Refresh Token 开启，Refresh Token Max Reuse = 0",
+            "dex" => "Dex，按 config.yaml.dist 配置刷新令牌",
+            "rauthy" => "Rauthy 默认值",
+            "kanidm" => "Kanidm 默认值",
+            "mas" => "matrix-authentication-service",
+            "duende" => "Duende IdentityServer 7，RefreshTokenUsage = ReUse（模型默认值）",
+            "duende-onetime" => "Duende IdentityServer 7，RefreshTokenUsage = OneTimeOnly",
+            "spring" => "Spring Authorization Server 默认值",
+            "auth0" => "Auth0，带重用间隔的刷新令牌轮换",
+            // A preset added without a translation shows its English title.
+            _ => preset.title,
+        },
+    };
+    Some(format!("{name}: {title}"))
 }
 
 /// Everything the live page says, in both languages, as one JSON document:
@@ -584,6 +631,20 @@ mod tests {
         let en: Vec<&str> = ui(Lang::En).iter().map(|(k, _)| *k).collect();
         let zh: Vec<&str> = ui(Lang::Zh).iter().map(|(k, _)| *k).collect();
         assert_eq!(en, zh, "the page's words exist in both languages");
+    }
+
+    #[test]
+    fn every_preset_has_a_label_in_both_languages() {
+        for name in figure2_protocol::presets::names() {
+            let en = preset_label(Lang::En, name).expect("known preset");
+            let zh = preset_label(Lang::Zh, name).expect("known preset");
+            assert!(en.starts_with(name) && zh.starts_with(name));
+            // Every title but the product name of MAS is translated.
+            if name != "mas" {
+                assert_ne!(en, zh, "{name} has no Chinese label");
+            }
+        }
+        assert_eq!(preset_label(Lang::En, "no-such-preset"), None);
     }
 
     #[test]

@@ -24,7 +24,7 @@ use figure2_protocol::family::RefreshTokenStatus;
 use figure2_protocol::secret::digest;
 use http::Method;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -40,9 +40,9 @@ const KILL_AFTER: usize = CHAINS * 30;
 const MAX_PER_CHAIN: usize = 400;
 
 /// A running `authorization-server` process, killed (SIGKILL) and reaped on drop.
-struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     log: PathBuf,
     http: HttpClient,
 }
@@ -58,17 +58,24 @@ impl Drop for ServerProcess {
 impl ServerProcess {
     /// Starts the binary on `db` and a free loopback port, and waits until `/health` answers.
     async fn start(db: &TempDb, name: &str) -> Self {
+        Self::start_on(db.path.to_str().expect("UTF-8 temp path"), &db.path, name, None).await
+    }
+
+    /// Starts the binary with `--database database` (a SQLite file or a PostgreSQL URL)
+    /// and `--issuer issuer` (default: its own address) on a free loopback port, its log
+    /// beside `log_base`, and waits until `/health` answers.
+    pub(crate) async fn start_on(database: &str, log_base: &Path, name: &str, issuer: Option<&str>) -> Self {
         // The port is found by binding port 0 and releasing it; another process could
         // take it in between, so a failed start is retried on a new port.
         let mut last_log = String::new();
         for attempt in 0..3 {
             let addr = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port");
-            let log = db.path.with_extension(format!("{name}-{attempt}.log"));
+            let log = log_base.with_extension(format!("{name}-{attempt}.log"));
             let stderr = std::fs::File::create(&log).expect("log file");
+            let issuer = issuer.map_or_else(|| format!("http://{addr}"), str::to_owned);
             let child = Command::new(env!("CARGO_BIN_EXE_authorization-server"))
-                .args(["--config", DEMO_CONFIG_PATH, "--database"])
-                .arg(&db.path)
-                .args(["--listen", &addr.to_string(), "--issuer", &format!("http://{addr}")])
+                .args(["--config", DEMO_CONFIG_PATH, "--database", database])
+                .args(["--listen", &addr.to_string(), "--issuer", &issuer])
                 .env("RUST_LOG", "warn")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -106,36 +113,36 @@ impl ServerProcess {
     }
 
     /// SIGKILL, then reap.
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         self.child.kill().expect("SIGKILL the server");
         self.child.wait().expect("reap the server");
     }
 
-    fn remote(&self) -> Remote {
+    pub(crate) fn remote(&self) -> Remote {
         Remote { base: format!("http://{}", self.addr), http: self.http.clone() }
     }
 }
 
 /// Talks to the process as demo-client (`client_secret_basic`).
 #[derive(Clone)]
-struct Remote {
-    base: String,
-    http: HttpClient,
+pub(crate) struct Remote {
+    pub(crate) base: String,
+    pub(crate) http: HttpClient,
 }
 
 impl Remote {
-    async fn post(&self, endpoint: &str, params: &[(&str, &str)]) -> Result<ReceivedResponse, String> {
+    pub(crate) async fn post(&self, endpoint: &str, params: &[(&str, &str)]) -> Result<ReceivedResponse, String> {
         let basic = ClientAuthentication::basic_header_value("demo-client", "demo-secret");
         let headers = [FORM, ("authorization", basic.as_str())];
         let url = format!("{}{endpoint}", self.base);
         self.http.send(Method::POST, &url, &headers, Some(form(params).into())).await.map_err(|e| e.to_string())
     }
 
-    async fn refresh(&self, refresh_token: &str) -> Result<ReceivedResponse, String> {
+    pub(crate) async fn refresh(&self, refresh_token: &str) -> Result<ReceivedResponse, String> {
         self.post("/token", &[("grant_type", "refresh_token"), ("refresh_token", refresh_token)]).await
     }
 
-    async fn first_refresh_token(&self) -> String {
+    pub(crate) async fn first_refresh_token(&self) -> String {
         let params = [("grant_type", "password"), ("username", "alice"), ("password", "alice-password")];
         field(&ok_json(&self.post("/token", &params).await.expect("password grant")), "refresh_token")
     }

@@ -12,6 +12,7 @@ mod client_credentials;
 mod concurrency;
 mod control;
 mod crash;
+mod crash_postgres;
 mod discovery;
 mod dpop;
 mod errors;

@@ -64,3 +64,28 @@ async fn metrics_count_token_requests_and_refresh_outcomes_of_a_scenario() {
     assert_eq!(sample(&text, "figure2_token_request_duration_seconds_count{grant_type=\"password\"}"), 2.0);
     assert!(text.ends_with("# EOF\n"));
 }
+
+/// `figure2_store_statements_total`: where the store counts its statements (PostgreSQL),
+/// `/metrics` shows the count, and a refresh moves it by what the store actually sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_statements_are_counted_on_postgres_and_absent_on_sqlite() {
+    let sqlite = Setup::demo().start().await;
+    let text = sqlite.get("/metrics").await.body_text();
+    assert!(!text.contains("figure2_store_statements"), "SQLite does not count statements:\n{text}");
+
+    let Some(db) = scratch_postgres("store_statements_metric").await else { return };
+    let server = Setup::demo().postgres(db.url()).start().await;
+    let rt = field(&server.password_grant(DEMO, None).await, "refresh_token");
+    let statements = || async { sample(&server.get("/metrics").await.body_text(), "figure2_store_statements_total") };
+    let before = statements().await;
+    assert!(before > 0.0, "the password grant's family was written with counted statements");
+    assert_eq!(server.server.store().statements_executed(), Some(before as u64));
+    server.refresh_ok(DEMO, &rt, None).await;
+    let after = statements().await;
+    let per_refresh = after - before;
+    // At least BEGIN, the family's row lock, the token's row, one write, COMMIT.
+    assert!(per_refresh >= 5.0, "{per_refresh} statements for one refresh");
+    assert_eq!(server.server.store().statements_executed(), Some(after as u64));
+    let text = server.get("/metrics").await.body_text();
+    assert!(text.contains("# TYPE figure2_store_statements counter"), "{text}");
+}

@@ -4,6 +4,7 @@
 mod attacks;
 mod discovery;
 mod dpop;
+mod first_use;
 mod metrics;
 mod requests;
 mod steps;

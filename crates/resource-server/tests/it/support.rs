@@ -25,6 +25,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 pub const AUDIENCE: &str = "figure2-resource-server";
 pub const START: u64 = 1_700_000_000;
 pub const JWKS_PATH: &str = "/jwks";
+pub const INTROSPECTION_PATH: &str = "/introspect";
 
 /// An ES256 signing key and its public JWK.
 pub struct Signer {
@@ -215,6 +216,7 @@ pub async fn mount_authorization_server_with(mock: &MockServer, jwks: &Value, jw
         "issuer": issuer,
         "token_endpoint": format!("{issuer}/token"),
         "jwks_uri": format!("{issuer}{JWKS_PATH}"),
+        "introspection_endpoint": format!("{issuer}{INTROSPECTION_PATH}"),
         "response_types_supported": ["code"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
     });

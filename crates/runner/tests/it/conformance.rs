@@ -468,3 +468,102 @@ async fn a_check_whose_situation_never_arose_does_not_pass() {
     assert!(result.reason.starts_with("not exercised"), "{}", result.reason);
     assert_eq!(result.keyword, conformance::Keyword::May, "RFC 6750 §3.1: the client MAY retry");
 }
+
+/// A broken client of the matrix-js-sdk#5495 kind: it follows expires_in and keeps
+/// rotated tokens, but treats any failed refresh (a proxy's 429 or 503, a gateway's 504)
+/// as a dead refresh token: it drops it and sends the user back to step A.
+async fn drops_refresh_token_on_any_failure(env: Env) -> Ending {
+    use figure2_protocol::Clock;
+    let http = figure2_http::HttpClient::new();
+    let basic =
+        figure2_protocol::client_auth::ClientAuthentication::basic_header_value(&env.client_id, &env.client_secret);
+    let headers = [("authorization", basic.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+    let token = |form: String| {
+        let http = http.clone();
+        let url = env.token_endpoint.clone();
+        async move {
+            let r = http.send(http::Method::POST, &url, &headers, Some(form.into())).await.ok()?;
+            serde_json::from_slice::<serde_json::Value>(&r.body).ok().filter(|_| r.status == 200)
+        }
+    };
+    let grant = format!("grant_type=password&username={}&password={}", env.username, env.password);
+    let Some(b) = token(grant).await else { return Ending::Failed("grant".into()) };
+    let start = env.clock.now();
+    let mut expires_at = start + b["expires_in"].as_u64().unwrap_or(0);
+    let mut at = b["access_token"].as_str().unwrap_or("").to_owned();
+    let mut rt = b["refresh_token"].as_str().map(str::to_owned);
+    for t in &env.calls {
+        let now = env.clock.now();
+        if start + t > now {
+            env.clock.advance(start + t - now);
+        }
+        if env.clock.now() >= expires_at {
+            let Some(presented) = rt.take() else { return Ending::Reauthorize };
+            // The bug: whatever went wrong, the refresh token is thrown away.
+            let Some(b) = token(format!("grant_type=refresh_token&refresh_token={presented}")).await else {
+                return Ending::Reauthorize;
+            };
+            expires_at = env.clock.now() + b["expires_in"].as_u64().unwrap_or(0);
+            at = b["access_token"].as_str().unwrap_or("").to_owned();
+            rt = Some(b["refresh_token"].as_str().unwrap_or(&presented).to_owned());
+        }
+        let auth = format!("Bearer {at}");
+        match http.send(http::Method::GET, &env.resource_url, &[("authorization", auth.as_str())], None).await {
+            Ok(r) if r.status == 200 => {}
+            Ok(r) => return Ending::Failed(format!("the resource answered {}", r.status)),
+            Err(e) => return Ending::Failed(e.to_string()),
+        }
+    }
+    Ending::Ok
+}
+
+/// The issue-12 client profiles: the client library passes them all (above); a client
+/// that drops its refresh token on any failed refresh fails the 429/503 checks and every
+/// lost-response check where the server would have taken the retry, while strict rotation
+/// logs it out as it logs out everyone (a pass: the expected outcome).
+#[tokio::test]
+async fn a_client_that_drops_its_refresh_token_on_503_fails_the_fault_profiles() {
+    let mut catalogue = conformance::client_catalogue().unwrap();
+    catalogue.checks.retain(|c| {
+        c.id.starts_with("CL-6585-") || c.id.starts_with("CL-9110-") || c.id.starts_with("CL-6-lost-response-")
+    });
+    assert_eq!(catalogue.checks.len(), 7);
+    let subject = Subject::InProcess(Arc::new(|env: Env| Box::pin(drops_refresh_token_on_any_failure(env))));
+    let report = ConformanceReport { results: client::run_catalogue(&catalogue, &subject).await };
+    let table = report.render(conformance::Format::Table);
+    assert_eq!(
+        ids(&report, Verdict::Fail),
+        set(&[
+            "CL-6585-429-keeps-refresh-token",
+            "CL-9110-503-keeps-refresh-token",
+            "CL-6-lost-response-time-grace",
+            "CL-6-lost-response-idempotent-retry",
+            "CL-6-lost-response-count-reuse",
+            "CL-6-lost-response-usage-based",
+        ]),
+        "{table}"
+    );
+    assert_eq!(ids(&report, Verdict::Pass), set(&["CL-6-lost-response-strict-logs-out"]), "{table}");
+    let strict = report.results.iter().find(|r| r.id == "CL-6-lost-response-strict-logs-out").unwrap();
+    assert!(strict.reason.contains("expected outcome"), "{}", strict.reason);
+    // Every check cites its section and key word.
+    assert!(report.results.iter().all(|r| r.section.starts_with("RFC ")));
+}
+
+/// The lost-response and 429/503 checks prove their situation before they pass: a client
+/// that never refreshes is skipped, not passed.
+#[tokio::test]
+async fn the_fault_profiles_are_skipped_when_the_client_never_refreshes() {
+    let mut catalogue = conformance::client_catalogue().unwrap();
+    catalogue.checks.retain(|c| c.id.starts_with("CL-9110-") || c.id.starts_with("CL-6-lost-response-"));
+    for check in &mut catalogue.checks {
+        check.calls = vec![0];
+    }
+    let report = ConformanceReport { results: client::run_catalogue(&catalogue, &checks::client_library()).await };
+    assert_eq!(
+        ids(&report, Verdict::Skip).len(),
+        catalogue.checks.len(),
+        "{}",
+        report.render(conformance::Format::Table)
+    );
+}

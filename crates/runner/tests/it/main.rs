@@ -2,3 +2,4 @@
 //! Figure2's own roles, and fails exactly where it should against deliberately broken ones.
 
 mod conformance;
+mod first_use;

@@ -6,7 +6,13 @@
 //!         ──GET /api/i18n──────▶ every sentence, English and Chinese (crate::lang)
 //!         ──GET /events────────▶ text/event-stream: reset, trace, lineage, status
 //!         ──POST /api/step…────▶ plays a Step on the Session; its events go out on /events
+//!         ──POST /api/preset?name=hydra-graceful──▶ the same session again under a preset
 //! ```
+//!
+//! The preset selector lists every refresh policy of `figure2_protocol::presets`: choosing
+//! one starts a new world whose authorization server runs that policy (the scenario's own
+//! policy options dropped, as `figure2 compare` does) and plays again every command of the
+//! session so far, so the learner sees the same situation under another server's rules.
 //!
 //! The page is a view: all state lives in the [`Session`] here, and every event is sent
 //! to every open page (a page that connects late first receives the history). Nothing
@@ -48,6 +54,9 @@ const MAX_SUBSCRIBERS: usize = 32;
 const MAX_HISTORY: usize = 20_000;
 /// The longest the clock may be advanced in one go: ten years.
 const MAX_ADVANCE: u64 = 10 * 365 * 24 * 3600;
+/// Commands of one session remembered to play them again under another preset; later
+/// ones still run but are not replayed.
+const MAX_PLAYED: usize = 10_000;
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -64,6 +73,10 @@ struct State {
     cursor: usize,
     events: Vec<TraceEvent>,
     policy: RefreshPolicy,
+    /// The preset the session runs under (`None`: the scenario's own `[config]`).
+    preset: Option<String>,
+    /// The commands of this session, in order: played again when the preset changes.
+    played: Vec<Command>,
     /// The client the buttons act as: the last client a step named, else demo-client.
     client: String,
     /// Sessions started so far (the page shows which one it follows).
@@ -94,6 +107,11 @@ pub enum Command {
         resource: Resource,
     },
     Refresh,
+    /// Play the session again from the start under a refresh-policy preset (`None`: the
+    /// scenario's own policy).
+    Preset {
+        name: Option<String>,
+    },
 }
 
 impl Command {
@@ -134,6 +152,18 @@ impl Command {
                 Command::Call { resource }
             }
             "refresh" => Command::Refresh,
+            "preset" => match param("name").as_deref().unwrap_or("") {
+                "" => Command::Preset { name: None },
+                name if figure2_protocol::presets::find(name).is_some() => {
+                    Command::Preset { name: Some(name.to_owned()) }
+                }
+                name => {
+                    return Err(format!(
+                        "name: unknown preset {name:?}; known: {}",
+                        figure2_protocol::presets::names().join(", ")
+                    ));
+                }
+            },
             other => return Err(format!("no such command: {other}")),
         })
     }
@@ -149,6 +179,8 @@ impl Live {
                 cursor: 0,
                 events: Vec::new(),
                 policy: RefreshPolicy::default(),
+                preset: None,
+                played: Vec::new(),
                 client: "demo-client".into(),
                 number: 0,
             }),
@@ -174,22 +206,57 @@ impl Live {
     pub async fn command(&self, command: Command) -> Result<(), String> {
         let mut state = self.state.lock().await;
         match command {
-            Command::Reset => return self.new_session(&mut state).await,
+            Command::Reset => {
+                state.played.clear();
+                self.new_session(&mut state).await
+            }
+            Command::Preset { name } => {
+                // The same session again, from the start, under the chosen policy.
+                let previous = std::mem::replace(&mut state.preset, name);
+                if let Err(e) = self.new_session(&mut state).await {
+                    state.preset = previous;
+                    return Err(e);
+                }
+                let played = state.played.clone();
+                for command in &played {
+                    self.execute(&mut state, command).await;
+                }
+                Ok(())
+            }
+            command => {
+                if state.played.len() < MAX_PLAYED {
+                    state.played.push(command.clone());
+                }
+                self.execute(&mut state, &command).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// The preset the session runs under (`None`: the scenario's own policy).
+    pub async fn preset(&self) -> Option<String> {
+        self.state.lock().await.preset.clone()
+    }
+
+    /// Plays one command of the session (not Reset or Preset, which start a new one).
+    async fn execute(&self, state: &mut State, command: &Command) {
+        match *command {
+            Command::Reset | Command::Preset { .. } => {}
             Command::Step => {
                 if state.cursor < self.scenario.steps.len() {
                     let step = self.scenario.steps[state.cursor].clone();
                     state.cursor += 1;
-                    self.play(&mut state, &step).await;
+                    self.play(state, &step).await;
                 }
             }
             Command::Run => {
                 while state.cursor < self.scenario.steps.len() {
                     let step = self.scenario.steps[state.cursor].clone();
                     state.cursor += 1;
-                    self.play(&mut state, &step).await;
+                    self.play(state, &step).await;
                 }
             }
-            Command::Advance { seconds } => self.play(&mut state, &Step::new(Action::Advance { seconds })).await,
+            Command::Advance { seconds } => self.play(state, &Step::new(Action::Advance { seconds })).await,
             Command::Replay { generation } => {
                 let client = state.client.clone();
                 let mut step = Step::new(Action::Replay {
@@ -205,17 +272,17 @@ impl Live {
                 });
                 step.expect.status = Some(400);
                 step.expect.error = Some("invalid_grant".into());
-                self.play(&mut state, &step).await;
+                self.play(state, &step).await;
             }
             Command::Revoke => {
                 let client = state.client.clone();
                 let action = Action::Revoke { of: client.clone(), client, generation: -1 };
-                self.play(&mut state, &Step::new(action)).await;
+                self.play(state, &Step::new(action)).await;
             }
-            Command::Restart => self.play(&mut state, &Step::new(Action::Restart)).await,
+            Command::Restart => self.play(state, &Step::new(Action::Restart)).await,
             Command::Call { resource } => {
                 let action = Action::Call { client: state.client.clone(), resource, lose_response: false };
-                self.play(&mut state, &Step::new(action)).await;
+                self.play(state, &Step::new(action)).await;
             }
             Command::Refresh => {
                 let action = Action::Refresh {
@@ -224,17 +291,25 @@ impl Live {
                     lose_response: false,
                     sent_twice: false,
                 };
-                self.play(&mut state, &Step::new(action)).await;
+                self.play(state, &Step::new(action)).await;
             }
         }
-        Ok(())
+    }
+
+    /// The scenario as the session plays it: under the chosen preset, if any.
+    fn scenario_under_preset(&self, preset: Option<&str>) -> Scenario {
+        match preset {
+            Some(name) => figure2_runner::compare::under_preset(&self.scenario, name),
+            None => self.scenario.clone(),
+        }
     }
 
     async fn new_session(&self, state: &mut State) -> Result<(), String> {
         if let Some(old) = state.session.take() {
             old.stop().await;
         }
-        let session = Session::start(&self.scenario).await.map_err(|e| e.to_string())?;
+        let scenario = self.scenario_under_preset(state.preset.as_deref());
+        let session = Session::start(&scenario).await.map_err(|e| e.to_string())?;
         state.policy = session.world().authorization_server.config().refresh.clone();
         state.number += 1;
         state.cursor = 0;
@@ -257,6 +332,8 @@ impl Live {
                     "steps": steps,
                 },
                 "epoch": SCENARIO_EPOCH,
+                "preset": state.preset,
+                "presets": presets_json(),
             }),
         );
         self.emit(state, first);
@@ -505,6 +582,20 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>, shutdown: impl Future
     served
 }
 
+/// The preset selector's options: the scenario's own policy first, then every preset,
+/// each with its label in every language and the document it follows.
+fn presets_json() -> Value {
+    let own = json!({ "name": "", "label": bilingual(|lang| lang::scenario_policy(lang).to_owned()), "source": "" });
+    let presets = figure2_protocol::presets::all().into_iter().map(|p| {
+        json!({
+            "name": p.name,
+            "label": bilingual(|lang| lang::preset_label(lang, p.name).unwrap_or_default()),
+            "source": p.source,
+        })
+    });
+    Value::Array(std::iter::once(own).chain(presets).collect())
+}
+
 /// `{"en": …, "zh": …}`: one line in every language.
 fn bilingual(line: impl Fn(Lang) -> String) -> Value {
     Value::Object(Lang::ALL.iter().map(|l| (l.code().to_owned(), json!(line(*l)))).collect())
@@ -574,5 +665,42 @@ mod tests {
         assert_eq!(Command::parse("replay", ""), Ok(Command::Replay { generation: 0 }));
         assert!(Command::parse("call", "resource=../etc").is_err());
         assert!(Command::parse("rm", "").is_err());
+        assert_eq!(Command::parse("preset", "name=dex"), Ok(Command::Preset { name: Some("dex".into()) }));
+        assert_eq!(Command::parse("preset", "name="), Ok(Command::Preset { name: None }));
+        assert!(Command::parse("preset", "name=../etc").is_err());
+    }
+
+    /// The preset selector: the same commands played again under another policy give
+    /// another trace (the lost-response scenario: strict rotation logs the client out,
+    /// Hydra's grace period lets its retry in).
+    #[tokio::test]
+    async fn choosing_a_preset_plays_the_session_again_under_it() {
+        let text = include_str!("../../../../scenarios/lost-response.toml");
+        let scenario = Scenario::from_toml("lost-response.toml", text).expect("scenario");
+        let live = Live::start(scenario).await.expect("live view starts");
+        let refreshes = |events: &[TraceEvent]| -> Vec<(u16, Option<String>)> {
+            events
+                .iter()
+                .filter_map(|e| match e {
+                    TraceEvent::Exchange(x) if x.request_letter == figure2_protocol::FlowStep::G => {
+                        Some((x.status, x.error.clone()))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        live.command(Command::Run).await.expect("run");
+        let strict = refreshes(&live.state.lock().await.events);
+        assert_eq!(strict, vec![(504, None), (400, Some("invalid_grant".into()))], "no grace: the retry is reuse");
+        live.command(Command::Preset { name: Some("hydra-graceful".into()) }).await.expect("preset");
+        assert_eq!(live.preset().await.as_deref(), Some("hydra-graceful"));
+        assert_eq!(live.state.lock().await.policy.refresh_token_reuse_interval, 300);
+        let graceful = refreshes(&live.state.lock().await.events);
+        assert_eq!(graceful, vec![(504, None), (200, None)], "within rotation_grace_period the retry is accepted");
+        live.command(Command::Preset { name: Some("kanidm".into()) }).await.expect("preset");
+        assert_eq!(refreshes(&live.state.lock().await.events), strict);
+        live.command(Command::Preset { name: None }).await.expect("the scenario's own policy");
+        assert_eq!(refreshes(&live.state.lock().await.events), strict);
+        live.stop().await;
     }
 }

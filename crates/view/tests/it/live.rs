@@ -235,6 +235,90 @@ async fn drive(client: &Client, url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The refresh-token statuses of the timeline (`G` rows), once the verdict is shown.
+const REFRESH_ROWS: &str = "if (!document.querySelector('.done-line')) return null;
+     return [...document.querySelectorAll('#timeline .exchange[data-request=\"G\"]')].map(e =>
+       [e.dataset.status, e.dataset.error]);";
+
+/// Chooses `name` in the preset selector as a user would (the change event).
+async fn choose_preset(client: &Client, name: &str) -> Result<(), String> {
+    let script = format!(
+        "const s = document.querySelector('#preset'); s.value = '{name}';
+         s.dispatchEvent(new Event('change', {{ bubbles: true }}));"
+    );
+    client.execute(&script, vec![]).await.map(|_| ()).map_err(|e| format!("choose preset {name}: {e}"))
+}
+
+/// The preset selector on the lost-response scenario: strict rotation logs the client
+/// out when it retries (400 invalid_grant), Hydra's grace period lets the retry in (200),
+/// and back under Kanidm's strict rotation it is refused again. The selector's labels are
+/// checked in both languages.
+async fn drive_presets(client: &Client, url: &str) -> Result<(), String> {
+    client.goto(url).await.map_err(|e| format!("goto {url}: {e}"))?;
+    let limit = Duration::from_secs(30);
+    wait_for("the lost-response scenario to load", limit, || async {
+        js(client, "return document.querySelector('#connection.on') !== null && document.querySelector('#scenario-title').textContent.includes('lost-response')")
+            .await
+            .filter(|v| v == &json!(true))
+    })
+    .await?;
+    let options =
+        js(client, "return [...document.querySelectorAll('#preset option')].map(o => [o.value, o.textContent]);")
+            .await
+            .unwrap_or_default();
+    let options = options.as_array().cloned().unwrap_or_default();
+    let names: Vec<&str> = options.iter().filter_map(|o| o[0].as_str()).collect();
+    let mut expected = vec![""];
+    expected.extend(figure2_protocol::presets::names());
+    if names != expected {
+        return Err(format!("the preset selector lists {names:?}, expected {expected:?}"));
+    }
+    let label = lang::preset_label(Lang::En, "hydra-graceful").unwrap_or_default();
+    if !options.iter().any(|o| o[1].as_str() == Some(label.as_str())) {
+        return Err(format!("no English label {label:?} among {options:?}"));
+    }
+    // The labels follow the page's language.
+    click(client, "#lang-zh").await?;
+    let label = lang::preset_label(Lang::Zh, "hydra-graceful").unwrap_or_default();
+    wait_for("the preset labels in Chinese", limit, || async {
+        js(client, "return document.querySelector('#preset option[value=\"hydra-graceful\"]').textContent;")
+            .await
+            .filter(|v| v.as_str() == Some(label.as_str()))
+    })
+    .await?;
+
+    click(client, "#run").await?;
+    let strict = json!([["504", ""], ["400", "invalid_grant"]]);
+    let rows = wait_for("the scenario's own policy: the retry refused", limit, || async {
+        js(client, REFRESH_ROWS).await.filter(|v| !v.is_null())
+    })
+    .await?;
+    if rows != strict {
+        return Err(format!("lost-response under its own policy: expected {strict}, saw {rows}"));
+    }
+
+    // The same session again under Hydra's graceful rotation: the retry is let in.
+    choose_preset(client, "hydra-graceful").await?;
+    let graceful = json!([["504", ""], ["200", ""]]);
+    wait_for("hydra-graceful: the retry accepted", limit, || async {
+        js(client, REFRESH_ROWS).await.filter(|v| v == &graceful)
+    })
+    .await?;
+    let shown =
+        js(client, "return [document.querySelector('#preset').value, document.querySelector('#preset-note').hidden];")
+            .await;
+    if shown != Some(json!(["hydra-graceful", false])) {
+        return Err(format!("the selector after choosing hydra-graceful: {shown:?}"));
+    }
+    screenshot(client, &target_dir().join("figure2-live-preset.png")).await?;
+
+    // Kanidm destroys the session on reuse: refused again.
+    choose_preset(client, "kanidm").await?;
+    wait_for("kanidm: the retry refused", limit, || async { js(client, REFRESH_ROWS).await.filter(|v| v == &strict) })
+        .await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_view_in_headless_chromium() {
     let required = std::env::var(REQUIRED).is_ok_and(|v| v == "1");
@@ -259,6 +343,16 @@ async fn live_view_in_headless_chromium() {
     let live = Live::start(scenario).await.expect("live view starts");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(web::serve(listener, live, async {
+        let _ = stopped.await;
+    }));
+    // A second live view, of the lost-response scenario, for the preset selector.
+    let scenario =
+        Scenario::load(&root().join("scenarios/lost-response.toml").display().to_string()).expect("scenario");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let lost_url = format!("http://{}/", listener.local_addr().expect("address"));
+    let live = Live::start(scenario).await.expect("live view starts");
+    let (stop_lost, stopped) = tokio::sync::oneshot::channel::<()>();
+    let lost_server = tokio::spawn(web::serve(listener, live, async {
         let _ = stopped.await;
     }));
 
@@ -295,9 +389,13 @@ async fn live_view_in_headless_chromium() {
 
     let outcome = match client {
         Ok(client) => {
-            let outcome = tokio::time::timeout(Duration::from_secs(120), drive(&client, &url))
+            let both = async {
+                drive(&client, &url).await?;
+                drive_presets(&client, &lost_url).await
+            };
+            let outcome = tokio::time::timeout(Duration::from_secs(180), both)
                 .await
-                .unwrap_or_else(|_| Err("the browser test took more than two minutes".into()));
+                .unwrap_or_else(|_| Err("the browser test took more than three minutes".into()));
             let _ = client.close().await;
             outcome
         }
@@ -306,7 +404,9 @@ async fn live_view_in_headless_chromium() {
     drop(chromedriver);
     let _ = std::fs::remove_dir_all(&profile);
     let _ = stop.send(());
+    let _ = stop_lost.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), lost_server).await;
     if let Err(e) = outcome {
         panic!("live view in Chromium: {e}");
     }

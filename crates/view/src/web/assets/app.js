@@ -11,6 +11,8 @@ const state = {
   i18n: null,
   epoch: 0,
   scenario: null,
+  presets: [], // the preset selector's options: {name, label: {en, zh}, source}
+  preset: "", // the preset the session runs under ("": the scenario's own policy)
   events: [],
   lineage: { families: [] },
   status: null,
@@ -96,11 +98,24 @@ function renderAll() {
   if (state.scenario) {
     document.getElementById("scenario-title").textContent = `${state.scenario.id}: ${inLang(state.scenario.title)}`;
   }
+  renderPresets();
   renderStatus();
   renderTimeline();
   renderDetails();
   renderLineage();
   renderHoldings();
+}
+
+// The preset selector: every refresh policy, labelled in the page's language.
+function renderPresets() {
+  const select = document.getElementById("preset");
+  const options = state.presets.map((p) =>
+    el("option", { value: p.name, title: p.source || null, text: inLang(p.label) }));
+  if (options.length) select.replaceChildren(...options);
+  select.value = state.preset;
+  const note = document.getElementById("preset-note");
+  note.hidden = !state.preset;
+  note.textContent = ui("preset_note");
 }
 
 function renderStatus() {
@@ -419,6 +434,8 @@ async function animateNext() {
 
 function onReset(data) {
   state.scenario = data.scenario;
+  state.presets = data.presets || [];
+  state.preset = data.preset || "";
   state.epoch = data.epoch;
   state.events = [];
   state.lineage = { families: [] };
@@ -509,6 +526,7 @@ async function init() {
   on("revoke", () => command("revoke"));
   on("restart", () => command("restart"));
   on("reset", () => command("reset"));
+  document.getElementById("preset").addEventListener("change", (e) => command("preset", "name=" + encodeURIComponent(e.target.value)));
   for (const b of document.querySelectorAll("[data-lang]")) b.addEventListener("click", () => setLang(b.getAttribute("data-lang")));
   applyLang();
   connect();
