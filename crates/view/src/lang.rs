@@ -486,6 +486,10 @@ pub fn field(lang: Lang, text: &str) -> std::borrow::Cow<'_, str> {
         Lang::Zh if text.starts_with(INSTANCE_PREFIX) => {
             format!("授权服务器实例 {}", &text[INSTANCE_PREFIX.len()..]).into()
         }
+        // A shortened access token, `at#2d067ffc (jwt, 424 bytes)` (crate::wire).
+        Lang::Zh if text.contains("at#") && text.ends_with(" bytes)") => {
+            format!("{} 字节)", &text[..text.len() - " bytes)".len()]).into()
+        }
         Lang::Zh => FIELD_LABELS.iter().find(|(en, _)| *en == text).map_or(text, |(_, zh)| zh).into(),
     }
 }
