@@ -22,17 +22,46 @@ mod sqlite;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
-use figure2_protocol::UnixTime;
 use figure2_protocol::authorization::{AuthorizationCodeGrant, CodeRejection};
 use figure2_protocol::family::{PresentedToken, RefreshRejection, RefreshRequest, RefreshTokenFamily, Transition};
 use figure2_protocol::pkce::CodeVerifier;
 use figure2_protocol::refresh::RefreshPolicy;
 use figure2_protocol::secret::TokenDigest;
+use figure2_protocol::{Scope, UnixTime};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 pub use figure2_protocol::family::Grant;
+
+/// A stored scope (`""`: none) as a [`Scope`].
+fn parse_scope(s: String) -> Result<Scope, StoreError> {
+    if s.is_empty() { Ok(Scope::empty()) } else { Scope::parse(&s).map_err(|e| StoreError::Corrupt(e.to_string())) }
+}
+
+/// A stored SHA-256 digest.
+fn digest_of(bytes: Vec<u8>) -> Result<TokenDigest, StoreError> {
+    bytes.try_into().map_err(|_| StoreError::Corrupt("a stored digest is not 32 bytes".into()))
+}
+
+/// Step A with an unused code the store has loaded: RFC 6749 §4.1.3 and RFC 7636 §4.6
+/// (`figure2_protocol::authorization::check_code`), then the grant of the family the
+/// redemption creates (bound to the request's DPoP key, if any). Both stores call it.
+fn redeemed_grant(grant: &AuthorizationCodeGrant, command: &RedeemCode) -> Result<Grant, CodeRejection> {
+    figure2_protocol::authorization::check_code(
+        grant,
+        &command.client_id,
+        command.redirect_uri.as_deref(),
+        command.code_verifier.as_ref(),
+        command.now,
+    )?;
+    Ok(Grant {
+        client_id: grant.client_id.clone(),
+        subject: grant.subject.clone(),
+        scope: grant.scope.clone(),
+        dpop_jkt: command.dpop_jkt.clone(),
+    })
+}
 
 /// A family's row id.
 pub type FamilyId = i64;

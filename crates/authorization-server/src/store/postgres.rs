@@ -24,13 +24,13 @@
 
 use super::{
     FamilyId, FamilySummary, Grant, NewRefreshToken, OidcAuthorization, RedeemCode, RefreshCommand, RefreshOutcome,
-    RefreshTokenInfo, Store, StoreError, StoreFuture, StoredKey,
+    RefreshTokenInfo, Store, StoreError, StoreFuture, StoredKey, digest_of, parse_scope,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
-use figure2_protocol::authorization::{AuthorizationCodeGrant, CodeRejection, check_code};
+use figure2_protocol::authorization::{AuthorizationCodeGrant, CodeRejection};
 use figure2_protocol::family::{FamilyEffect, LiveToken, PresentedToken, RefreshTokenFamily, Revocation, reason};
 use figure2_protocol::secret::TokenDigest;
-use figure2_protocol::{Scope, UnixTime};
+use figure2_protocol::UnixTime;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -490,20 +490,9 @@ impl PostgresStore {
             code_challenge: row.try_get(4)?,
             expires_at: row.try_get::<_, i64>(5)? as u64,
         };
-        if let Err(rejection) = check_code(
-            &grant,
-            &command.client_id,
-            command.redirect_uri.as_deref(),
-            command.code_verifier.as_ref(),
-            command.now,
-        ) {
-            return Ok(Err(rejection));
-        }
-        let family = Grant {
-            client_id: grant.client_id.clone(),
-            subject: grant.subject.clone(),
-            scope: grant.scope.clone(),
-            dpop_jkt: command.dpop_jkt.clone(),
+        let family = match super::redeemed_grant(&grant, command) {
+            Ok(family) => family,
+            Err(rejection) => return Ok(Err(rejection)),
         };
         let family_id = self.insert_family(tx, &family, command.refresh.as_ref(), command.now).await?;
         self.execute(
@@ -514,14 +503,6 @@ impl PostgresStore {
         .await?;
         Ok(Ok((grant, family_id)))
     }
-}
-
-fn parse_scope(s: String) -> Result<Scope, StoreError> {
-    if s.is_empty() { Ok(Scope::empty()) } else { Scope::parse(&s).map_err(|e| StoreError::Corrupt(e.to_string())) }
-}
-
-fn digest_of(bytes: Vec<u8>) -> Result<TokenDigest, StoreError> {
-    bytes.try_into().map_err(|_| StoreError::Corrupt("a stored digest is not 32 bytes".into()))
 }
 
 impl Store for PostgresStore {

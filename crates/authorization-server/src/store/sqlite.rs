@@ -18,12 +18,12 @@
 use super::migrations::migrations;
 use super::{
     FamilyId, FamilySummary, Grant, NewRefreshToken, OidcAuthorization, RedeemCode, RefreshCommand, RefreshOutcome,
-    RefreshTokenInfo, Store, StoreError, StoreFuture, StoredKey,
+    RefreshTokenInfo, Store, StoreError, StoreFuture, StoredKey, digest_of, parse_scope,
 };
-use figure2_protocol::authorization::{AuthorizationCodeGrant, CodeRejection, check_code};
+use figure2_protocol::authorization::{AuthorizationCodeGrant, CodeRejection};
 use figure2_protocol::family::{FamilyEffect, LiveToken, PresentedToken, RefreshTokenFamily, Revocation, reason};
 use figure2_protocol::secret::TokenDigest;
-use figure2_protocol::{Scope, UnixTime};
+use figure2_protocol::UnixTime;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::sync::mpsc;
 
@@ -233,14 +233,6 @@ fn run_batch(conn: &mut Connection, batch: &mut [Box<dyn Job>]) -> Result<(), ru
         }
     }
     tx.commit()
-}
-
-fn parse_scope(s: String) -> Result<Scope, StoreError> {
-    if s.is_empty() { Ok(Scope::empty()) } else { Scope::parse(&s).map_err(|e| StoreError::Corrupt(e.to_string())) }
-}
-
-fn digest_of(blob: Vec<u8>) -> Result<TokenDigest, StoreError> {
-    blob.try_into().map_err(|_| StoreError::Corrupt("a stored digest is not 32 bytes".into()))
 }
 
 fn insert_family(
@@ -524,20 +516,9 @@ fn redeem_code(
         code_challenge,
         expires_at: expires_at as u64,
     };
-    if let Err(rejection) = check_code(
-        &grant,
-        &command.client_id,
-        command.redirect_uri.as_deref(),
-        command.code_verifier.as_ref(),
-        command.now,
-    ) {
-        return Ok(Err(rejection));
-    }
-    let family = Grant {
-        client_id: grant.client_id.clone(),
-        subject: grant.subject.clone(),
-        scope: grant.scope.clone(),
-        dpop_jkt: command.dpop_jkt.clone(),
+    let family = match super::redeemed_grant(&grant, &command) {
+        Ok(family) => family,
+        Err(rejection) => return Ok(Err(rejection)),
     };
     let family_id = insert_family(conn, &family, command.refresh.as_ref(), command.now)?;
     conn.prepare_cached("UPDATE authorization_codes SET used_at = ?2, family_id = ?3 WHERE digest = ?1")?
@@ -855,6 +836,7 @@ impl Drop for Checkpointer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use figure2_protocol::Scope;
 
     fn grant() -> Grant {
         Grant { client_id: "c".into(), subject: "alice".into(), scope: Scope::parse("read").unwrap(), dpop_jkt: None }
