@@ -54,16 +54,13 @@ impl DpopState {
 
     /// §8.1: the nonce to send now; a new one every `nonce_lifetime` seconds.
     fn current_nonce(&self, now: u64) -> String {
-        self.nonce_of(now / self.nonce_lifetime)
+        self.nonce_of(dpop::nonce_window(now, self.nonce_lifetime))
     }
 
     /// §8.2: the current nonce or the one before it (so a nonce is accepted for one to two
     /// lifetimes after it was first sent).
     fn accepts(&self, nonce: &str, now: u64) -> bool {
-        let window = now / self.nonce_lifetime;
-        [Some(window), window.checked_sub(1)]
-            .into_iter()
-            .flatten()
+        dpop::accepted_nonce_windows(now, self.nonce_lifetime)
             .any(|w| figure2_protocol::secret::constant_time_eq(self.nonce_of(w).as_bytes(), nonce.as_bytes()))
     }
 }

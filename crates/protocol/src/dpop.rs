@@ -708,6 +708,20 @@ impl Nonces {
     }
 }
 
+/// Derived server nonces (§8, §9), for servers that share no memory (several instances):
+/// time is cut into windows of `lifetime` seconds, a nonce is a keyed hash of its window
+/// number (the caller computes it), and, as with [`Nonces`], the current nonce and the one
+/// before it are accepted. This is the window a nonce made at `now` belongs to.
+pub fn nonce_window(now: UnixTime, lifetime: u64) -> u64 {
+    now / lifetime.max(1)
+}
+
+/// The windows whose nonces are accepted at `now`: the current one and the one before.
+pub fn accepted_nonce_windows(now: UnixTime, lifetime: u64) -> impl Iterator<Item = u64> {
+    let window = nonce_window(now, lifetime);
+    [Some(window), window.checked_sub(1)].into_iter().flatten()
+}
+
 /// A client's DPoP key (ES256, P-256), parsed once: signs proofs (§4.2). The private key
 /// comes in as PKCS#8 made by the caller's CSPRNG (this crate draws no randomness).
 pub struct ProofKey {

@@ -27,10 +27,10 @@ use super::{
     RefreshTokenInfo, Store, StoreError, StoreFuture, StoredKey, digest_of, parse_scope,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
+use figure2_protocol::UnixTime;
 use figure2_protocol::authorization::{AuthorizationCodeGrant, CodeRejection};
 use figure2_protocol::family::{FamilyEffect, LiveToken, PresentedToken, RefreshTokenFamily, Revocation, reason};
 use figure2_protocol::secret::TokenDigest;
-use figure2_protocol::UnixTime;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;

@@ -20,10 +20,10 @@ use super::{
     FamilyId, FamilySummary, Grant, NewRefreshToken, OidcAuthorization, RedeemCode, RefreshCommand, RefreshOutcome,
     RefreshTokenInfo, Store, StoreError, StoreFuture, StoredKey, digest_of, parse_scope,
 };
+use figure2_protocol::UnixTime;
 use figure2_protocol::authorization::{AuthorizationCodeGrant, CodeRejection};
 use figure2_protocol::family::{FamilyEffect, LiveToken, PresentedToken, RefreshTokenFamily, Revocation, reason};
 use figure2_protocol::secret::TokenDigest;
-use figure2_protocol::UnixTime;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::sync::mpsc;
 
