@@ -56,9 +56,10 @@ pub struct CheckArgs {
     /// The longest a check may wait for a token to expire, in seconds; longer ones are skipped.
     #[arg(long, default_value_t = 90)]
     pub max_wait: u64,
-    /// Run only the checks whose id starts with this.
-    #[arg(long)]
-    pub only: Option<String>,
+    /// Run only the checks whose id starts with one of these (comma-separated, or the
+    /// option repeated).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
     /// table, json or junit.
     #[arg(long, default_value = "table")]
     pub format: Format,
@@ -72,9 +73,10 @@ pub struct CheckArgs {
 /// Options of `figure2 check-client`.
 #[derive(clap::Args, Debug)]
 pub struct CheckClientArgs {
-    /// Run only the checks whose id starts with this.
-    #[arg(long)]
-    pub only: Option<String>,
+    /// Run only the checks whose id starts with one of these (comma-separated, or the
+    /// option repeated).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
     /// table, json or junit.
     #[arg(long, default_value = "table")]
     pub format: Format,
@@ -100,8 +102,8 @@ pub struct CheckClientArgs {
     pub command: Vec<String>,
 }
 
-fn keep(only: &Option<String>, id: &str) -> bool {
-    only.as_ref().is_none_or(|prefix| id.starts_with(prefix.as_str()))
+fn keep(only: &[String], id: &str) -> bool {
+    only.is_empty() || only.iter().any(|prefix| id.starts_with(prefix.as_str()))
 }
 
 /// Prints the report and returns whether no MUST failed.
@@ -187,4 +189,25 @@ pub async fn check_client(args: CheckClientArgs) -> Result<bool, String> {
         eprintln!("the client's output and a trace of each check: {}/", args.output_dir.display());
     }
     Ok(finish(&report, args.format))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: CheckClientArgs,
+    }
+
+    #[test]
+    fn only_takes_several_prefixes_comma_separated_or_repeated() {
+        let cli = Cli::parse_from(["check-client", "--only", "CL-9700,CL-6-concurrent", "--only", "CL-5.2"]);
+        assert_eq!(cli.args.only, ["CL-9700", "CL-6-concurrent", "CL-5.2"]);
+        assert!(keep(&cli.args.only, "CL-6-concurrent-keeps-rotated-token"));
+        assert!(!keep(&cli.args.only, "CL-6-keeps-rotated-token"));
+        assert!(keep(&[], "anything"), "no --only: every check");
+    }
 }
