@@ -217,7 +217,7 @@ impl Client {
             ("content-type", "application/x-www-form-urlencoded".to_owned()),
             ("accept", "application/json".to_owned()),
         ];
-        // §2.3.1: exactly one authentication method per request.
+        // §2.3: exactly one authentication method per request.
         let credentials = match config.auth_method {
             TokenEndpointAuthMethod::ClientSecretBasic => {
                 let secret = self.secret("client_secret_basic")?;

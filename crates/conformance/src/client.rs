@@ -181,10 +181,11 @@ pub struct ClientExpect {
     /// The situation: the refused access token was presented (so a retry was exercised).
     #[serde(default)]
     pub situation_refused_token_presented: bool,
-    /// RFC 6749 §6 with requests racing: no refresh presents a refresh token that had
-    /// already been replaced when the request arrived, whether its successor had reached
-    /// the client or was still in flight (RFC 9700 §4.14.2: a rotating server takes that
-    /// for a replay and revokes the family). Stricter than `presents_newest_refresh_token`.
+    /// With requests racing: no refresh presents a refresh token that had already been
+    /// replaced when the request arrived, whether its successor had reached the client
+    /// (RFC 6749 §6) or was still on its way (no RFC text, but RFC 9700 §4.14.2: a
+    /// rotating server takes it for a replay and revokes the family). Stricter than
+    /// `presents_newest_refresh_token`.
     #[serde(default)]
     pub never_presents_replaced_refresh_token: bool,
     /// The situation: at least `concurrency` resource requests came once the first access
@@ -244,6 +245,9 @@ struct Ledger {
     refresh_tokens: Vec<String>,
     /// When each refresh token was issued (milliseconds), in the order of `refresh_tokens`.
     refresh_issued_at: Vec<u64>,
+    /// Milliseconds each refresh's answer is held before it is sent ([`REFRESH_HOLD_MS`]
+    /// in the concurrency checks of a program, else 0).
+    refresh_hold_ms: u64,
     live_refresh_token: Option<String>,
     refused_once: bool,
     /// RFC 9449 §5: the key the family's refresh tokens are bound to, and each bound
@@ -288,7 +292,17 @@ struct Scripted {
     ledger: Mutex<Ledger>,
     /// The `jti`s the scripted servers have seen (§11.1).
     replay: dpop::ReplayCache,
+    /// Real milliseconds a refresh's answer is held before it is sent (0: none).
+    refresh_hold_ms: u64,
 }
+
+/// In the concurrency checks of a program, each refresh answer is held this long (real
+/// milliseconds) before it is sent. A client whose racing requests each refresh sends
+/// them all while the first is held (in flight); one that waits for the first answer and
+/// then presents the refresh token that answer replaced had received its successor
+/// (RFC 6749 §6: it kept the old token). Without the hold both look alike, as the
+/// scripted server answers at once.
+pub const REFRESH_HOLD_MS: u64 = 500;
 
 /// The token endpoint's nonce in `nonce` mode (§8): fixed, as one server instance's.
 const SCRIPTED_NONCE: &str = "figure2-scripted-nonce-1";
@@ -302,6 +316,20 @@ impl figure2_http::Handler for Scripted {
     async fn handle(self: Arc<Self>, request: http::Request<Incoming>) -> HttpResponse {
         let (parts, body) = request.into_parts();
         let body = figure2_http::read_body(body, 64 * 1024).await.unwrap_or_default();
+        let held = self.refresh_hold_ms > 0
+            && parts.uri.path() == "/token"
+            && FormParams::parse(&body).is_ok_and(|f| f.get("grant_type") == Some("refresh_token"));
+        let response = self.respond(parts, body);
+        if held {
+            tokio::time::sleep(std::time::Duration::from_millis(self.refresh_hold_ms)).await;
+        }
+        response
+    }
+}
+
+impl Scripted {
+    /// The scripted authorization server and resource server's answer to one request.
+    fn respond(&self, parts: http::request::Parts, body: bytes::Bytes) -> HttpResponse {
         let body_text = String::from_utf8_lossy(&body).into_owned();
         let headers: String =
             parts.headers.iter().map(|(n, v)| format!("{n}: {}\n", String::from_utf8_lossy(v.as_bytes()))).collect();
@@ -810,14 +838,18 @@ async fn exercise(check: &ClientCheck, subject: &Subject) -> Result<(Ending, Led
         Subject::Command(command) => command.timing.scale.max(1),
         Subject::InProcess(_) => 1,
     };
+    // Real time only: in-process drivers share a simulated clock and are never held.
+    let refresh_hold_ms =
+        if matches!(subject, Subject::Command(_)) && check.concurrency > 1 { REFRESH_HOLD_MS } else { 0 };
     let scripted = Arc::new(Scripted {
         script: check.script.clone(),
         time_scale,
         expires_in,
         now_ms,
         issuer: base.clone(),
-        ledger: Mutex::new(Ledger::default()),
+        ledger: Mutex::new(Ledger { refresh_hold_ms, ..Ledger::default() }),
         replay: dpop::ReplayCache::new(10_000),
+        refresh_hold_ms,
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(figure2_http::serve(listener, scripted.clone(), Limits::default(), async {
@@ -998,12 +1030,14 @@ fn judge(check: &ClientCheck, ending: &Ending, ledger: &Ledger, expires_in: u64)
         }
     }
     // RFC 6749 §6: the client discards the old refresh token once it has the new one. A
-    // presentation of an older token is stale only if its successor was issued at least a
-    // second before (a request already on its way when the new token came is not).
+    // presentation of an older token is stale only if it came after the client had the
+    // successor: a second after it was issued, or after its held answer was sent (a
+    // request already on its way when the new token came is not stale).
+    let received_after = if ledger.refresh_hold_ms > 0 { ledger.refresh_hold_ms } else { 1000 };
     let stale_presentation = |s: &&&Seen| {
         let Some(presented) = s.presented_refresh_token.as_ref() else { return false };
         let Some(i) = ledger.refresh_tokens.iter().position(|t| t == presented) else { return false };
-        ledger.refresh_issued_at.get(i + 1).is_some_and(|next| next + 1000 <= s.at)
+        ledger.refresh_issued_at.get(i + 1).is_some_and(|next| next + received_after <= s.at)
     };
     if e.presents_newest_refresh_token
         && let Some(stale) = refreshes.iter().find(stale_presentation)
@@ -1031,12 +1065,13 @@ fn judge(check: &ClientCheck, ending: &Ending, ledger: &Ledger, expires_in: u64)
             let after_successor = replaced.iter().filter(|s| stale_presentation(s)).count();
             problems.push(format!(
                 "presented a replaced refresh token {} time(s) (first: #{} when #{} was the live one); {} of them \
-                 more than a second after the successor was issued (kept the old token), the rest while it was \
-                 in flight (refreshes not single-flight); {} refresh request(s) in all",
+                 after the answer carrying the successor {} (kept the old token), the rest while that answer was \
+                 on its way (refreshes not single-flight); {} refresh request(s) in all",
                 replaced.len(),
                 number(&first.presented_refresh_token),
                 number(&first.live_refresh_token),
                 after_successor,
+                if ledger.refresh_hold_ms > 0 { "had been sent" } else { "was a second old" },
                 refreshes.len()
             ));
         }
@@ -1216,24 +1251,58 @@ fn judge_lost_response(want: LostResponse, ending: &Ending, ledger: &Ledger, res
     };
     match want {
         LostResponse::LoggedOut => {
+            // Back to step A: the client ends 'reauthorize', or gets a new grant itself
+            // (a token request without a refresh token after the lost refresh).
+            let lost_at = ledger
+                .seen
+                .iter()
+                .position(|s| s.presented_refresh_token.as_deref() == Some(lost.predecessor.as_str()))
+                .unwrap_or(0);
+            let new_grant = ledger.seen[lost_at + 1..]
+                .iter()
+                .position(|s| !s.to_resource && s.presented_refresh_token.is_none())
+                .map(|i| i + lost_at + 1);
             if let Some(pos) = ledger.seen.iter().position(|s| s.answered_invalid_grant) {
-                let after = ledger.seen.len() - pos - 1;
+                let until = new_grant.filter(|g| *g > pos).unwrap_or(ledger.seen.len());
+                let after = until - pos - 1;
                 if after > 0 {
-                    return (Verdict::Fail, format!("made {after} request(s) after invalid_grant (expected none)"));
+                    return (
+                        Verdict::Fail,
+                        format!(
+                            "made {after} request(s) after invalid_grant before {} (expected none)",
+                            if until < ledger.seen.len() { "a new grant" } else { "stopping" }
+                        ),
+                    );
                 }
             }
-            match ending {
-                Ending::Reauthorize => (
+            if let Some(g) = new_grant
+                && ledger.seen[g..]
+                    .iter()
+                    .any(|s| s.presented_refresh_token.as_deref() == Some(lost.predecessor.as_str()))
+            {
+                return (
+                    Verdict::Fail,
+                    "after its new grant the client presented the lost family's refresh token again".into(),
+                );
+            }
+            let retried = if lost.came_back { "strict rotation refused the retry" } else { "the client did not retry" };
+            match (ending, new_grant) {
+                (Ending::Reauthorize, _) => (
                     Verdict::Pass,
                     format!(
-                        "expected outcome, not a client failure: strict rotation refused the retry{} and the client asked for a new authorization",
-                        if lost.came_back { "" } else { " (the client did not even retry)" }
+                        "expected outcome, not a client failure: {retried} and the client asked for a new authorization"
                     ),
                 ),
-                other => (
+                (_, Some(_)) => (
+                    Verdict::Pass,
+                    format!(
+                        "expected outcome, not a client failure: {retried} and the client went back to step A itself (a new grant)"
+                    ),
+                ),
+                (other, None) => (
                     Verdict::Fail,
                     format!(
-                        "strict rotation revoked the family, yet the client ended {other:?} instead of asking for a new authorization"
+                        "strict rotation revoked the family, yet the client ended {other:?} without a new authorization (neither 'reauthorize' nor a new grant)"
                     ),
                 ),
             }
@@ -1275,6 +1344,54 @@ mod tests {
         assert!(toml::from_str::<Script>("recovery = \"grace\"").is_err(), "a typo is an error, not strict rotation");
         let expect: ClientExpect = toml::from_str("lost_response = \"logged_out\"").expect("parses");
         assert_eq!(expect.lost_response, Some(LostResponse::LoggedOut));
+    }
+
+    /// Issue 16 (Authlib's AsyncOAuth2Client): refreshes serialised by a lock, each after
+    /// the held answer that replaced the token it presents, kept the old token; one sent
+    /// while that answer was held was in flight.
+    #[test]
+    fn a_replaced_token_presented_after_its_held_answer_was_kept_not_in_flight() {
+        let catalogue = crate::client_catalogue().expect("catalogue");
+        let refresh = |at: u64, presented: &str, live: &str, invalid_grant: bool| Seen {
+            to_resource: false,
+            at,
+            everything: String::new(),
+            access_token: None,
+            presented_refresh_token: Some(presented.into()),
+            live_refresh_token: Some(live.into()),
+            answered_invalid_grant: invalid_grant,
+            answer: String::new(),
+            dpop: Err("no DPoP proof".into()),
+            dpop_nonce: None,
+            asked_nonce: false,
+        };
+        let ledger = |hold: u64| Ledger {
+            seen: vec![
+                refresh(100, "rt1", "rt1", false),
+                refresh(130, "rt1", "rt2", true),
+                refresh(700, "rt1", "rt2", true),
+            ],
+            refresh_tokens: vec!["rt1".into(), "rt2".into()],
+            refresh_issued_at: vec![0, 100],
+            live_refresh_token: Some("rt2".into()),
+            refresh_hold_ms: hold,
+            ..Ledger::default()
+        };
+        let check = |id: &str| catalogue.checks.iter().find(|c| c.id == id).expect("check").clone();
+        let (verdict, reason) = judge(&check("CL-9700-single-flight"), &Ending::Ok, &ledger(REFRESH_HOLD_MS), 60);
+        assert_eq!(verdict, Verdict::Fail, "{reason}");
+        assert!(
+            reason.contains("2 time(s)")
+                && reason.contains("1 of them after the answer carrying the successor had been sent"),
+            "{reason}"
+        );
+        // RFC 6749 §6's MUST: the one sent after the answer kept the old token.
+        let (verdict, reason) =
+            judge(&check("CL-6-concurrent-keeps-rotated-token"), &Ending::Ok, &ledger(REFRESH_HOLD_MS), 60);
+        assert_eq!(verdict, Verdict::Fail, "{reason}");
+        // Without a hold (in-process, answered at once) 600 ms is still in flight.
+        let (_, reason) = judge(&check("CL-9700-single-flight"), &Ending::Ok, &ledger(0), 60);
+        assert!(reason.contains("0 of them after the answer carrying the successor was a second old"), "{reason}");
     }
 
     #[test]

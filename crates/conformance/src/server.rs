@@ -221,6 +221,10 @@ pub struct HttpExpect {
     /// RFC 9449 §6.1: the issued JWT access token's `cnf.jkt` is the check's key thumbprint.
     #[serde(default)]
     pub cnf_jkt_is_proof_key: bool,
+    /// RFC 9110 §9.3.2: the same status as the previous step's answer, with
+    /// `WWW-Authenticate` if and only if that answer had it (HEAD answers as GET does).
+    #[serde(default)]
+    pub as_previous: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -416,6 +420,10 @@ struct Run<'t> {
     dpop: Option<DpopKeys>,
     last_proof: Option<String>,
     nonces: HashMap<String, String>,
+    /// The status of this step's answer and whether it had `WWW-Authenticate`, and the
+    /// same for the step before (`as_previous`).
+    this_answer: Option<(u16, bool)>,
+    previous_answer: Option<(u16, bool)>,
 }
 
 /// The check's two P-256 keys (made with the system CSPRNG), with the PKCS#8 of the first
@@ -528,6 +536,8 @@ impl<'t> Run<'t> {
             source: None,
             dpop: None,
             last_proof: None,
+            this_answer: None,
+            previous_answer: None,
             nonces: HashMap::new(),
         }
     }
@@ -779,6 +789,8 @@ impl<'t> Run<'t> {
                 self.send_with_proof(step, method(step, "GET")?, &url, headers, None, presented.as_deref()).await?
             }
         };
+        let challenged = response.headers.contains_key(http::header::WWW_AUTHENTICATE);
+        self.previous_answer = self.this_answer.replace((response.status, challenged));
         if let Some(situation) = &step.situation {
             match self.verify(situation, &response).await {
                 Ok(()) => {}
@@ -788,11 +800,57 @@ impl<'t> Run<'t> {
         }
         // The step's own expectations carry the check's key word; `also` carries others.
         // Every one is judged, and the strongest broken requirement is reported.
+        // RFC 6749 §5.2 makes `error` REQUIRED, one code from its list, but puts no key
+        // word on which code fits: a refusal with another code breaks no key word, while
+        // not refusing breaks the check's.
+        // At the resource server, once the request is refused with a Bearer challenge
+        // (RFC 6750 §3's MUST), the status each error code asks for is a SHOULD (§3.1:
+        // 400, 401, 403) and the code itself has no key word either.
         let mut broken: Vec<(String, Keyword)> = Vec::new();
-        match self.verify(&step.expect, &response).await {
+        let mut refusal = step.expect.clone();
+        let mut weaker: Vec<(HttpExpect, Keyword, &str)> = vec![(
+            HttpExpect { error: refusal.error.take(), ..HttpExpect::default() },
+            Keyword::Descriptive,
+            "the error code: no key word",
+        )];
+        if step.kind == StepKind::Resource && (400..500).contains(&response.status) {
+            let challenged = response
+                .headers
+                .get_all(http::header::WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(|c| BearerChallenge::parse(c).is_some());
+            let refusal_status = |s: &StatusSpec| match s {
+                StatusSpec::One(s) => (400..500).contains(s),
+                StatusSpec::Any(list) => list.iter().all(|s| (400..500).contains(s)),
+            };
+            if refusal.status.as_ref().is_some_and(refusal_status) {
+                let status = HttpExpect { status: refusal.status.take(), ..HttpExpect::default() };
+                weaker.push((status, Keyword::Should, "SHOULD, RFC 6750 §3.1"));
+            }
+            if challenged && refusal.bearer_error.as_deref().is_some_and(|e| !e.is_empty()) {
+                let code = HttpExpect { bearer_error: refusal.bearer_error.take(), ..HttpExpect::default() };
+                weaker.push((code, Keyword::Descriptive, "the error code: no key word"));
+            }
+        }
+        match self.verify(&refusal, &response).await {
             Ok(()) => {}
             Err(StepError::Fail(r)) => broken.push((r, check.keyword)),
             Err(other) => return Err(other),
+        }
+        for (expect, keyword, why) in weaker {
+            if !broken.is_empty() {
+                break;
+            }
+            match self.verify(&expect, &response).await {
+                Ok(()) => {}
+                // A check keyed this weakly already reports at its own key word.
+                Err(StepError::Fail(r)) if keyword.strength() <= check.keyword.strength() => {
+                    broken.push((r, check.keyword))
+                }
+                Err(StepError::Fail(r)) => broken.push((format!("{r} [{why}]"), keyword)),
+                Err(other) => return Err(other),
+            }
         }
         for keyed in &step.also {
             match self.verify(&keyed.expect, &response).await {
@@ -1190,6 +1248,13 @@ impl<'t> Run<'t> {
             && !status.matches(r.status)
         {
             return fail(format!("expected status {status:?}"));
+        }
+        if expect.as_previous
+            && let Some((status, challenged)) = self.previous_answer
+            && (r.status, r.headers.contains_key(http::header::WWW_AUTHENTICATE)) != (status, challenged)
+        {
+            let with = if challenged { "with" } else { "without" };
+            return fail(format!("expected what the previous request got: {status} {with} WWW-Authenticate"));
         }
         let json: Option<serde_json::Value> = serde_json::from_slice(&r.body).ok();
         if let Some(want) = &expect.error {

@@ -40,7 +40,7 @@ impl ClientAuthentication {
 
     /// Reads the client's credentials from the `Authorization` header and the form body.
     ///
-    /// §2.3.1: "The client MUST NOT use more than one authentication method in each
+    /// §2.3: "The client MUST NOT use more than one authentication method in each
     /// request", so Basic plus `client_secret` in the body is `invalid_request`.
     pub fn from_request(authorization: Option<&str>, form: &FormParams) -> Result<Self, ErrorResponse> {
         // §3.2: the credentials are parameters of every request that carries them.

@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex};
 struct Lenient {
     issuer: String,
     live: Mutex<Vec<String>>,
+    /// The access tokens issued (`/resource/strict` serves these only).
+    issued: Mutex<Vec<String>>,
 }
 
 impl figure2_http::Handler for Lenient {
@@ -62,6 +64,7 @@ impl figure2_http::Handler for Lenient {
             let n = live.len();
             let (at, rt) = (format!("at-{n}-{}", get("scope").unwrap_or_default()), format!("rt-{n}"));
             live.push(rt.clone());
+            self.issued.lock().unwrap().push(at.clone());
             let scope = get("scope").filter(|s| s == "read" || s == "write").unwrap_or_else(|| "read write".into());
             let answer = serde_json::json!({"access_token": at, "token_type": "Bearer", "expires_in": 60,
                 "refresh_token": rt, "scope": scope});
@@ -75,6 +78,20 @@ impl figure2_http::Handler for Lenient {
             "/resource/admin" if authorization.starts_with("Bearer at-") => {
                 figure2_http::json(403, &serde_json::json!({"error": "insufficient_scope"}), &[])
             }
+            // A bad token gets 403 (RFC 6750 §3.1: SHOULD be 401) with its challenge (§3).
+            "/resource/strict" if authorization.starts_with("Bearer ") => {
+                let token = &authorization["Bearer ".len()..];
+                if self.issued.lock().unwrap().iter().any(|t| t == token) {
+                    figure2_http::json(200, &serde_json::json!({"resource": "strict"}), &[])
+                } else {
+                    figure2_http::text(
+                        403,
+                        "text/plain",
+                        "",
+                        &[("www-authenticate", r#"Bearer error="invalid_token""#)],
+                    )
+                }
+            }
             _ => figure2_http::text(401, "text/plain", "", &[("www-authenticate", "Bearer")]),
         }
     }
@@ -84,7 +101,8 @@ impl figure2_http::Handler for Lenient {
 async fn a_lenient_server_fails_each_new_check_with_its_strongest_key_word() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let issuer = format!("http://{}", listener.local_addr().unwrap());
-    let server = Arc::new(Lenient { issuer: issuer.clone(), live: Mutex::new(Vec::new()) });
+    let server =
+        Arc::new(Lenient { issuer: issuer.clone(), live: Mutex::new(Vec::new()), issued: Mutex::new(Vec::new()) });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = tokio::spawn(figure2_http::serve(listener, server, Limits::default(), async {
         let _ = stopped.await;
@@ -108,11 +126,13 @@ async fn a_lenient_server_fails_each_new_check_with_its_strongest_key_word() {
         http,
     };
     let expected = [
-        ("AS-3.2.1-conflicting-client-id", Keyword::Must),
+        // Serving or mis-coding these breaks no key word (RFC 6749 §5.2 names the error;
+        // the MUST NOTs of §2.3 and §3.2 bind the client).
+        ("AS-3.2.1-conflicting-client-id", Keyword::Descriptive),
         ("AS-B-non-utf8-body", Keyword::Descriptive),
         ("AS-B-percent-encoded-non-utf8", Keyword::Descriptive),
-        ("AS-3.2-json-body", Keyword::Must),
-        ("AS-5.2-empty-body", Keyword::Must),
+        ("AS-3.2-json-body", Keyword::Descriptive),
+        ("AS-5.2-empty-body", Keyword::Descriptive),
         // The 403 is right (SHOULD), the missing challenge is not (MUST): MUST is reported.
         ("RS-6750-3.1-insufficient-scope", Keyword::Must),
     ];
@@ -144,6 +164,13 @@ async fn a_lenient_server_fails_each_new_check_with_its_strongest_key_word() {
     let catalogue = server_catalogue(CatalogueFile::ResourceServer).unwrap();
     let check = catalogue.checks.iter().find(|c| c.id == "RS-6750-3-no-token").unwrap();
     assert_eq!(run_check(catalogue.role, check, &target).await.verdict, Verdict::Pass);
+    // A bad token refused with 403 and its challenge: the challenge (RFC 6750 §3's MUST)
+    // is there, only §3.1's SHOULD 401 is broken.
+    let strict = Target { resource: Some(format!("{issuer}/resource/strict")), ..target };
+    let check = catalogue.checks.iter().find(|c| c.id == "RS-6750-3-challenge-syntax").unwrap();
+    let result = run_check(catalogue.role, check, &strict).await;
+    assert_eq!((result.verdict.clone(), result.keyword), (Verdict::Fail, Keyword::Should), "{}", result.reason);
+    assert!(result.reason.contains("[SHOULD, RFC 6750 §3.1]"), "{}", result.reason);
     let _ = stop.send(());
     let _ = served.await;
 }

@@ -1,5 +1,5 @@
 use figure2_conformance::client::{self, Ending, Env, Subject};
-use figure2_conformance::{self as conformance, ConformanceReport, Role, Verdict};
+use figure2_conformance::{self as conformance, ConformanceReport, Keyword, Role, Verdict};
 use figure2_runner::checks;
 use figure2_runner::world::{Mutator, World};
 use std::collections::BTreeSet;
@@ -75,6 +75,23 @@ async fn a_server_that_calls_dpop_tokens_bearer_fails_exactly_that_check() {
         "{}",
         report.render(conformance::Format::Table)
     );
+}
+
+#[tokio::test]
+async fn a_server_that_calls_a_replayed_proof_invalid_grant_fails_exactly_the_jti_check() {
+    // oidc-provider's habit (docs/interop.md): a replayed DPoP proof at the token
+    // endpoint answered invalid_grant, the refresh token being still valid.
+    let invalid_grant = rewrite_json("/token", |json| {
+        let replayed = json["error_description"].as_str().is_some_and(|d| d.contains("already used"));
+        if json["error"] == "invalid_dpop_proof" && replayed {
+            json["error"] = "invalid_grant".into();
+        }
+    });
+    let report = run_broken(toml::Table::new(), Some(invalid_grant)).await;
+    let table = report.render(conformance::Format::Table);
+    assert_eq!(ids(&report, Verdict::Fail), set(&["AS-9449-11.1-jti-replayed"]), "{table}");
+    let jti = report.results.iter().find(|r| r.id == "AS-9449-11.1-jti-replayed").unwrap();
+    assert!(jti.reason.contains("invalid_grant"), "{}", jti.reason);
 }
 
 #[tokio::test]
@@ -154,7 +171,32 @@ async fn a_server_without_reuse_detection_fails_exactly_that_check() {
     config.insert("revoke_family_on_reuse".into(), false.into());
     let report = run_broken(config, None).await;
     assert_eq!(ids(&report, Verdict::Fail), set(&["AS-9700-reuse-revokes-family"]));
-    assert!(!report.failed_absolute(), "reuse detection is a SHOULD");
+    assert!(!report.failed_absolute(), "reuse detection is required for public clients only (RFC 9700 §4.14.2)");
+}
+
+#[tokio::test]
+async fn a_server_that_refuses_with_another_error_code_breaks_no_key_word() {
+    // RFC 6749 §5.2 names each error but puts no key word on which code fits: every
+    // refusal is kept, only its code changed (Authlib's invalid_request for a wrong
+    // password, oidc-provider's invalid_grant for a replayed DPoP proof).
+    let recode = rewrite_json("/token", |json| {
+        if json["error"] == "invalid_grant" {
+            json["error"] = "invalid_request".into();
+        }
+    });
+    let report = run_broken(toml::Table::new(), Some(recode)).await;
+    let table = report.render(conformance::Format::Table);
+    let failed = ids(&report, Verdict::Fail);
+    for id in ["AS-5.2-invalid-grant-password", "AS-6-unknown-token", "AS-6-bound-to-client"] {
+        assert!(failed.contains(id), "{id}\n{table}");
+    }
+    assert!(
+        report.results.iter().filter(|r| r.verdict == Verdict::Fail).all(|r| r.keyword == Keyword::Descriptive),
+        "{table}"
+    );
+    assert!(!report.failed_absolute(), "{table}");
+    let password = report.results.iter().find(|r| r.id == "AS-5.2-invalid-grant-password").unwrap();
+    assert!(password.reason.contains("[the error code: no key word]"), "{}", password.reason);
 }
 
 #[tokio::test]
@@ -617,8 +659,9 @@ async fn a_check_whose_situation_never_arose_does_not_pass() {
 
 /// A broken client of the matrix-js-sdk#5495 kind: it follows expires_in and keeps
 /// rotated tokens, but treats any failed refresh (a proxy's 429 or 503, a gateway's 504)
-/// as a dead refresh token: it drops it and sends the user back to step A.
-async fn drops_refresh_token_on_any_failure(env: Env) -> Ending {
+/// as a dead refresh token: it drops it and sends the user back to step A, or (`regrant`,
+/// as requests-auth does) gets a new password grant itself and carries on.
+async fn drops_refresh_token_on_any_failure(env: Env, regrant: bool) -> Ending {
     use figure2_protocol::Clock;
     let http = figure2_http::HttpClient::new();
     let basic =
@@ -633,7 +676,7 @@ async fn drops_refresh_token_on_any_failure(env: Env) -> Ending {
         }
     };
     let grant = format!("grant_type=password&username={}&password={}", env.username, env.password);
-    let Some(b) = token(grant).await else { return Ending::Failed("grant".into()) };
+    let Some(b) = token(grant.clone()).await else { return Ending::Failed("grant".into()) };
     let start = env.clock.now();
     let mut expires_at = start + b["expires_in"].as_u64().unwrap_or(0);
     let mut at = b["access_token"].as_str().unwrap_or("").to_owned();
@@ -646,7 +689,11 @@ async fn drops_refresh_token_on_any_failure(env: Env) -> Ending {
         if env.clock.now() >= expires_at {
             let Some(presented) = rt.take() else { return Ending::Reauthorize };
             // The bug: whatever went wrong, the refresh token is thrown away.
-            let Some(b) = token(format!("grant_type=refresh_token&refresh_token={presented}")).await else {
+            let refreshed = token(format!("grant_type=refresh_token&refresh_token={presented}")).await;
+            let Some(b) = (match refreshed {
+                None if regrant => token(grant.clone()).await,
+                other => other,
+            }) else {
                 return Ending::Reauthorize;
             };
             expires_at = env.clock.now() + b["expires_in"].as_u64().unwrap_or(0);
@@ -674,26 +721,76 @@ async fn a_client_that_drops_its_refresh_token_on_503_fails_the_fault_profiles()
         c.id.starts_with("CL-6585-") || c.id.starts_with("CL-9110-") || c.id.starts_with("CL-6-lost-response-")
     });
     assert_eq!(catalogue.checks.len(), 7);
-    let subject = Subject::InProcess(Arc::new(|env: Env| Box::pin(drops_refresh_token_on_any_failure(env))));
-    let report = ConformanceReport { results: client::run_catalogue(&catalogue, &subject).await };
-    let table = report.render(conformance::Format::Table);
-    assert_eq!(
-        ids(&report, Verdict::Fail),
-        set(&[
-            "CL-6585-429-keeps-refresh-token",
-            "CL-9110-503-keeps-refresh-token",
-            "CL-6-lost-response-time-grace",
-            "CL-6-lost-response-idempotent-retry",
-            "CL-6-lost-response-count-reuse",
-            "CL-6-lost-response-usage-based",
-        ]),
-        "{table}"
-    );
-    assert_eq!(ids(&report, Verdict::Pass), set(&["CL-6-lost-response-strict-logs-out"]), "{table}");
-    let strict = report.results.iter().find(|r| r.id == "CL-6-lost-response-strict-logs-out").unwrap();
-    assert!(strict.reason.contains("expected outcome"), "{}", strict.reason);
-    // Every check cites its section and key word.
-    assert!(report.results.iter().all(|r| r.section.starts_with("RFC ")));
+    for regrant in [false, true] {
+        let subject =
+            Subject::InProcess(Arc::new(move |env: Env| Box::pin(drops_refresh_token_on_any_failure(env, regrant))));
+        let report = ConformanceReport { results: client::run_catalogue(&catalogue, &subject).await };
+        let table = report.render(conformance::Format::Table);
+        assert_eq!(
+            ids(&report, Verdict::Fail),
+            set(&[
+                "CL-6585-429-keeps-refresh-token",
+                "CL-9110-503-keeps-refresh-token",
+                "CL-6-lost-response-time-grace",
+                "CL-6-lost-response-idempotent-retry",
+                "CL-6-lost-response-count-reuse",
+                "CL-6-lost-response-usage-based",
+            ]),
+            "{table}"
+        );
+        assert_eq!(ids(&report, Verdict::Pass), set(&["CL-6-lost-response-strict-logs-out"]), "{table}");
+        let strict = report.results.iter().find(|r| r.id == "CL-6-lost-response-strict-logs-out").unwrap();
+        assert!(strict.reason.contains("expected outcome"), "{}", strict.reason);
+        // A new grant is going back to step A, as ending 'reauthorize' is (requests-auth).
+        let back_to_a = if regrant { "went back to step A itself" } else { "asked for a new authorization" };
+        assert!(strict.reason.contains(back_to_a), "{}", strict.reason);
+        // Every check cites its section and key word.
+        assert!(report.results.iter().all(|r| r.section.starts_with("RFC ")));
+    }
+}
+
+/// Strict rotation: a client that goes on after the lost answer without a new
+/// authorization (it keeps calling with its expired access token) fails.
+async fn ignores_a_failed_refresh(env: Env) -> Ending {
+    use figure2_protocol::Clock;
+    let http = figure2_http::HttpClient::new();
+    let basic =
+        figure2_protocol::client_auth::ClientAuthentication::basic_header_value(&env.client_id, &env.client_secret);
+    let headers = [("authorization", basic.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+    let grant = format!("grant_type=password&username={}&password={}", env.username, env.password);
+    let Ok(r) = http.send(http::Method::POST, &env.token_endpoint, &headers, Some(grant.into())).await else {
+        return Ending::Failed("grant".into());
+    };
+    let b: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    let start = env.clock.now();
+    let mut refreshed = false;
+    for t in &env.calls {
+        let now = env.clock.now();
+        if start + t > now {
+            env.clock.advance(start + t - now);
+        }
+        if !refreshed && env.clock.now() >= start + b["expires_in"].as_u64().unwrap_or(0) {
+            refreshed = true;
+            let form = format!("grant_type=refresh_token&refresh_token={}", b["refresh_token"].as_str().unwrap_or(""));
+            let _ = http.send(http::Method::POST, &env.token_endpoint, &headers, Some(form.into())).await;
+        }
+        let auth = format!("Bearer {}", b["access_token"].as_str().unwrap_or(""));
+        let _ = http.send(http::Method::GET, &env.resource_url, &[("authorization", auth.as_str())], None).await;
+    }
+    Ending::Ok
+}
+
+#[tokio::test]
+async fn strict_rotation_fails_a_client_that_goes_on_without_a_new_authorization() {
+    let catalogue = conformance::client_catalogue().unwrap();
+    let check = catalogue.checks.iter().find(|c| c.id == "CL-6-lost-response-strict-logs-out").unwrap();
+    let subject = Subject::InProcess(Arc::new(|env: Env| Box::pin(ignores_a_failed_refresh(env))));
+    let result = client::run_check(check, &subject).await;
+    assert_eq!(result.verdict, Verdict::Fail, "{}", result.reason);
+    assert!(result.reason.contains("without a new authorization"), "{}", result.reason);
+    // Figure2's own client: logged out, it ends 'reauthorize'.
+    let result = client::run_check(check, &checks::client_library()).await;
+    assert_eq!(result.verdict, Verdict::Pass, "{}", result.reason);
 }
 
 /// The lost-response and 429/503 checks prove their situation before they pass: a client
@@ -787,7 +884,9 @@ async fn refreshes_in_parallel(env: Env, serialised: bool) -> Ending {
 async fn single_flight_is_judged_on_the_replaced_token_not_on_the_count() {
     let catalogue = conformance::client_catalogue().unwrap();
     let check = catalogue.checks.iter().find(|c| c.id == "CL-9700-single-flight").unwrap();
-    assert_eq!(check.keyword, conformance::Keyword::Must);
+    // No key word: a token presented while its successor is on its way breaks no RFC
+    // text (RFC 6749 §6's MUST is about a successor received: CL-6-concurrent-...).
+    assert_eq!(check.keyword, conformance::Keyword::Descriptive);
     // Racing refreshes with one refresh token: a replaced token is presented again.
     let parallel = Subject::InProcess(Arc::new(|env: Env| Box::pin(refreshes_in_parallel(env, false))));
     let result = client::run_check(check, &parallel).await;
