@@ -179,9 +179,16 @@ async fn a_server_that_refuses_with_another_error_code_breaks_no_key_word() {
     // RFC 6749 §5.2 names each error but puts no key word on which code fits: every
     // refusal is kept, only its code changed (Authlib's invalid_request for a wrong
     // password, oidc-provider's invalid_grant for a replayed DPoP proof).
-    let recode = rewrite_json("/token", |json| {
-        if json["error"] == "invalid_grant" {
+    // The status too: "400 (unless specified otherwise)" has no key word either.
+    let recode: Mutator = Arc::new(|path, answer| {
+        if path.ends_with("/token")
+            && let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(&answer.body)
+            && json["error"] == "invalid_grant"
+        {
             json["error"] = "invalid_request".into();
+            answer.status = 422;
+            answer.body = bytes::Bytes::from(json.to_string());
+            answer.headers.remove("content-length");
         }
     });
     let report = run_broken(toml::Table::new(), Some(recode)).await;
