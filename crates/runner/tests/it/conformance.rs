@@ -221,6 +221,66 @@ async fn a_server_without_rotation_fails_the_rotation_check_and_skips_the_rest()
 
 /// A naive client: never looks at expires_in, and after invalid_token refreshes and
 /// retries until it works (bounded here so the test ends).
+/// What the hand-written client doubles below share: the token endpoint with HTTP Basic
+/// for the checker's client (RFC 6749 §2.3.1), the resource, and the shared clock.
+struct Double {
+    env: Env,
+    http: figure2_http::HttpClient,
+    basic: String,
+}
+
+impl Double {
+    fn new(env: &Env) -> Self {
+        let basic =
+            figure2_protocol::client_auth::ClientAuthentication::basic_header_value(&env.client_id, &env.client_secret);
+        Self { env: env.clone(), http: figure2_http::HttpClient::new(), basic }
+    }
+
+    /// The token endpoint's answer to `form`, whatever it is.
+    async fn post(&self, form: String) -> Option<figure2_http::ReceivedResponse> {
+        let headers = [("authorization", self.basic.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+        self.http.send(http::Method::POST, &self.env.token_endpoint, &headers, Some(form.into())).await.ok()
+    }
+
+    /// The JSON body of a 200 answer to `form`, else `None`.
+    async fn token(&self, form: String) -> Option<serde_json::Value> {
+        let r = self.post(form).await?;
+        serde_json::from_slice(&r.body).ok().filter(|_| r.status == 200)
+    }
+
+    /// The JSON body of the answer to `form`, whatever its status (`Null` if not JSON).
+    async fn token_body(&self, form: String) -> Option<serde_json::Value> {
+        let r = self.post(form).await?;
+        Some(serde_json::from_slice(&r.body).unwrap_or_default())
+    }
+
+    fn password_grant(&self) -> String {
+        format!("grant_type=password&username={}&password={}", self.env.username, self.env.password)
+    }
+
+    fn refresh(refresh_token: &str) -> String {
+        format!("grant_type=refresh_token&refresh_token={refresh_token}")
+    }
+
+    /// GET the resource with `Authorization: Bearer access_token`.
+    async fn resource(&self, access_token: &str) -> Result<figure2_http::ReceivedResponse, figure2_http::ClientError> {
+        let auth = format!("Bearer {access_token}");
+        self.http.send(http::Method::GET, &self.env.resource_url, &[("authorization", auth.as_str())], None).await
+    }
+
+    fn now(&self) -> u64 {
+        figure2_protocol::Clock::now(&self.env.clock)
+    }
+}
+
+/// Lets the shared clock reach `start + t` (a call time of the check).
+fn advance_to(env: &Env, start: u64, t: u64) {
+    let now = figure2_protocol::Clock::now(&env.clock);
+    if start + t > now {
+        env.clock.advance(start + t - now);
+    }
+}
+
 fn retries_forever() -> Subject {
     Subject::InProcess(Arc::new(|env: Env| Box::pin(naive_client(env, true))))
 }
@@ -231,50 +291,23 @@ fn forgets_rotated_token() -> Subject {
 }
 
 async fn naive_client(env: Env, store_rotated: bool) -> Ending {
-    use figure2_protocol::Clock;
-    let http = figure2_http::HttpClient::new();
-    let basic =
-        figure2_protocol::client_auth::ClientAuthentication::basic_header_value(&env.client_id, &env.client_secret);
-    let token = |form: String| {
-        let http = http.clone();
-        let url = env.token_endpoint.clone();
-        let basic = basic.clone();
-        async move {
-            let r = http
-                .send(
-                    http::Method::POST,
-                    &url,
-                    &[("authorization", basic.as_str()), ("content-type", "application/x-www-form-urlencoded")],
-                    Some(form.into()),
-                )
-                .await
-                .ok()?;
-            serde_json::from_slice::<serde_json::Value>(&r.body).ok().filter(|_| r.status == 200)
-        }
-    };
-    let grant = format!("grant_type=password&username={}&password={}", env.username, env.password);
-    let Some(b) = token(grant).await else { return Ending::Failed("grant".into()) };
+    let double = Double::new(&env);
+    let Some(b) = double.token(double.password_grant()).await else { return Ending::Failed("grant".into()) };
     let mut at = b["access_token"].as_str().unwrap_or("").to_owned();
     let first_rt = b["refresh_token"].as_str().unwrap_or("").to_owned();
     let mut rt = first_rt.clone();
-    let start = env.clock.now();
+    let start = double.now();
     for t in &env.calls {
-        let now = env.clock.now();
-        if start + t > now {
-            env.clock.advance(start + t - now);
-        }
+        advance_to(&env, start, *t);
         for _ in 0..env.concurrency {
             let mut ok = false;
             for _ in 0..20 {
-                let auth = format!("Bearer {at}");
-                let r =
-                    http.send(http::Method::GET, &env.resource_url, &[("authorization", auth.as_str())], None).await;
-                if r.as_ref().is_ok_and(|r| r.status == 200) {
+                if double.resource(&at).await.as_ref().is_ok_and(|r| r.status == 200) {
                     ok = true;
                     break;
                 }
                 let presented = if store_rotated { rt.clone() } else { first_rt.clone() };
-                let Some(b) = token(format!("grant_type=refresh_token&refresh_token={presented}")).await else {
+                let Some(b) = double.token(Double::refresh(&presented)).await else {
                     return Ending::Reauthorize;
                 };
                 at = b["access_token"].as_str().unwrap_or("").to_owned();
@@ -335,10 +368,7 @@ async fn new_key_for_each_call(env: Env) -> Ending {
     let mut tokens = first.tokens();
     let start = figure2_protocol::Clock::now(&env.clock);
     for at in &env.calls {
-        let now = figure2_protocol::Clock::now(&env.clock);
-        if start + at > now {
-            env.clock.advance(start + at - now);
-        }
+        advance_to(&env, start, *at);
         let client = session(&env);
         client.set_tokens(tokens.clone());
         let result = client.call(http::Method::GET, &env.resource_url, None).await;
@@ -397,25 +427,13 @@ async fn a_server_that_calls_a_refresh_token_type_refresh_token_fails_the_vocabu
 /// Issue 10 kind 7's broken client: refreshes only on an explicit `invalid_token`, so a
 /// bare 401 leaves it presenting the refused token for ever.
 async fn refreshes_only_on_invalid_token(env: Env) -> Ending {
-    let http = figure2_http::HttpClient::new();
-    let basic =
-        figure2_protocol::client_auth::ClientAuthentication::basic_header_value(&env.client_id, &env.client_secret);
-    let headers = [("authorization", basic.as_str()), ("content-type", "application/x-www-form-urlencoded")];
-    let grant = format!("grant_type=password&username={}&password={}", env.username, env.password);
-    let Ok(r) = http.send(http::Method::POST, &env.token_endpoint, &headers, Some(grant.into())).await else {
-        return Ending::Failed("grant".into());
-    };
-    let b: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    let double = Double::new(&env);
+    let Some(b) = double.token_body(double.password_grant()).await else { return Ending::Failed("grant".into()) };
     let mut at = b["access_token"].as_str().unwrap_or("").to_owned();
     let rt = b["refresh_token"].as_str().unwrap_or("").to_owned();
     for _ in &env.calls {
         for attempt in 0..2 {
-            let auth = format!("Bearer {at}");
-            let Ok(r) =
-                http.send(http::Method::GET, &env.resource_url, &[("authorization", auth.as_str())], None).await
-            else {
-                return Ending::Failed("transport".into());
-            };
+            let Ok(r) = double.resource(&at).await else { return Ending::Failed("transport".into()) };
             if r.status == 200 {
                 break;
             }
@@ -423,11 +441,9 @@ async fn refreshes_only_on_invalid_token(env: Env) -> Ending {
             if attempt == 1 || !invalid_token {
                 return Ending::Failed(format!("the resource answered {}", r.status));
             }
-            let form = format!("grant_type=refresh_token&refresh_token={rt}");
-            let Ok(r) = http.send(http::Method::POST, &env.token_endpoint, &headers, Some(form.into())).await else {
+            let Some(b) = double.token_body(Double::refresh(&rt)).await else {
                 return Ending::Failed("refresh".into());
             };
-            let b: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
             at = b["access_token"].as_str().unwrap_or("").to_owned();
         }
     }
@@ -632,23 +648,14 @@ async fn the_token_command_checks_a_server_without_the_password_grant() {
 /// Issue 16: a client that refreshes before each call never presents the token the
 /// resource server would refuse, so the retry was never exercised: no pass for it.
 async fn refreshes_before_each_call(env: Env) -> Ending {
-    let http = figure2_http::HttpClient::new();
-    let basic =
-        figure2_protocol::client_auth::ClientAuthentication::basic_header_value(&env.client_id, &env.client_secret);
-    let headers = [("authorization", basic.as_str()), ("content-type", "application/x-www-form-urlencoded")];
-    let grant = format!("grant_type=password&username={}&password={}", env.username, env.password);
-    let Ok(r) = http.send(http::Method::POST, &env.token_endpoint, &headers, Some(grant.into())).await else {
-        return Ending::Failed("grant".into());
-    };
-    let mut b: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    let double = Double::new(&env);
+    let Some(mut b) = double.token_body(double.password_grant()).await else { return Ending::Failed("grant".into()) };
     for _ in &env.calls {
-        let form = format!("grant_type=refresh_token&refresh_token={}", b["refresh_token"].as_str().unwrap_or(""));
-        let Ok(r) = http.send(http::Method::POST, &env.token_endpoint, &headers, Some(form.into())).await else {
+        let Some(new) = double.token_body(Double::refresh(b["refresh_token"].as_str().unwrap_or(""))).await else {
             return Ending::Failed("refresh".into());
         };
-        b = serde_json::from_slice(&r.body).unwrap_or_default();
-        let auth = format!("Bearer {}", b["access_token"].as_str().unwrap_or(""));
-        let _ = http.send(http::Method::GET, &env.resource_url, &[("authorization", auth.as_str())], None).await;
+        b = new;
+        let _ = double.resource(b["access_token"].as_str().unwrap_or("")).await;
     }
     Ending::Ok
 }
@@ -669,46 +676,29 @@ async fn a_check_whose_situation_never_arose_does_not_pass() {
 /// as a dead refresh token: it drops it and sends the user back to step A, or (`regrant`,
 /// as requests-auth does) gets a new password grant itself and carries on.
 async fn drops_refresh_token_on_any_failure(env: Env, regrant: bool) -> Ending {
-    use figure2_protocol::Clock;
-    let http = figure2_http::HttpClient::new();
-    let basic =
-        figure2_protocol::client_auth::ClientAuthentication::basic_header_value(&env.client_id, &env.client_secret);
-    let headers = [("authorization", basic.as_str()), ("content-type", "application/x-www-form-urlencoded")];
-    let token = |form: String| {
-        let http = http.clone();
-        let url = env.token_endpoint.clone();
-        async move {
-            let r = http.send(http::Method::POST, &url, &headers, Some(form.into())).await.ok()?;
-            serde_json::from_slice::<serde_json::Value>(&r.body).ok().filter(|_| r.status == 200)
-        }
-    };
-    let grant = format!("grant_type=password&username={}&password={}", env.username, env.password);
-    let Some(b) = token(grant.clone()).await else { return Ending::Failed("grant".into()) };
-    let start = env.clock.now();
+    let double = Double::new(&env);
+    let Some(b) = double.token(double.password_grant()).await else { return Ending::Failed("grant".into()) };
+    let start = double.now();
     let mut expires_at = start + b["expires_in"].as_u64().unwrap_or(0);
     let mut at = b["access_token"].as_str().unwrap_or("").to_owned();
     let mut rt = b["refresh_token"].as_str().map(str::to_owned);
     for t in &env.calls {
-        let now = env.clock.now();
-        if start + t > now {
-            env.clock.advance(start + t - now);
-        }
-        if env.clock.now() >= expires_at {
+        advance_to(&env, start, *t);
+        if double.now() >= expires_at {
             let Some(presented) = rt.take() else { return Ending::Reauthorize };
             // The bug: whatever went wrong, the refresh token is thrown away.
-            let refreshed = token(format!("grant_type=refresh_token&refresh_token={presented}")).await;
+            let refreshed = double.token(Double::refresh(&presented)).await;
             let Some(b) = (match refreshed {
-                None if regrant => token(grant.clone()).await,
+                None if regrant => double.token(double.password_grant()).await,
                 other => other,
             }) else {
                 return Ending::Reauthorize;
             };
-            expires_at = env.clock.now() + b["expires_in"].as_u64().unwrap_or(0);
+            expires_at = double.now() + b["expires_in"].as_u64().unwrap_or(0);
             at = b["access_token"].as_str().unwrap_or("").to_owned();
             rt = Some(b["refresh_token"].as_str().unwrap_or(&presented).to_owned());
         }
-        let auth = format!("Bearer {at}");
-        match http.send(http::Method::GET, &env.resource_url, &[("authorization", auth.as_str())], None).await {
+        match double.resource(&at).await {
             Ok(r) if r.status == 200 => {}
             Ok(r) => return Ending::Failed(format!("the resource answered {}", r.status)),
             Err(e) => return Ending::Failed(e.to_string()),
@@ -759,30 +749,17 @@ async fn a_client_that_drops_its_refresh_token_on_503_fails_the_fault_profiles()
 /// Strict rotation: a client that goes on after the lost answer without a new
 /// authorization (it keeps calling with its expired access token) fails.
 async fn ignores_a_failed_refresh(env: Env) -> Ending {
-    use figure2_protocol::Clock;
-    let http = figure2_http::HttpClient::new();
-    let basic =
-        figure2_protocol::client_auth::ClientAuthentication::basic_header_value(&env.client_id, &env.client_secret);
-    let headers = [("authorization", basic.as_str()), ("content-type", "application/x-www-form-urlencoded")];
-    let grant = format!("grant_type=password&username={}&password={}", env.username, env.password);
-    let Ok(r) = http.send(http::Method::POST, &env.token_endpoint, &headers, Some(grant.into())).await else {
-        return Ending::Failed("grant".into());
-    };
-    let b: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
-    let start = env.clock.now();
+    let double = Double::new(&env);
+    let Some(b) = double.token_body(double.password_grant()).await else { return Ending::Failed("grant".into()) };
+    let start = double.now();
     let mut refreshed = false;
     for t in &env.calls {
-        let now = env.clock.now();
-        if start + t > now {
-            env.clock.advance(start + t - now);
-        }
-        if !refreshed && env.clock.now() >= start + b["expires_in"].as_u64().unwrap_or(0) {
+        advance_to(&env, start, *t);
+        if !refreshed && double.now() >= start + b["expires_in"].as_u64().unwrap_or(0) {
             refreshed = true;
-            let form = format!("grant_type=refresh_token&refresh_token={}", b["refresh_token"].as_str().unwrap_or(""));
-            let _ = http.send(http::Method::POST, &env.token_endpoint, &headers, Some(form.into())).await;
+            let _ = double.post(Double::refresh(b["refresh_token"].as_str().unwrap_or(""))).await;
         }
-        let auth = format!("Bearer {}", b["access_token"].as_str().unwrap_or(""));
-        let _ = http.send(http::Method::GET, &env.resource_url, &[("authorization", auth.as_str())], None).await;
+        let _ = double.resource(b["access_token"].as_str().unwrap_or("")).await;
     }
     Ending::Ok
 }
@@ -822,29 +799,18 @@ async fn the_fault_profiles_are_skipped_when_the_client_never_refreshes() {
 /// expired and refreshes with the refresh token it holds, all at once: the first rotates
 /// it, the others present the token just replaced (Authlib's async client did this).
 async fn refreshes_in_parallel(env: Env, serialised: bool) -> Ending {
-    use figure2_protocol::Clock;
-    let http = figure2_http::HttpClient::new();
-    let basic =
-        figure2_protocol::client_auth::ClientAuthentication::basic_header_value(&env.client_id, &env.client_secret);
-    let headers = [("authorization", basic.as_str()), ("content-type", "application/x-www-form-urlencoded")];
-    let grant = format!("grant_type=password&username={}&password={}", env.username, env.password);
-    let Ok(r) = http.send(http::Method::POST, &env.token_endpoint, &headers, Some(grant.into())).await else {
-        return Ending::Failed("grant".into());
-    };
-    let b: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
-    let issued = env.clock.now();
+    let double = Double::new(&env);
+    let Some(b) = double.token_body(double.password_grant()).await else { return Ending::Failed("grant".into()) };
+    let issued = double.now();
     let expires_in = b["expires_in"].as_u64().unwrap_or(0);
     let tokens = tokio::sync::Mutex::new((
         b["access_token"].as_str().unwrap_or("").to_owned(),
         b["refresh_token"].as_str().unwrap_or("").to_owned(),
     ));
-    let start = env.clock.now();
+    let start = double.now();
     for t in &env.calls {
-        let now = env.clock.now();
-        if start + t > now {
-            env.clock.advance(start + t - now);
-        }
-        let expired = env.clock.now() >= issued + expires_in;
+        advance_to(&env, start, *t);
+        let expired = double.now() >= issued + expires_in;
         let one = || async {
             let access = if expired {
                 // Serialised: one refresh at a time, each with the newest refresh token,
@@ -855,8 +821,7 @@ async fn refreshes_in_parallel(env: Env, serialised: bool) -> Ending {
                     Some(g) => g.1.clone(),
                     None => tokens.lock().await.1.clone(),
                 };
-                let form = format!("grant_type=refresh_token&refresh_token={presented}");
-                let r = http.send(http::Method::POST, &env.token_endpoint, &headers, Some(form.into())).await.ok()?;
+                let r = double.post(Double::refresh(&presented)).await?;
                 if r.status != 200 {
                     return Some(Ending::Reauthorize);
                 }
@@ -873,8 +838,7 @@ async fn refreshes_in_parallel(env: Env, serialised: bool) -> Ending {
             } else {
                 tokens.lock().await.0.clone()
             };
-            let auth = format!("Bearer {access}");
-            let r = http.send(http::Method::GET, &env.resource_url, &[("authorization", auth.as_str())], None).await;
+            let r = double.resource(&access).await;
             Some(if r.is_ok_and(|r| r.status == 200) { Ending::Ok } else { Ending::Failed("resource".into()) })
         };
         let endings = client::join_all((0..env.concurrency).map(|_| one())).await;
@@ -915,46 +879,28 @@ async fn single_flight_is_judged_on_the_replaced_token_not_on_the_count() {
 /// back to step A with a new grant (`regrant`), or presents the refused token once more
 /// before giving up.
 async fn after_invalid_grant(env: Env, regrant: bool) -> Ending {
-    use figure2_protocol::Clock;
-    let http = figure2_http::HttpClient::new();
-    let basic =
-        figure2_protocol::client_auth::ClientAuthentication::basic_header_value(&env.client_id, &env.client_secret);
-    let headers = [("authorization", basic.as_str()), ("content-type", "application/x-www-form-urlencoded")];
-    let token = |form: String| {
-        let http = http.clone();
-        let url = env.token_endpoint.clone();
-        async move {
-            let r = http.send(http::Method::POST, &url, &headers, Some(form.into())).await.ok()?;
-            serde_json::from_slice::<serde_json::Value>(&r.body).ok().filter(|_| r.status == 200)
-        }
-    };
-    let grant = format!("grant_type=password&username={}&password={}", env.username, env.password);
-    let Some(mut b) = token(grant.clone()).await else { return Ending::Failed("grant".into()) };
-    let mut issued = env.clock.now();
+    let double = Double::new(&env);
+    let Some(mut b) = double.token(double.password_grant()).await else { return Ending::Failed("grant".into()) };
+    let mut issued = double.now();
     let start = issued;
     for t in &env.calls {
-        let now = env.clock.now();
-        if start + t > now {
-            env.clock.advance(start + t - now);
-        }
-        if env.clock.now() >= issued + b["expires_in"].as_u64().unwrap_or(0) {
-            let refresh =
-                format!("grant_type=refresh_token&refresh_token={}", b["refresh_token"].as_str().unwrap_or(""));
-            match token(refresh.clone()).await {
+        advance_to(&env, start, *t);
+        if double.now() >= issued + b["expires_in"].as_u64().unwrap_or(0) {
+            let refresh = Double::refresh(b["refresh_token"].as_str().unwrap_or(""));
+            match double.token(refresh.clone()).await {
                 Some(new) => b = new,
-                None if regrant => match token(grant.clone()).await {
+                None if regrant => match double.token(double.password_grant()).await {
                     Some(new) => b = new,
                     None => return Ending::Reauthorize,
                 },
                 None => {
-                    let _ = token(refresh).await;
+                    let _ = double.token(refresh).await;
                     return Ending::Reauthorize;
                 }
             }
-            issued = env.clock.now();
+            issued = double.now();
         }
-        let auth = format!("Bearer {}", b["access_token"].as_str().unwrap_or(""));
-        let _ = http.send(http::Method::GET, &env.resource_url, &[("authorization", auth.as_str())], None).await;
+        let _ = double.resource(b["access_token"].as_str().unwrap_or("")).await;
     }
     Ending::Ok
 }
