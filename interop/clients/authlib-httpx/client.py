@@ -14,6 +14,10 @@ import time
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
+# The contract's calls and exit status (interop/clients/contract.py), shared by the adapters.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import contract  # noqa: E402
+
 env = os.environ
 env["AUTHLIB_INSECURE_TRANSPORT"] = "1"  # http:// on loopback (documented setting)
 leeway = int(env.get("AUTHLIB_LEEWAY", "60"))  # Authlib's default; see --client-leeway
@@ -33,24 +37,13 @@ async def main():
 
         async def call():
             try:
-                r = await client.get(env["FIGURE2_RESOURCE_URL"], timeout=10)
-                print(f"{time.monotonic() - start:7.3f}s GET -> {r.status_code}", flush=True)
-                return 0 if r.status_code == 200 else 1
+                return contract.answered(start, await client.get(env["FIGURE2_RESOURCE_URL"], timeout=10))
             except OAuthError as e:
-                print(f"{time.monotonic() - start:7.3f}s refresh refused: {e.error}", flush=True)
-                return 3 if e.error == "invalid_grant" else 1
-            except Exception as e:  # any other failure (a lost answer, a 429): this call failed
-                print(f"{time.monotonic() - start:7.3f}s failed: {e!r}", flush=True)
-                return 1
+                return contract.refused(start, f"refresh refused: {e.error}", e.error == "invalid_grant")
+            except Exception as e:
+                return contract.failed(start, e)
 
-        status = 0
-        for at in (float(t) for t in env["FIGURE2_CALL_TIMES"].split(",")):
-            await asyncio.sleep(max(0.0, at - (time.monotonic() - start)))
-            results = await asyncio.gather(*(call() for _ in range(int(env["FIGURE2_CONCURRENCY"]))))
-            if 3 in results:
-                return 3
-            status = max([status, *results])
-        return status
+        return await contract.run_tasks(start, call)
 
 
 sys.exit(asyncio.run(main()))

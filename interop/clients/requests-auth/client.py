@@ -11,10 +11,13 @@ invalid_grant, 1 otherwise.
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from requests_auth import InvalidGrantRequest, OAuth2ResourceOwnerPasswordCredentials
+
+# The contract's calls and exit status (interop/clients/contract.py), shared by the adapters.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import contract  # noqa: E402
 
 env = os.environ
 # `early_expiry` (default 30 s). Note: the library reads `early_expiry or 30.0`, so the
@@ -29,31 +32,17 @@ auth = OAuth2ResourceOwnerPasswordCredentials(
     scope=env["FIGURE2_SCOPE"],
     early_expiry=early_expiry,
 )
-start = None
+# The library gets its first token on first use: the grant is the first call's.
+start = time.monotonic()
 
 
 def call():
     try:
-        r = requests.get(env["FIGURE2_RESOURCE_URL"], auth=auth, timeout=10)
-        print(f"{time.monotonic() - start:7.3f}s GET -> {r.status_code}", flush=True)
-        return 0 if r.status_code == 200 else 1
+        return contract.answered(start, requests.get(env["FIGURE2_RESOURCE_URL"], auth=auth, timeout=10))
     except InvalidGrantRequest as e:
-        print(f"{time.monotonic() - start:7.3f}s token request refused: {e}", flush=True)
-        return 3
-    except Exception as e:  # any other failure (a lost answer, a 429): this call failed
-        print(f"{time.monotonic() - start:7.3f}s failed: {e!r}", flush=True)
-        return 1
+        return contract.refused(start, f"token request refused: {e}")
+    except Exception as e:
+        return contract.failed(start, e)
 
 
-status = 0
-concurrency = int(env["FIGURE2_CONCURRENCY"])
-with ThreadPoolExecutor(max_workers=concurrency) as pool:
-    # The library gets its first token on first use: the grant is the first call's.
-    start = time.monotonic()
-    for at in (float(t) for t in env["FIGURE2_CALL_TIMES"].split(",")):
-        time.sleep(max(0.0, at - (time.monotonic() - start)))
-        results = list(pool.map(lambda _: call(), range(concurrency)))
-        if 3 in results:
-            sys.exit(3)
-        status = max([status, *results])
-sys.exit(status)
+contract.run_threads(start, call)

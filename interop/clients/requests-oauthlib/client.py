@@ -11,10 +11,13 @@ Legacy Application flow. The adapter adds no refresh logic: it makes the contrac
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from oauthlib.oauth2 import InvalidGrantError, LegacyApplicationClient
 from requests_oauthlib import OAuth2Session
+
+# The contract's calls and exit status (interop/clients/contract.py), shared by the adapters.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import contract  # noqa: E402
 
 env = os.environ
 env["OAUTHLIB_INSECURE_TRANSPORT"] = "1"  # http:// on loopback (documented setting)
@@ -45,24 +48,11 @@ start = time.monotonic()
 
 def call():
     try:
-        r = session.get(env["FIGURE2_RESOURCE_URL"], timeout=10)
-        print(f"{time.monotonic() - start:7.3f}s GET -> {r.status_code}", flush=True)
-        return 0 if r.status_code == 200 else 1
+        return contract.answered(start, session.get(env["FIGURE2_RESOURCE_URL"], timeout=10))
     except InvalidGrantError as e:
-        print(f"{time.monotonic() - start:7.3f}s refresh refused: {e.error}", flush=True)
-        return 3
-    except Exception as e:  # any other failure (a lost answer, a 429): this call failed
-        print(f"{time.monotonic() - start:7.3f}s failed: {e!r}", flush=True)
-        return 1
+        return contract.refused(start, f"refresh refused: {e.error}")
+    except Exception as e:
+        return contract.failed(start, e)
 
 
-status = 0
-concurrency = int(env["FIGURE2_CONCURRENCY"])
-with ThreadPoolExecutor(max_workers=concurrency) as pool:
-    for at in (float(t) for t in env["FIGURE2_CALL_TIMES"].split(",")):
-        time.sleep(max(0.0, at - (time.monotonic() - start)))
-        results = list(pool.map(lambda _: call(), range(concurrency)))
-        if 3 in results:
-            sys.exit(3)
-        status = max([status, *results])
-sys.exit(status)
+contract.run_threads(start, call)
