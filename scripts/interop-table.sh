@@ -136,8 +136,6 @@ if [ "$UPDATE" = 0 ]; then
   # back fails below; one that does not is reported as a WARN.
   changed=$(python3 scripts/interop_table.py changed-clients interop/expected.json "$work/results.json")
   if [ -n "$changed" ]; then
-    INTEROP_CLIENT_CHANGES=warn python3 scripts/interop_table.py compare interop/expected.json "$work/results.json" \
-      2>&1 | sed -n 's/^WARN: /   changed in the side-by-side run: /p'
     for name in $changed; do
       echo "   re-measuring $name alone"
       client "$name" again

@@ -14,7 +14,6 @@ timings that change from run to run.
 """
 import datetime
 import json
-import os
 import pathlib
 import sys
 import tomllib
@@ -91,29 +90,28 @@ def verdicts(data):
             for check, r in target["results"].items()}
 
 
-def compare(expected, actual):
+def changes(expected, actual):
+    """(kind, target, check) -> (expected verdict, measured verdict), for each that differs."""
     want, got = verdicts(json.loads(pathlib.Path(expected).read_text())), verdicts(
         json.loads(pathlib.Path(actual).read_text()))
-    differ = [k for k in sorted(set(want) | set(got)) if want.get(k) != got.get(k)]
-    # INTEROP_CLIENT_CHANGES=warn: client verdicts hang on the libraries' timing (real
-    # clocks, threads); their changes are reported, and only the servers' fail the run.
-    if os.environ.get("INTEROP_CLIENT_CHANGES") == "warn":
-        for k in [k for k in differ if k[0] == "clients"]:
-            print(f"WARN: {k[1]} {k[2]}: expected {want.get(k)}, got {got.get(k)}", file=sys.stderr)
-        differ = [k for k in differ if k[0] != "clients"]
-    changed = [f"{k[1]} {k[2]}: expected {want.get(k)}, got {got.get(k)}" for k in differ]
+    return {k: (want.get(k), got.get(k)) for k in sorted(set(want) | set(got)) if want.get(k) != got.get(k)}
+
+
+def compare(expected, actual):
+    changed = [f"{k[1]} {k[2]}: expected {w}, got {g}" for k, (w, g) in changes(expected, actual).items()]
     if changed:
         print("FAIL: the interop table changed (if on purpose: bash scripts/interop-table.sh --update,\n"
               "then say in interop/notes.toml what each new failure is):\n  " + "\n  ".join(changed), file=sys.stderr)
         sys.exit(1)
-    print(f"{len(got)} verdicts as expected")
+    print(f"{len(verdicts(json.loads(pathlib.Path(actual).read_text())))} verdicts as expected")
 
 
 def changed_clients(expected, actual):
-    want, got = verdicts(json.loads(pathlib.Path(expected).read_text())), verdicts(
-        json.loads(pathlib.Path(actual).read_text()))
-    names = sorted({k[1] for k in set(want) | set(got) if k[0] == "clients" and want.get(k) != got.get(k)})
-    print("\n".join(names))
+    """The clients whose verdicts changed, one per line; what changed goes to stderr."""
+    changed = {k: v for k, v in changes(expected, actual).items() if k[0] == "clients"}
+    for k, (w, g) in changed.items():
+        print(f"   changed in the side-by-side run: {k[1]} {k[2]}: expected {w}, got {g}", file=sys.stderr)
+    print("\n".join(sorted({k[1] for k in changed})))
 
 
 def counts(results):
