@@ -292,8 +292,6 @@ struct Scripted {
     ledger: Mutex<Ledger>,
     /// The `jti`s the scripted servers have seen (§11.1).
     replay: dpop::ReplayCache,
-    /// Real milliseconds a refresh's answer is held before it is sent (0: none).
-    refresh_hold_ms: u64,
 }
 
 /// In the concurrency checks of a program, each refresh answer is held this long (real
@@ -316,12 +314,13 @@ impl figure2_http::Handler for Scripted {
     async fn handle(self: Arc<Self>, request: http::Request<Incoming>) -> HttpResponse {
         let (parts, body) = request.into_parts();
         let body = figure2_http::read_body(body, 64 * 1024).await.unwrap_or_default();
-        let held = self.refresh_hold_ms > 0
+        let hold = self.ledger.lock().unwrap_or_else(|e| e.into_inner()).refresh_hold_ms;
+        let held = hold > 0
             && parts.uri.path() == "/token"
             && FormParams::parse(&body).is_ok_and(|f| f.get("grant_type") == Some("refresh_token"));
         let response = self.respond(parts, body);
         if held {
-            tokio::time::sleep(std::time::Duration::from_millis(self.refresh_hold_ms)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(hold)).await;
         }
         response
     }
@@ -849,7 +848,6 @@ async fn exercise(check: &ClientCheck, subject: &Subject) -> Result<(Ending, Led
         issuer: base.clone(),
         ledger: Mutex::new(Ledger { refresh_hold_ms, ..Ledger::default() }),
         replay: dpop::ReplayCache::new(10_000),
-        refresh_hold_ms,
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(figure2_http::serve(listener, scripted.clone(), Limits::default(), async {
